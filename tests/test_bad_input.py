@@ -1,0 +1,149 @@
+"Bad input: one line naming the flag/file/line, exit status 2, no traceback, no partial output (DESIGN §7)."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+from reasoning_entropy.cli import main
+
+SEED_FILES = ("prompt_level_results.csv", "results_summary.json", "aggregated_entropy_distribution.png", "entropy_over_steps.png")
+GOOD = json.dumps({"conversations": [{"role": "system", "content": "Think step by step."},
+                                     {"role": "user", "content": "What is 2 + 3?"},
+                                     {"role": "assistant", "content": "<think>2+3=5</think>\n\nAnswer: \\boxed{5}"}]})
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def no_outputs(out: Path):
+    "Nothing of a run was written: no seed files, no store, no manifest."
+    if not out.exists(): return True
+    names = {p.name for p in out.iterdir()}
+    return not (names & set(SEED_FILES)) and "data" not in names and "run_manifest.json" not in names \
+        and not any(n.endswith("_token_stats.csv") for n in names)
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    p = tmp_path / "data.jsonl"; p.write_text(GOOD + "\n" + GOOD + "\n"); return p
+
+
+def check(args, capsys, message, out):
+    try: code, err = run_cli(args, capsys)
+    except SystemExit as e: code, err = e.code, capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert no_outputs(out)
+
+
+def test_count_mismatch(tiny_pair, tmp_path, capsys, data_file):
+    a, b = tiny_pair; out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), str(b), "--model_names", "A", "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, "--model_names: 1 names for 2 --model_paths", out)
+
+
+def test_duplicate_names(tiny_pair, tmp_path, capsys, data_file):
+    a, b = tiny_pair; out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), str(b), "--model_names", "A", "A", "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, "--model_names: duplicate name(s) A", out)
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "x\\y"])
+def test_unsafe_names(tiny_pair, tmp_path, capsys, data_file, name):
+    a, _ = tiny_pair; out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), "--model_names", name, "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, f"--model_names: {name!r} is not safe as a file name", out)
+
+
+def test_missing_fourth_path_fails_fast(tiny_pair, tmp_path, capsys, data_file):
+    a, b = tiny_pair; out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), str(b), str(a), str(tmp_path / "typo"), "--model_names", "A", "B", "C", "D",
+           "--data_path", str(data_file), "--output_dir", str(out)], capsys, f"--model_paths: {tmp_path / 'typo'}: no such directory", out)
+
+
+def test_not_a_checkpoint(tiny_pair, tmp_path, capsys, data_file):
+    a, _ = tiny_pair; out = tmp_path / "out"; empty = tmp_path / "empty"; empty.mkdir()
+    check(["compare", "--model_paths", str(a), str(empty), "--model_names", "A", "B", "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, f"--model_paths: {empty}: no config.json (not a model checkpoint)", out)
+
+
+def test_remote_code_needed(tiny_pair, tmp_path, capsys, data_file):
+    import shutil
+    a, _ = tiny_pair; out = tmp_path / "out"; rc = tmp_path / "remote"
+    shutil.copytree(a, rc)
+    cfg = json.loads((rc / "config.json").read_text())
+    cfg.update(model_type="my_custom_lm", auto_map={"AutoConfig": "modeling_custom.MyConfig", "AutoModelForCausalLM": "modeling_custom.MyLM"})
+    (rc / "config.json").write_text(json.dumps(cfg))
+    check(["compare", "--model_paths", str(rc), "--model_names", "R", "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, "needs code shipped with the checkpoint; pass --trust_remote_code", out)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("", "empty file"),
+    ("this is not json\n", ":1: not valid JSON"),
+    (GOOD + "\n" + GOOD[:-5] + "\n", ":2: not valid JSON"),
+    (GOOD + "\n" + json.dumps({"conversations": [{"role": "system", "content": "x"}]}) + "\n", ":2: no user message before the first assistant turn"),
+])
+def test_bad_data(tiny_pair, tmp_path, capsys, content, message):
+    a, _ = tiny_pair; out = tmp_path / "out"; p = tmp_path / "d.jsonl"
+    if content is not None: p.write_text(content)
+    check(["compare", "--model_paths", str(a), "--model_names", "A", "--data_path", str(p), "--output_dir", str(out)],
+          capsys, f"{p}{'' if message.startswith(':') else ': '}{message}", out)
+
+
+@pytest.mark.parametrize("flag, value", [("--num_examples", "0"), ("--max_new_tokens", "-1"), ("--batch_size", "0")])
+def test_non_positive_counts(tiny_pair, tmp_path, capsys, data_file, flag, value):
+    a, _ = tiny_pair; out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), "--model_names", "A", "--data_path", str(data_file), "--output_dir", str(out), flag, value],
+          capsys, f"{flag}: must be positive, got {value}", out)
+
+
+def test_prompt_longer_than_context(tiny_pair, tmp_path, capsys):
+    a, _ = tiny_pair; out = tmp_path / "out"; p = tmp_path / "long.jsonl"
+    long = json.dumps({"conversations": [{"role": "user", "content": "word " * 2000}]})
+    p.write_text(GOOD + "\n\n" + long + "\n")
+    check(["compare", "--model_paths", str(a), "--model_names", "A", "--data_path", str(p), "--output_dir", str(out)],
+          capsys, f"{p}:3: prompt '1' is", out)
+
+
+def test_bad_flag_value_is_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    check(["compare", "--num_examples", "many"], capsys, "argument --num_examples: invalid int value: 'many'", out)
+
+
+def test_different_config_in_used_output_dir(tiny_pair, tmp_path, capsys, data_file):
+    a, _ = tiny_pair; out = tmp_path / "out"
+    args = ["compare", "--model_paths", str(a), "--model_names", "A", "--data_path", str(data_file), "--output_dir", str(out), "--max_new_tokens", "4"]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in out.iterdir())
+    code, err = run_cli(args[:-1] + ["5"], capsys)
+    assert code == 2 and "holds a run with a different configuration (decoding.max_new_tokens: 4 → 5)" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert main(args[:-1] + ["5", "--overwrite"]) == 0
+
+
+def test_score_needs_shared_vocabulary(tmp_path, capsys, data_file):
+    from reasoning_entropy.testing import make_tiny_checkpoint
+    a = make_tiny_checkpoint(tmp_path / "a", seed=1)
+    b = make_tiny_checkpoint(tmp_path / "b", seed=2, extra_tokens=("<extra>",))
+    out = tmp_path / "out"
+    assert main(["compare", "--model_paths", str(a), str(b), "--model_names", "A", "B", "--data_path", str(data_file),
+                 "--output_dir", str(out), "--max_new_tokens", "3"]) == 0
+    capsys.readouterr()
+    code, err = run_cli(["score", "--run_dir", str(out)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "vocabular" in err
+    assert not (out / "data" / "scored").exists()
+
+
+def test_console_script_subprocess_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "reasoning_entropy", "compare", "--model_paths", str(tmp_path / "nope"),
+                        "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"reasoning-entropy compare: error: --model_paths: {tmp_path / 'nope'}: no such directory"
+    assert not (tmp_path / "out").exists()
