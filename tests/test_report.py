@@ -1,0 +1,98 @@
+"The comparison report: CLI and papermill on the installed template, every section and figure, failing cells fail."
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+SECTIONS = ["Entropy across checkpoints", "Overview", "Distributions", "Steps", "Tokens", "Reasoning structure",
+            "Between checkpoints", "Aligned (teacher-forced)", "Token heatmap"]
+FIGURES = ["entropy_hist_log", "low_entropy", "entropy_by_step", "entropy_by_position", "token_ranking", "forking_overlap",
+           "think_vs_answer", "accuracy", "entropy_by_correctness", "entropy_vs_accuracy", "distances", "paired_differences", "aligned"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def reported(tiny_pair, tmp_path_factory):
+    "A report made through the command line on two tiny checkpoints."
+    a, b = tiny_pair
+    out = tmp_path_factory.mktemp("rep") / "run"
+    r = cli("report", "--model_paths", a, b, "--model_names", "Checkpoint_1", "Checkpoint_2", "--num_examples", 6,
+            "--max_new_tokens", 12, "--output_dir", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().endswith(f"report: {out / 'report.html'}")
+    return out
+
+
+def check_html(html: str, n_models: int):
+    for s in SECTIONS: assert f">{s}<" in html or f"{s}</h" in html, s
+    # every figure is embedded as an image (no links to files)
+    n_png = html.count("data:image/png;base64,")
+    assert n_png >= len(FIGURES), n_png
+    assert "<img src=\"figures/" not in html
+    assert html.count('class="re-tok') > 0                       # the token heatmap
+    assert "How to read it:" in html
+    assert "Traceback" not in html and "Error" not in html.split("<body")[1][:200000].replace("standard error", "")
+
+
+def test_report_cli(reported):
+    html = (reported / "report.html").read_text()
+    check_html(html, 2)
+    assert sorted(p.stem for p in (reported / "figures").glob("*.png")) == sorted(FIGURES)
+    nb = json.loads((reported / "report.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
+    # inputs are hidden in the HTML
+    assert "read_tokens()" not in html
+
+
+def test_report_run_dir_and_papermill_cli(reported, tmp_path):
+    "papermill straight on the installed template, with -y parameters, on an existing run."
+    from reasoning_entropy.report import template_path
+    tpl = template_path()
+    assert tpl.exists() and "site-packages" in str(tpl) or "reasoning_entropy/templates" in str(tpl)
+    out = tmp_path / "pm.ipynb"
+    r = subprocess.run([sys.executable, "-m", "papermill", str(tpl), str(out), "-k", "python3", "--no-progress-bar",
+                        "-y", f"run_dir: {reported}\nheatmap_prompts: 2\nmin_count: 1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    nb = json.loads(out.read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["heatmap_prompts"] == 2
+    from reasoning_entropy.report import export_html
+    check_html(export_html(out).read_text(), 2)
+    # and the command on the existing run directory
+    r = cli("report", "--run_dir", reported)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_failing_cell_fails_the_command(reported, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(reported, broken)
+    for f in ("report.html", "report.ipynb"): (broken / f).unlink()
+    part = next((broken / "data" / "tokens").rglob("part-*.parquet"))
+    part.write_bytes(b"not parquet")
+    r = cli("report", "--run_dir", broken)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("reasoning-entropy report: error: report cell ")
+    assert not (broken / "report.html").exists()
+
+
+def test_report_opens_in_chromium(reported):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium: pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((reported / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        n = page.evaluate("document.images.length")
+        broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        headings = page.evaluate("Array.from(document.querySelectorAll('h1,h2')).map(h => h.textContent.replace('¶','').trim())")
+        browser.close()
+    assert n >= len(FIGURES) and broken == 0
+    for s in SECTIONS: assert s in headings
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
