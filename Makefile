@@ -28,7 +28,7 @@ sync: $(STAMP)
 	echo "sync: reasoning_entropy/ matches nbs/"
 
 nbtest: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q tests

@@ -1,0 +1,146 @@
+"`reasoning-entropy compare` end to end: the seed's invocations, every file against the store, kill and resume, float64 check."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+
+TOKEN_STATS_COLS = ["token", "count", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max", "probability_mean"]
+PROMPT_COLS = ["prompt_id", "model", "n_tokens", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max",
+               "probability_mean", "finished", "generated_text", "extracted_answer", "reference_answer", "correct"]
+DETAILED_COLS = ["prompt_id", "step", "token_id", "current_token", "next_token", "entropy", "logprob", "probability", "rank",
+                 "varentropy", "top_ids", "top_logprobs", "sampling_entropy"]
+TIMING = ("seconds", "tokens_per_second", "progress", "wall_seconds", "completed", "created")
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
+                          capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    "A demo-like series of four checkpoints of one tokenizer (the seed's naming)."
+    from reasoning_entropy.testing import make_tiny_checkpoint
+    d = tmp_path_factory.mktemp("series")
+    return [make_tiny_checkpoint(d / f"demo-checkpoint-{k}-of-10", seed=k) for k in (1, 2, 4, 10)]
+
+
+def seed_files(names, detailed=False):
+    return sorted([f"{n}_token_stats.csv" for n in names] + ["prompt_level_results.csv", "results_summary.json",
+                  "aggregated_entropy_distribution.png", "entropy_over_steps.png"] + ([f"{n}_all_tokens_detailed.csv" for n in names] if detailed else []))
+
+
+def strip_timing(obj):
+    if isinstance(obj, dict): return {k: strip_timing(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list): return [strip_timing(v) for v in obj]
+    return obj
+
+
+def test_seed_basic_usage_two_models(series, tmp_path):
+    "python model_comparison_analysis.py --model_paths M1 M2 --model_names Base Finetuned (small counts)"
+    out = tmp_path / "results"
+    r = cli("compare", "--model_paths", series[0], series[3], "--model_names", "Base", "Finetuned", "--num_examples", 5,
+            "--max_new_tokens", 10, "--output_dir", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(seed_files(["Base", "Finetuned"]) + ["data", "run_manifest.json"])
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["generations", "prompts.parquet", "tokens"]
+    tokens = pd.read_parquet(out / "data" / "tokens")
+    gens = pd.read_parquet(out / "data" / "generations")
+    assert sorted(tokens.model.astype(str).unique()) == ["Base", "Finetuned"]
+    assert len(gens) == 10 and len(tokens) == gens.n_tokens.sum()
+    for name in ("Base", "Finetuned"):
+        ts = pd.read_csv(out / f"{name}_token_stats.csv", keep_default_na=False)
+        assert list(ts.columns) == TOKEN_STATS_COLS
+        t = tokens[tokens.model == name]
+        assert ts["count"].sum() == len(t)
+        top = ts.iloc[0]
+        sel = t[t.next_token == top.token]
+        assert top["count"] == len(sel)
+        np.testing.assert_allclose(top.entropy_mean, sel.entropy.mean(), rtol=1e-9)
+        np.testing.assert_allclose(top.entropy_max, sel.entropy.max(), rtol=1e-9)
+    plr = pd.read_csv(out / "prompt_level_results.csv", dtype={"prompt_id": str})
+    assert list(plr.columns) == PROMPT_COLS and len(plr) == 10
+    row = plr[(plr.model == "Base") & (plr.prompt_id == "0")].iloc[0]
+    t0 = tokens[(tokens.model == "Base") & (tokens.prompt_id == "0")]
+    assert row.n_tokens == len(t0)
+    np.testing.assert_allclose(row.entropy_mean, t0.entropy.mean(), rtol=1e-9)
+    np.testing.assert_allclose(row.probability_mean, t0.probability.mean(), rtol=1e-9)
+    s = json.loads((out / "results_summary.json").read_text())
+    for name in ("Base", "Finetuned"):
+        m = s["models"][name]
+        t = tokens[tokens.model == name]
+        assert m["tokens_analyzed"] == len(t)
+        np.testing.assert_allclose(m["entropy"]["mean"], t.entropy.mean(), rtol=1e-9)
+        np.testing.assert_allclose(m["entropy"]["quantiles"]["0.9"], t.entropy.quantile(0.9), rtol=1e-9)
+        assert m["num_prompts"] == 5 and m["generation_length"]["max"] <= 10
+        assert m["tokens_per_second"] > 0
+    assert s["decoding"]["do_sample"] is False and s["decoding"]["max_new_tokens"] == 10
+
+
+def test_seed_four_checkpoints_detailed_and_float64(series, tmp_path):
+    "The seed's 4-checkpoint invocation with --save_detailed_tokens; detailed values against a float64 recomputation."
+    import torch
+    from transformers import AutoModelForCausalLM
+    names = ["Checkpoint_1", "Checkpoint_2", "Checkpoint_4", "Checkpoint_10"]
+    out = tmp_path / "results"
+    r = cli("compare", "--model_paths", *series, "--model_names", *names, "--num_examples", 4, "--max_new_tokens", 12,
+            "--save_detailed_tokens", "--output_dir", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(seed_files(names, True) + ["data", "run_manifest.json"])
+    gens = pd.read_parquet(out / "data" / "generations")
+    for name, path in zip(names, series):
+        det = pd.read_csv(out / f"{name}_all_tokens_detailed.csv", dtype={"prompt_id": str}, keep_default_na=False)
+        assert list(det.columns) == DETAILED_COLS
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64).eval()
+        for g in gens[gens.model == name].itertuples():
+            p, c = list(g.prompt_token_ids), list(g.generated_token_ids)
+            with torch.no_grad():
+                z = model(torch.tensor([p + c])).logits[0, len(p) - 1: len(p) + len(c) - 1]
+            logp = torch.log_softmax(z, -1)
+            ent = -(logp.exp() * logp).sum(-1).numpy()
+            chosen = logp[torch.arange(len(c)), torch.tensor(c)].numpy()
+            rank = (z > z[torch.arange(len(c)), torch.tensor(c)][:, None]).sum(-1).numpy() + 1
+            d = det[det.prompt_id == g.prompt_id].sort_values("step")
+            assert list(d.token_id) == c and list(d.step) == list(range(1, len(c) + 1))
+            assert np.abs(d.entropy.to_numpy() - ent).max() <= 1e-4
+            assert np.abs(d.logprob.to_numpy() - chosen).max() <= 1e-4
+            assert list(d["rank"]) == list(rank)
+            assert json.loads(d.top_ids.iloc[0])[0] == int(z[0].argmax())
+
+
+def snapshot(out):
+    "What a run's outputs hold, timings aside."
+    names = sorted(p.name for p in out.iterdir() if p.suffix in (".csv",))
+    files = {n: (out / n).read_bytes() for n in names}
+    tok = pd.read_parquet(out / "data" / "tokens")
+    tok["model"] = tok.model.astype(str)
+    tok = tok.sort_values(["model", "prompt_id", "step"]).reset_index(drop=True)
+    summary = strip_timing(json.loads((out / "results_summary.json").read_text()))
+    return files, tok, summary
+
+
+def test_kill_and_resume_equals_uninterrupted(series, tmp_path):
+    args = ["compare", "--model_paths", series[0], series[1], "--model_names", "A", "B", "--num_examples", 16,
+            "--max_new_tokens", 24, "--batch_size", 2, "--save_detailed_tokens"]
+    ref = tmp_path / "ref"
+    assert cli(*args, "--output_dir", ref).returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args), "--output_dir", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = out / "data" / "generations" / "model=B"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if parts.exists() and len(list(parts.glob("part-*.parquet"))) >= 2: break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL); proc.wait()
+    assert not (out / "prompt_level_results.csv").exists()       # nothing derived was half-written
+    n_before = len(list(parts.glob("part-*.parquet")))
+    r = cli(*args, "--output_dir", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    f1, t1, s1 = snapshot(ref)
+    f2, t2, s2 = snapshot(out)
+    assert sorted(f1) == sorted(f2) and all(f1[n] == f2[n] for n in f1), [n for n in f1 if f1[n] != f2.get(n)]
+    pd.testing.assert_frame_equal(t1, t2)
+    assert s1["models"] == s2["models"]
+    assert n_before >= 2
