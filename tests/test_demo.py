@@ -19,7 +19,7 @@ def built(tmp_path_factory):
         rows = real(*a, **kw); seen.append(rows); return rows
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(demo, "make_conversations", spy)
-        series = demo.demo_series(cache, **TINY)
+        series = demo.demo_series(cache, progress=False, **TINY)
     return cache, series, seen
 
 
