@@ -17,7 +17,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_engine import build, V, HIDDEN, LAYERS  # the same mid-sized model as the engine benchmark
 
-BEGIN, END = '<!-- bench_distributed:begin -->', '<!-- bench_distributed:end -->'
 
 
 def prepare(path: Path, seed: int) -> Path:
@@ -110,7 +109,7 @@ def main():
     import torch
     date = subprocess.run(['date'], capture_output=True, text=True).stdout.strip()
     ok = lambda b: 'PASS' if b else 'FAIL'
-    lines = [BEGIN, '# Data-parallel benchmark (torchrun, CPU)', '',
+    lines = ['## Data-parallel (torchrun, CPU)', '',
              f'Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, no GPU. Date: {date}.',
              f'Model: random Qwen2, hidden {HIDDEN}, {LAYERS} layers, vocabulary {V}, float32, 2 checkpoints; {n} prompts of '
              f'12-48 words, {new} new tokens, greedy, batch size {bs}, OMP_NUM_THREADS=1 (one thread per process). '
@@ -131,15 +130,9 @@ def main():
               '2 processes: the wall time between the barrier after every rank loaded its model and the barrier after every '
               'rank committed its shard, so waiting for the slower rank counts against the 2-process run).',
               '- The machine has 2 cores, so 2 processes × 1 thread is the most parallelism available; other work on the '
-              'machine during a run shows as a lower ratio (see the load averages).', END]
-    section = '\n'.join(lines) + '\n'
-    res = HERE / 'RESULTS.md'
-    text = res.read_text() if res.exists() else ''
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):].lstrip('\n')
-    else:
-        text = text.rstrip('\n') + '\n\n' + section
-    res.write_text(text)
+              'machine during a run shows as a lower ratio (see the load averages).']
+    sys.path.insert(0, str(HERE)); from _results import write_section
+    section = write_section('bench_distributed', '\n'.join(lines))
     print(section)
 
 

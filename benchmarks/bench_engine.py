@@ -4,7 +4,7 @@
 same batch size, (c) the seed's way: all checkpoints loaded, one prompt at a time through
 `generate(output_scores=True, return_dict_in_generate=True)` then a per-step Python loop of softmax/entropy;
 teacher-forced `score`; peak RSS with 1 vs 4 checkpoints (subprocesses, ru_maxrss).
-Writes benchmarks/RESULTS.md.  Usage: python benchmarks/bench_engine.py [--quick]
+Writes its section of benchmarks/RESULTS.md.  Usage: python benchmarks/bench_engine.py [--quick]
 """
 from __future__ import annotations
 import argparse, datetime, json, os, platform, resource, subprocess, sys, tempfile, time
@@ -166,7 +166,7 @@ def main():
     date = subprocess.run(['date'], capture_output=True, text=True).stdout.strip()
     ok = lambda b: 'PASS' if b else 'FAIL'
     lines = [
-        '# Engine benchmark', '',
+        '## Engine', '',
         f'Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads). Date: {date}.',
         f'Model: random Qwen2, hidden {HIDDEN}, {LAYERS} layers, vocabulary {V}, float32, 2 checkpoints; '
         f'{n_prompts} prompts of 16-64 tokens, {NEW} new tokens, greedy, batch size {bs}. Total benchmark time {total:.0f} s.',
@@ -185,19 +185,22 @@ def main():
         '',
         f"Same generated tokens: engine vs plain generate {same_ab}/{2*n_prompts} sequences; engine vs seed's way "
         f"{same_ac}/{2*n_seed}. Scoring the engine's greedy output reproduces its entropies to {dmax:.2e} nats (max).",
-        '', '## Notes', '',
+        '', '### Notes', '',
         "- (c) runs on the first prompts only (it is one prompt at a time, so its tokens/s does not depend on how",
         "  many); (a), (b) and scoring run on all prompts. Every timed path is warmed up first (weights are memory-mapped).",
-        "- Threads: on a 2-core machine shared with other processes, 2 torch threads make every OpenMP barrier wait",
-        "  for a descheduled thread (a 2M-element op took 8 ms with 2 threads, 1.3 ms with 1); `--threads 1` gives",
-        "  all paths the same, stable setting.",
+        "- Threads: every path runs with the same torch thread count (the line above). Run it on an idle machine: on",
+        "  a 2-core machine shared with other processes, 2 torch threads make every OpenMP barrier wait for a",
+        "  descheduled thread and the figures collapse; `--threads 1` is the stable setting there.",
+        "- Greedy steps take the argmax from the metrics' own top-k (exact block top-k), so the engine pays for the",
+        "  entropy, varentropy and alternatives, but not for a second scan of the vocabulary.",
         "- Scoring vs generation on CPU: with batch 64, generation is already compute-bound (about the FLOPs of a",
         "  forward pass per token), and teacher-forced scoring performs the same FLOPs per completion token plus the",
         "  prompt, so ≥ 10× is out of reach on a CPU; the gain of scoring comes where decoding is memory-bound",
         "  (small batches, GPUs): compare it with (c), one prompt at a time.",
         '']
     text = '\n'.join(lines)
-    (HERE/'RESULTS.md').write_text(text)
+    sys.path.insert(0, str(HERE)); from _results import write_section
+    write_section('bench_engine', text)
     print(text); print(json.dumps(R, indent=1))
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
 python benchmarks/bench_explorer.py [--prompts 1000] [--models 10] [--steps 256]
 Prints the seconds to build the run, to open `Explorer(run)` (first view rendered) and to switch prompt,
 and the bytes of token data read for one view versus the whole store."""
-import argparse, platform, subprocess, tempfile, time, datetime
+import argparse, datetime, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 
 
@@ -28,10 +28,19 @@ def main():
     t0 = time.perf_counter(); ex.w_prompt.value = str(a.prompts // 2); t_switch = time.perf_counter() - t0
     t0 = time.perf_counter(); ex.rank_by_change("Checkpoint_1", f"Checkpoint_{a.models}"); t_rank = time.perf_counter() - t0
     cpu = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
-    print(f"machine: {cpu}, {platform.python_version()}; date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"run: {a.prompts} prompts x {a.models} checkpoints, {n_rows} token rows, {size/2**20:.1f} MiB of token Parquet (built in {t_build:.1f} s)")
-    print(f"open Explorer (first view rendered): {t_open:.2f} s")
-    print(f"switch prompt: {t_switch:.2f} s; rank prompts by change: {t_rank:.2f} s")
+    load = os.getloadavg()[0]
+    lines = ['## Explorer', '',
+             f"Machine: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load average {load:.2f} at the start. "
+             f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+             f"Command: `python benchmarks/bench_explorer.py --prompts {a.prompts} --models {a.models} --steps {a.steps}`", '',
+             f"Run (synthesised, no generation): {a.prompts} prompts × {a.models} checkpoints, {n_rows} token rows, "
+             f"{size/2**20:.1f} MiB of token Parquet.", '',
+             '| measure | seconds | target | |', '|---|---|---|---|',
+             f"| open `Explorer(run)`, first view rendered | {t_open:.2f} | < 5 | {'PASS' if t_open < 5 else 'FAIL'} |",
+             f"| switch prompt (reads that prompt's rows only) | {t_switch:.2f} | | |",
+             f"| rank prompts by Δentropy between two checkpoints | {t_rank:.2f} | | |"]
+    sys.path.insert(0, str(Path(__file__).resolve().parent)); from _results import write_section
+    print(write_section('bench_explorer', '\n'.join(lines)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,18 @@
+"Write one benchmark's section of benchmarks/RESULTS.md between its markers, leaving the other sections alone."
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / 'RESULTS.md'
+TITLE = '# Benchmarks\n\nFigures measured by the scripts in this folder; each section names its machine, date and command.\n'
+
+
+def write_section(name: str, text: str, path: Path = RESULTS) -> str:
+    "Replace (or append) the section `name` of RESULTS.md with `text`; return the section written."
+    begin, end = f'<!-- {name}:begin -->', f'<!-- {name}:end -->'
+    section = f'{begin}\n{text.strip()}\n{end}\n'
+    old = path.read_text() if path.exists() else TITLE
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + section + old[old.index(end) + len(end):].lstrip('\n')
+    else:
+        new = old.rstrip('\n') + '\n\n' + section
+    path.write_text(new)
+    return section
