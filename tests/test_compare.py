@@ -18,11 +18,10 @@ def cli(*args, **kw):
 
 
 @pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    "A demo-like series of four checkpoints of one tokenizer (the seed's naming)."
-    from reasoning_entropy.testing import make_tiny_checkpoint
-    d = tmp_path_factory.mktemp("series")
-    return [make_tiny_checkpoint(d / f"demo-checkpoint-{k}-of-10", seed=k) for k in (1, 2, 4, 10)]
+def series(demo_checkpoints):
+    "The demo checkpoint series (reduced build): the seed's invocations run on its paths."
+    assert [p.name for p in demo_checkpoints] == [f"demo-checkpoint-{k}-of-10" for k in (1, 2, 4, 10)]
+    return demo_checkpoints
 
 
 def seed_files(names, detailed=False):

@@ -5,8 +5,7 @@ import pytest
 import reasoning_entropy.demo as demo
 from reasoning_entropy.data import load_prompts, sample_data_path
 
-# a reduced build (same code path as the real one, fewer and smaller steps) keeps this file fast
-TINY = dict(steps=60, batch_size=16, hidden_size=64, num_layers=2)
+from conftest import REDUCED_DEMO as TINY  # a reduced build: same code path as the real one, fewer and smaller steps
 
 
 @pytest.fixture(scope="session")
