@@ -49,6 +49,7 @@ def test_wheel_ships_package_data_and_console_script(wheel_venv):
     py, whl = wheel_venv
     names = zipfile.ZipFile(whl).namelist()
     assert "reasoning_entropy/data/sample_reasoning.jsonl" in names
+    assert "reasoning_entropy/templates/comparison_report.ipynb" in names   # the report runs from an installed wheel
     assert "reasoning_entropy/cli.py" in names and "reasoning_entropy/__main__.py" in names
     ep = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(whl).read(ep[0]).decode()
