@@ -56,3 +56,25 @@ def test_wheel_ships_package_data_and_console_script(wheel_venv):
     assert "reasoning-entropy = reasoning_entropy.cli:main" in text
     r = subprocess.run([str(py), "-m", "reasoning_entropy", "--version"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and r.stdout.startswith("reasoning-entropy ")
+
+
+def test_report_runs_from_the_installed_wheel(wheel_venv, tmp_path):
+    "compare + score + papermill report, all from the installed package (its template, its kernel), outside the checkout."
+    py, _ = wheel_venv
+    code = textwrap.dedent("""
+        from reasoning_entropy.testing import make_tiny_checkpoint
+        make_tiny_checkpoint('c1', seed=1); make_tiny_checkpoint('c2', seed=2)
+    """)
+    # the dependencies' data files (nbconvert's templates) sit under the interpreter that installed them, as
+    # they would in a real install of the wheel's dependencies
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1", "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
+    assert subprocess.run([str(py), "-c", code], cwd=tmp_path, env=env).returncode == 0
+    r = subprocess.run([str(py), "-m", "reasoning_entropy", "--log_level", "WARNING", "report", "--model_paths", "c1", "c2",
+                        "--model_names", "A", "B", "--num_examples", "3", "--max_new_tokens", "6", "--output_dir", "run"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    nb = json.loads((tmp_path / "run" / "report.ipynb").read_text())
+    assert str(py.parent.parent) in nb["metadata"]["papermill"]["input_path"]   # the wheel's template
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Token heatmap" in html and html.count("data:image/png;base64,") >= 13
