@@ -7,18 +7,15 @@ from __future__ import annotations
 import contextlib, gc, hashlib, json, logging, re
 from dataclasses import dataclass
 from pathlib import Path
-import torch
-from .data import InputError
+from .errors import InputError, CheckpointError
+from .config import DTYPES, check_setting
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CheckpointError', 'Checkpoint', 'resolve_checkpoints', 'validate_checkpoint', 'pick_device', 'pick_dtype',
-           'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids', 'check_shared_vocabulary']
-
-# %% ../nbs/01_checkpoints.ipynb #98dafc14
-class CheckpointError(InputError):
-    "A checkpoint flag or path is wrong; the message names the flag and the path."
+__all__ = ['log', 'Checkpoint', 'resolve_checkpoints', 'check_checkpoint_files', 'validate_checkpoint', 'pick_device',
+           'pick_dtype', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids',
+           'check_shared_vocabulary']
 
 # %% ../nbs/01_checkpoints.ipynb #510200d4
 @dataclass
@@ -64,12 +61,10 @@ def resolve_checkpoints(model_paths, # list of checkpoint directories (or one co
 _WEIGHTS = ('*.safetensors', 'pytorch_model*.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
 _TOKENIZER = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')
 
-def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
-                        trust_remote_code:bool=False, # allow model code shipped with the checkpoint
-                       )->dict:
-    "Check `ckpt` looks loadable without loading weights; return facts (model_type, vocab_size, max_positions)."
-    from transformers import AutoConfig
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
+                           trust_remote_code:bool=False, # allow model code shipped with the checkpoint
+                          )->dict:
+    "Check `ckpt`'s directory holds a config, weights and a tokenizer (no model library); return its raw config.json."
     p = Path(ckpt.path)
     where = f'--model_paths: {p}'
     if not p.exists(): raise CheckpointError(f'{where}: no such directory')
@@ -78,14 +73,28 @@ def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
     if not cfg_file.is_file(): raise CheckpointError(f'{where}: no config.json (not a model checkpoint)')
     try: raw = json.loads(cfg_file.read_text())
     except (OSError, ValueError) as e: raise CheckpointError(f'{where}: config.json is not valid JSON ({e})') from None
-    mt = raw.get('model_type')
-    if not trust_remote_code and (raw.get('auto_map') and mt not in CONFIG_MAPPING):
-        raise CheckpointError(f'{where}: model type {mt!r} needs code shipped with the checkpoint; '
-                              'pass --trust_remote_code if you trust it')
-    if mt is None or (mt not in CONFIG_MAPPING and not raw.get('auto_map')):
-        raise CheckpointError(f'{where}: unknown model type {mt!r} in config.json')
+    if not isinstance(raw, dict): raise CheckpointError(f'{where}: config.json is not a JSON object')
+    if raw.get('auto_map') and not trust_remote_code:  # only then does it take transformers to know the model type
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+        if raw.get('model_type') not in CONFIG_MAPPING:
+            raise CheckpointError(f"{where}: model type {raw.get('model_type')!r} needs code shipped with the checkpoint; "
+                                  'pass --trust_remote_code if you trust it')
     if not any(next(p.glob(g), None) for g in _WEIGHTS): raise CheckpointError(f'{where}: no weight files (*.safetensors / *.bin)')
     if not any((p/f).is_file() for f in _TOKENIZER): raise CheckpointError(f'{where}: no tokenizer files (tokenizer.json / tokenizer_config.json)')
+    return raw
+
+def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
+                        trust_remote_code:bool=False, # allow model code shipped with the checkpoint
+                       )->dict:
+    "Check `ckpt` looks loadable without loading weights; return facts (model_type, vocab_size, max_positions)."
+    raw = check_checkpoint_files(ckpt, trust_remote_code)
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    p = Path(ckpt.path)
+    where = f'--model_paths: {p}'
+    mt = raw.get('model_type')
+    if mt is None or (mt not in CONFIG_MAPPING and not raw.get('auto_map')):
+        raise CheckpointError(f'{where}: unknown model type {mt!r} in config.json')
     try: cfg = AutoConfig.from_pretrained(p, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as e: raise CheckpointError(f'{where}: config cannot be loaded ({type(e).__name__}: {e})') from None
     tcfg = cfg.get_text_config() if hasattr(cfg, 'get_text_config') else cfg
@@ -96,6 +105,7 @@ def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
 # %% ../nbs/01_checkpoints.ipynb #7e8705c2
 def pick_device(device:str|torch.device|None=None)->torch.device:
     "The device asked for, else cuda > mps > cpu."
+    import torch
     if device is None or str(device) == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda')
         if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
@@ -108,20 +118,17 @@ def pick_device(device:str|torch.device|None=None)->torch.device:
     return d
 
 # %% ../nbs/01_checkpoints.ipynb #d69eff20
-_DTYPES = {'float32': torch.float32, 'fp32': torch.float32, 'float': torch.float32, 'bfloat16': torch.bfloat16,
-           'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16, 'half': torch.float16}
-
 def pick_dtype(device:torch.device, # where the model will run
                dtype:str|torch.dtype|None=None, # None/'auto': bf16 on capable GPUs, else float32
               )->torch.dtype:
     "The weight dtype: as asked, else bfloat16 on a bf16-capable CUDA GPU, float16 on an older one, float32 elsewhere."
+    import torch
     if isinstance(dtype, torch.dtype): return dtype
-    if dtype is None or dtype == 'auto':
+    name = None if dtype is None else check_setting('dtype', str(dtype).lower())
+    if name is None or name == 'auto':
         if torch.device(device).type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    if str(dtype).lower() not in _DTYPES:
-        raise CheckpointError(f"--dtype: {dtype!r} is not one of auto, {', '.join(sorted(set(_DTYPES)))}")
-    return _DTYPES[str(dtype).lower()]
+    return getattr(torch, DTYPES[name])
 
 # %% ../nbs/01_checkpoints.ipynb #1c324a38
 def load_checkpoint(ckpt:Checkpoint, # what to load
@@ -153,6 +160,7 @@ def load_checkpoint(ckpt:Checkpoint, # what to load
 # %% ../nbs/01_checkpoints.ipynb #c99ac93d
 def _free(model):
     "Drop the storage of every parameter and buffer of `model`, even if other references to it remain."
+    import torch
     with torch.no_grad():
         for p in model.parameters(): p.data = torch.empty(0, dtype=p.dtype)
         for m in model.modules():
@@ -168,7 +176,9 @@ def loaded(ckpt:Checkpoint, device=None, dtype=None, trust_remote_code:bool=Fals
         dev = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else None
         _free(model); del model
         gc.collect()
-        if dev is not None and dev.type == 'cuda': torch.cuda.empty_cache()
+        if dev is not None and dev.type == 'cuda':
+            import torch
+            torch.cuda.empty_cache()
         log.info('freed %s', ckpt.name)
 
 # %% ../nbs/01_checkpoints.ipynb #f4a19e71

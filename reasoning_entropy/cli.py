@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse, logging, sys
 from importlib import import_module
 from . import __version__
-from .data import InputError
+from .errors import InputError
+from .config import COMMANDS, add_config_arguments, config_from_args
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'build_parser', 'main']
+__all__ = ['RUNNERS', 'build_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #416916bc
 class _Parser(argparse.ArgumentParser):
@@ -20,39 +21,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 # %% ../nbs/12_cli.ipynb #6c4baa0d
-SUBCOMMANDS = {  # name -> (module, one-line help)
-    'compare': ('reasoning_entropy.compare', 'generate with every checkpoint on the same prompts and write token entropies and the seed\'s files'),
-    'score': ('reasoning_entropy.score', 'teacher-force one set of sequences through every checkpoint of a run (aligned per-token values)'),
-    'report': ('reasoning_entropy.report', 'run or resume compare, score, and write report.ipynb + report.html (papermill)'),
-    'demo': ('reasoning_entropy.demo', 'build (once) the embedded demo checkpoint series and run compare, score and report on it'),
-}
+RUNNERS = {name: f'reasoning_entropy.{name}' for name in ('compare', 'score', 'report', 'demo')}  # subcommand -> its module
 
 # %% ../nbs/12_cli.ipynb #fb59c701
-def build_parser(command:str|None=None, # the subcommand whose flags to add (None: all)
-                )->argparse.ArgumentParser:
-    "The `reasoning-entropy` parser with one subparser per entry of `SUBCOMMANDS`."
+def build_parser()->argparse.ArgumentParser:
+    "The `reasoning-entropy` parser: one subparser per entry of `COMMANDS`, its flags generated from `RunConfig`."
     p = _Parser(prog='reasoning-entropy', description='Compare language-model checkpoints by the token-level entropy of what they generate.')
     p.add_argument('--version', action='version', version=f'reasoning-entropy {__version__}')
     p.add_argument('--log_level', default='INFO', choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'], help='logging level')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
-    for name,(mod,hlp) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=hlp, description=hlp)
-        if command in (None, name): import_module(mod).add_arguments(sp)
+    for name, cmd in COMMANDS.items(): add_config_arguments(sub.add_parser(name, help=cmd.help, description=cmd.help), name)
     return p
 
 # %% ../nbs/12_cli.ipynb #2d9b6c04
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         )->int:
     "Run the `reasoning-entropy` command line; returns the exit status."
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((a for a in argv if a in SUBCOMMANDS), '')  # only that subcommand's module is imported
-    p = build_parser(command)
-    args = p.parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.command is None:
         p.print_help()
         return 0
     logging.basicConfig(level=args.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    try: return import_module(SUBCOMMANDS[args.command][0]).run(args) or 0
+    try: return import_module(RUNNERS[args.command]).run(config_from_args(args, args.command)) or 0
     except InputError as e:
         sys.stderr.write(f"reasoning-entropy {args.command}: error: {e}\n")
         return 2

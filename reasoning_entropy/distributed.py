@@ -7,13 +7,13 @@ from __future__ import annotations
 import atexit, datetime, heapq, logging, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
-from .data import InputError
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'launched_world_size', 'launched_rank', 'balanced_shards', 'shard_of', 'Ranks', 'init_ranks', 'shutdown',
-           'collective', 'launch_error', 'run_as_rank', 'remove_uncommitted']
+           'collective', 'launch_error', 'run_as_rank']
 
 # %% ../nbs/11_distributed.ipynb #274a824a
 def launched_world_size(env=None # the environment (default: os.environ)
@@ -192,15 +192,3 @@ def run_as_rank(command:str, # the subcommand, for messages
     finally: shutdown()  # on failure: no barrier, a crashed rank would never arrive
     if launched_rank() == 0: print(line)
     return 0
-
-# %% ../nbs/11_distributed.ipynb #cf93aee7
-def remove_uncommitted(run_dir # a run directory
-                      )->list[Path]:
-    "Delete every prefix's tokens parts that have no generations part (and vice versa); return them."
-    d = Path(run_dir)/'data'
-    gone = []
-    for a, b in (('tokens', 'generations'), ('generations', 'tokens')):
-        for f in sorted((d/a).glob('model=*/part-*.parquet')) if (d/a).is_dir() else []:
-            if not (d/b/f.parent.name/f.name).exists():
-                log.warning('removing %s: its batch was not committed', f); f.unlink(); gone.append(f)
-    return gone

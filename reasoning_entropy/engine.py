@@ -9,15 +9,15 @@ from dataclasses import dataclass, asdict, field
 from typing import Iterator
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
-from .data import InputError
+from .errors import InputError
+from .config import check_setting
 from .checkpoints import eos_token_ids
 from .metrics import token_metrics, distribution_entropy, _chunk_rows
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS', 'DecodingConfig', 'PromptInput', 'auto_batch_size', 'generate',
-           'score']
+__all__ = ['log', 'DecodingConfig', 'PromptInput', 'auto_batch_size', 'generate', 'score']
 
 # %% ../nbs/03_engine.ipynb #f762c6fb
 @dataclass
@@ -30,11 +30,8 @@ class DecodingConfig:
     top_k: int = 0              # sample among the k most likely tokens (0 = off)
     seed: int|None = None       # seed of the sampling generator (None: not reproducible)
     def __post_init__(self):
-        if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens > 0):
-            raise InputError(f'--max_new_tokens: must be a positive integer, got {self.max_new_tokens!r}')
-        if not self.temperature > 0: raise InputError(f'--temperature: must be > 0, got {self.temperature!r}')
-        if not 0 < self.top_p <= 1: raise InputError(f'--top_p: must be in (0, 1], got {self.top_p!r}')
-        if not (isinstance(self.top_k, int) and self.top_k >= 0): raise InputError(f'--top_k: must be an integer >= 0, got {self.top_k!r}')
+        if self.max_new_tokens is None: raise InputError('--max_new_tokens: must be a positive integer, got None')
+        for name in ('max_new_tokens', 'temperature', 'top_p', 'top_k'): check_setting(name, getattr(self, name))
     def to_dict(self)->dict:
         "Plain dict for manifests and summaries."
         return asdict(self)
@@ -46,11 +43,6 @@ class PromptInput:
     prompt_id: str
     prompt_text: str
     token_ids: list[int]
-
-TOKENS_COLUMNS = ['prompt_id', 'step', 'token_id', 'current_token', 'next_token', 'entropy', 'logprob', 'probability',
-                  'rank', 'varentropy', 'top_ids', 'top_logprobs', 'sampling_entropy']
-GENERATIONS_COLUMNS = ['prompt_id', 'prompt_text', 'prompt_token_ids', 'generated_token_ids', 'generated_text',
-                       'finished', 'n_tokens']
 
 # %% ../nbs/03_engine.ipynb #754926dc
 def _max_positions(model)->int|None:
@@ -182,8 +174,7 @@ def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], 
         'probability': np.exp(f[b, t, 1].astype(np.float32)).astype(np.float64),
         'rank': lrank[b, t].astype(np.int64), 'varentropy': f[b, t, 2].astype(np.float64),
         'top_ids': [r.tolist() for r in k_id], 'top_logprobs': [r.tolist() for r in k_lp],
-        'sampling_entropy': f[b, t, 3].astype(np.float64) if sampling else np.full(len(b), np.nan)},
-        columns=TOKENS_COLUMNS)
+        'sampling_entropy': f[b, t, 3].astype(np.float64) if sampling else np.full(len(b), np.nan)})
 
 # %% ../nbs/03_engine.ipynb #e0154c25
 def _check_lengths(model, lengths, extra:int, what:str, ids):
@@ -206,8 +197,7 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
             )->Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     "Generate for every prompt in length-sorted batches; yield (tokens_df, generations_df) per batch."
     d = decoding or DecodingConfig()
-    k = int(top_k_alternatives)
-    if not 0 <= k <= 20: raise InputError(f'--top_k_alternatives: must be in 0..20, got {k}')
+    k = check_setting('top_k_alternatives', int(top_k_alternatives))
     if not prompts: return
     _check_lengths(model, [len(p.token_ids) for p in prompts], d.max_new_tokens, 'prompt', [p.prompt_id for p in prompts])
     dev = next(model.parameters()).device
@@ -237,8 +227,7 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
                                 'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
                                 'generated_token_ids': gen_ids,
                                 'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],
-                                'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)},
-                               columns=GENERATIONS_COLUMNS)
+                                'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)})
             yield tdf, gdf
             i += len(batch); n_tok += len(tdf)
             bar.set_postfix_str(f'{n_tok / (time.perf_counter() - t0):.0f} tokens/s', refresh=False); bar.update(len(batch))
@@ -285,9 +274,8 @@ def score(model, # a causal LM in eval mode
           progress:bool=True, # show a tqdm bar
           desc:str|None=None, # bar label
          )->Iterator[pd.DataFrame]:
-    "Teacher-forced metrics at every completion position; yield one tokens frame (TOKENS_COLUMNS) per batch."
-    k = int(top_k_alternatives)
-    if not 0 <= k <= 20: raise InputError(f'--top_k_alternatives: must be in 0..20, got {k}')
+    "Teacher-forced metrics at every completion position; yield one tokens frame (the store's TOKENS_COLUMNS) per batch."
+    k = check_setting('top_k_alternatives', int(top_k_alternatives))
     if not items: return
     for pid, p, c in items:
         if len(p) < 1: raise InputError(f'sequence {pid}: the prompt needs at least one token')

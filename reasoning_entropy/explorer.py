@@ -114,8 +114,8 @@ def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, s
 
 # %% ../nbs/09_explorer.ipynb #37f01bc5
 import pyarrow.dataset as ds
-from .store import RunStore, read_prompts
-from .plots import checkpoint_colors
+from .store import RunStore
+from .report_figures import checkpoint_colors
 
 # %% ../nbs/09_explorer.ipynb #e3a77591
 def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None)->pd.DataFrame:
@@ -146,11 +146,11 @@ class Explorer:
         self.run_dir = Path(run_dir)
         self.store = RunStore(self.run_dir)
         self.all_models = self.store.models
-        self.prompts = read_prompts(self.run_dir)
-        plr = self.run_dir/'prompt_level_results.csv'
+        self.prompts = self.store.read_prompts()
+        plr = self.store.legacy_path('prompt_level_results.csv')
         self.results = (pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c != 'generated_text')
                         if plr.exists() else pd.DataFrame(columns=['prompt_id', 'model', 'entropy_mean', 'correct']))
-        self.scored = (self.run_dir/'data'/'scored').exists()
+        self.scored = self.store.scored_dir.exists()
         self._labels = {r.prompt_id: _prompt_label(r.messages) for r in self.prompts.itertuples()}
         ids = list(self.prompts.prompt_id)
         self.w_search = W.Text(placeholder='search prompt text…', description='search')
@@ -207,8 +207,8 @@ def tokens(self:Explorer, prompt_id:str, # the prompt
            metric:str='entropy' # 'delta_entropy' reads the scored sequences
           )->pd.DataFrame:
     "The token rows shown for `prompt_id` (scored rows with a `delta_entropy` column for that metric)."
-    if metric != 'delta_entropy': return _read_rows(self.run_dir/'data'/'tokens', prompt_id, list(models))
-    t = _read_rows(self.run_dir/'data'/'scored', prompt_id, list(models))
+    if metric != 'delta_entropy': return _read_rows(self.store.tokens_dir, prompt_id, list(models))
+    t = _read_rows(self.store.scored_dir, prompt_id, list(models))
     ref = t[t.model == models[0]].set_index('step')['entropy']
     return t.assign(delta_entropy=t.entropy - t.step.map(ref))
 

@@ -8,7 +8,7 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['distribution_entropy', 'token_metrics', 'reference_metrics']
+__all__ = ['distribution_entropy', 'token_metrics']
 
 # %% ../nbs/02_metrics.ipynb #dfdf926f
 _FLOOR = -1e4  # shifted logits below this have p == 0 exactly in float32 (exp(-104) underflows already)
@@ -99,11 +99,3 @@ def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
         if k: out['top_ids'][s:s+n] = ti[:, :k]; out['top_logprobs'][s:s+n] = tv[:, :k] - m - ls
     out['probability'] = out['logprob'].exp()
     return out
-
-# %% ../nbs/02_metrics.ipynb #bc29c545
-def reference_metrics(logits:torch.Tensor, chosen:torch.Tensor)->dict[str, torch.Tensor]:
-    "Unchunked float64 reference of entropy, logprob and varentropy (for tests)."
-    z = logits.double(); lp = torch.log_softmax(z, -1); p = lp.exp()
-    plp = torch.where(p > 0, p * lp, torch.zeros_like(p)); H = -plp.sum(-1)
-    ve = torch.where(p > 0, p * (lp - (-H[:, None]))**2, torch.zeros_like(p)).sum(-1)
-    return dict(entropy=H, logprob=lp.gather(1, chosen[:, None].long())[:, 0], varentropy=ve)

@@ -4,144 +4,124 @@
 
 # %% ../nbs/07b_score.ipynb #20669c0b
 from __future__ import annotations
-import contextlib, json, logging, shutil, time
+import contextlib, json, logging, time
 from pathlib import Path
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from .data import InputError, encode_prompt
+from .errors import InputError
+from .config import RunConfig, as_config
+from .data import encode_prompt
 from .checkpoints import Checkpoint, check_shared_vocabulary, loaded, pick_device, pick_dtype
-from .store import RunStore, atomic_path, write_json, read_prompts, TOKENS_SCHEMA
-from .engine import score
-from .distributed import init_ranks, collective, shard_of, run_as_rank
+from .store import RunStore
+from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SCORED_DIR', 'score_items', 'score_run', 'read_scored', 'add_arguments', 'run']
+__all__ = ['log', 'score_items', 'score_run', 'run']
 
-# %% ../nbs/07b_score.ipynb #7f8685b7
-SCORED_DIR = 'data/scored'
-
-def _scoring_state(run_dir)->dict:
-    "The `_scoring.json` of a run ({} when nothing was scored)."
-    p = Path(run_dir)/SCORED_DIR/'_scoring.json'
-    return json.loads(p.read_text()) if p.exists() else {}
-
-# %% ../nbs/07b_score.ipynb #1fd9fe60
-def score_items(run_dir, # a run directory
-                source:str, # 'reference' or a checkpoint name of the run
-                tokenizer=None, # the shared tokenizer (needed for 'reference')
-               )->list[tuple[str, list[int], list[int]]]:
-    "The (prompt_id, prompt ids, completion ids) sequences that every checkpoint scores."
-    if source == 'reference':
-        pr = read_prompts(run_dir)
-        pr = pr[pr.reference.notna()]
-        if not len(pr): raise InputError(f"--sequences reference: the run's data has no reference answers")
-        return [(r.prompt_id, encode_prompt(tokenizer, json.loads(r.messages)), tokenizer(r.reference, add_special_tokens=False)['input_ids'])
-                for r in pr.itertuples()]
-    store = RunStore(run_dir)
-    if source not in store.models: raise InputError(f"--sequences: {source!r} is not a checkpoint of the run ({', '.join(store.models)}) nor 'reference'")
-    g = store.read_generations([source])
+# %% ../nbs/07b_score.ipynb #7233a8a6
+def _generated_items(store:RunStore, name:str)->list[tuple[str, list[int], list[int]]]:
+    "(prompt_id, prompt ids, generated ids) of checkpoint `name`'s generations, in data order."
+    if name not in store.models:
+        raise InputError(f"--sequences: {name!r} is not a checkpoint of the run ({', '.join(store.models)}) nor 'reference'")
+    g = store.read_generations([name])
     return [(r.prompt_id, list(map(int, r.prompt_token_ids)), list(map(int, r.generated_token_ids)))
             for r in g.itertuples() if len(r.generated_token_ids)]
 
-# %% ../nbs/07b_score.ipynb #bdaacb53
-def _tokenizer(ckpt:Checkpoint, trust_remote_code:bool=False):
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
+# %% ../nbs/07b_score.ipynb #86de6668
+def _reference_items(store:RunStore, tokenizer)->list[tuple[str, list[int], list[int]]]:
+    "(prompt_id, prompt ids, reference ids) of every prompt with a reference answer, in data order."
+    pr = store.read_prompts()
+    pr = pr[pr.reference.notna()]
+    if not len(pr): raise InputError("--sequences reference: the run's data has no reference answers")
+    return [(r.prompt_id, encode_prompt(tokenizer, json.loads(r.messages)), tokenizer(r.reference, add_special_tokens=False)['input_ids'])
+            for r in pr.itertuples()]
 
-def _fresh_state(out:Path, source:str, k:int)->dict:
-    "The resume state of `out`; reset (and old scores removed) when the source or k changed."
-    state = _scoring_state(out.parent.parent)
-    if state.get('source') != source or state.get('top_k_alternatives') != k:
-        if out.exists(): shutil.rmtree(out)
-        state = dict(source=source, top_k_alternatives=k, done={})
+# %% ../nbs/07b_score.ipynb #1fd9fe60
+def score_items(store:RunStore, # the run
+                sequences:str, # 'reference' or a checkpoint name of the run
+                tokenizer=None, # the shared tokenizer (needed for 'reference')
+               )->list[tuple[str, list[int], list[int]]]:
+    "The (prompt_id, prompt ids, completion ids) sequences that every checkpoint scores."
+    return _reference_items(store, tokenizer) if sequences == 'reference' else _generated_items(store, sequences)
+
+# %% ../nbs/07b_score.ipynb #7e8e745d
+def _fresh_state(store:RunStore, sequences:str, k:int)->dict:
+    "The scoring state to continue; reset (and old scores removed) when the sequences or k changed."
+    state = store.scoring_state()
+    if state.get('source') != sequences or state.get('top_k_alternatives') != k:
+        store.clear_scored()
+        state = dict(source=sequences, top_k_alternatives=k, done={})
     return state
 
+# %% ../nbs/07b_score.ipynb #638eb450
+def _score_checkpoint(store:RunStore, # this writer's store
+                      ckpt:Checkpoint, # the checkpoint that scores
+                      mine:list, # this process's (prompt_id, prompt ids, completion ids)
+                      order:dict, # prompt_id -> position in the full list
+                      settings:RunConfig, # batch size, device, dtype, remote code
+                      k:int, # alternatives per token
+                      ranks:Ranks, # this process among the launched ones
+                      progress:bool=True, # a tqdm bar (rank 0)
+                     )->float:
+    "Score `mine` with `ckpt` and write this writer's part; return the seconds it took (all ranks)."
+    from reasoning_entropy.engine import score
+    with (loaded(ckpt, settings.device, settings.dtype, settings.trust_remote_code) if mine
+          else contextlib.nullcontext((None, None))) as (model, tok):
+        ranks.barrier()
+        t0 = time.perf_counter()
+        frames = list(score(model, tok, mine, settings.batch_size, k, progress=progress and ranks.is_main,
+                            desc=f'score {ckpt.name}')) if mine else []
+        secs = time.perf_counter() - t0
+        if frames:
+            df = pd.concat(frames, ignore_index=True)
+            store.write_scored(ckpt.name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o'))
+        ranks.barrier()  # every rank's part is in
+    return time.perf_counter() - t0 if ranks.distributed else secs
+
 # %% ../nbs/07b_score.ipynb #3a6d48b0
-def score_run(run_dir, # a run directory made by `compare`
-              source:str|None=None, # 'reference' or a checkpoint name (default: the first checkpoint)
-              batch_size:int|None=None, # sequences per forward pass (None: automatic)
-              device:str|None=None, dtype:str|None=None, # where and how (default: the run's dtype, best device)
-              trust_remote_code:bool=False, # allow code shipped with a checkpoint
+def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `sequences`, `batch_size`, …), or the run directory
               progress:bool=True, # tqdm bars
+              **settings # `RunConfig` fields to set: sequences=, batch_size=, device=, dtype=, trust_remote_code=
              )->Path:
-    "Teacher-force `source` sequences through every checkpoint of the run; return the scored directory."
-    run_dir = Path(run_dir)
-    ranks = init_ranks(device)
-    if ranks.distributed: device = ranks.device
+    "Teacher-force one set of sequences through every checkpoint of the run; return the scored directory."
+    s = as_config(config, 'run_dir', **settings)
+    ranks = init_ranks(s.device)
+    if ranks.distributed: s = as_config(s, device=ranks.device)
     def setup():
-        cfg = RunStore(run_dir).manifest['config']
+        main = RunStore(s.run_dir).require()
+        cfg = main.manifest['config']
         ckpts = [Checkpoint(m['name'], Path(m['path'])) for m in cfg['models']]
-        src = source or ckpts[0].name
-        check_shared_vocabulary(ckpts, trust_remote_code)
-        dev = pick_device(device); dt = pick_dtype(dev, dtype or cfg.get('dtype'))
-        items = score_items(run_dir, src, _tokenizer(ckpts[0], trust_remote_code) if src == 'reference' else None)
-        return cfg, ckpts, src, dev, dt, items
-    cfg, ckpts, source, dev, dt, items = collective(ranks, setup)
+        seqs = s.sequences or ckpts[0].name
+        check_shared_vocabulary(ckpts, s.trust_remote_code)
+        dev = pick_device(s.device)
+        tok = None
+        if seqs == 'reference':
+            from transformers import AutoTokenizer
+            tok = AutoTokenizer.from_pretrained(ckpts[0].path, trust_remote_code=s.trust_remote_code, local_files_only=True)
+        return cfg, ckpts, seqs, as_config(s, device=str(dev), dtype=s.dtype or cfg.get('dtype')), score_items(main, seqs, tok)
+    cfg, ckpts, seqs, s, items = collective(ranks, setup)
     k = cfg['top_k_alternatives']
-    out = run_dir/SCORED_DIR
-    state = ranks.broadcast(collective(ranks, lambda: _fresh_state(out, source, k), main_only=True))
+    main = RunStore(s.run_dir)
+    state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, seqs, k), main_only=True))
     mine = items
     if ranks.distributed: mine = [items[i] for i in shard_of([len(p) + len(c) for _, p, c in items], ranks.world_size, ranks.rank)]
-    part = f'part-r{ranks.rank}-00000.parquet' if ranks.distributed else 'part-00000.parquet'
     order = {pid: i for i, (pid, _, _) in enumerate(items)}
+    mystore = RunStore(s.run_dir, shard=ranks.shard)
     for c in ckpts:
         if c.name in state['done']: log.info('%s: already scored', c.name); continue
-        mdir = out/f'model={c.name}'
-        collective(ranks, lambda: shutil.rmtree(mdir) if mdir.exists() else None, main_only=True)  # an interrupted attempt's parts
-        with (loaded(c, dev, dt, trust_remote_code) if mine else contextlib.nullcontext((None, None))) as (model, tok):
-            ranks.barrier()
-            t0 = time.perf_counter()
-            frames = list(score(model, tok, mine, batch_size, k, progress=progress and ranks.is_main, desc=f'score {c.name}')) if mine else []
-            secs = time.perf_counter() - t0
-            if mine or not ranks.distributed:
-                df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TOKENS_SCHEMA.names)
-                df = df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o')
-                table = pa.Table.from_pandas(df[TOKENS_SCHEMA.names].reset_index(drop=True), schema=TOKENS_SCHEMA, preserve_index=False)
-                with atomic_path(mdir/part) as t: pq.write_table(table, t)
-            ranks.barrier()  # every rank's part is in
-            if ranks.distributed: secs = time.perf_counter() - t0
+        collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
+        secs = _score_checkpoint(mystore, c, mine, order, s, k, ranks, progress)
         def mark():
-            n = sum(pq.read_metadata(f).num_rows for f in sorted(mdir.glob('part-*.parquet')))
+            n = main.scored_rows(c.name)
             state['done'][c.name] = dict(tokens=n, seconds=secs, tokens_per_second=n/secs if secs else None, processes=ranks.world_size)
-            write_json(state, out/'_scoring.json')
+            main.save_scoring_state(state)
             log.info('%s: scored %d tokens of %d sequences in %.1f s', c.name, n, len(items), secs)
         collective(ranks, mark, main_only=True)
-    return out
-
-# %% ../nbs/07b_score.ipynb #92e32c18
-def read_scored(run_dir, # a run directory
-                models:list|None=None, # names in order (default: the run's order)
-               )->pd.DataFrame:
-    "The scored tokens of a run, sorted by (model order, prompt, step); empty when none."
-    out = Path(run_dir)/SCORED_DIR
-    if not out.exists(): return pd.DataFrame(columns=['model'] + TOKENS_SCHEMA.names)
-    df = pd.read_parquet(out)
-    df['model'] = df['model'].astype(str)
-    order = models or [m for m in RunStore(run_dir).models if m in set(df.model)]
-    pidx = read_prompts(run_dir).set_index('prompt_id')['prompt_index']
-    df = df[df.model.isin(order)].assign(_m=lambda d: d.model.map({m: i for i, m in enumerate(order)}),
-                                         _p=lambda d: d.prompt_id.map(pidx))
-    return df.sort_values(['_m', '_p', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)
+    return main.scored_dir
 
 # %% ../nbs/07b_score.ipynb #bba4bc80
-def add_arguments(p):
-    "The `score` subcommand's flags."
-    p.add_argument('--run_dir', required=True, help='a run directory made by `compare`')
-    p.add_argument('--sequences', default=None, help="'reference' or a checkpoint name whose generations every checkpoint scores (default: the first checkpoint)")
-    p.add_argument('--batch_size', type=int, default=None, help='sequences per forward pass (default: automatic)')
-    p.add_argument('--device', default=None, help='cuda, mps or cpu (default: best available)')
-    p.add_argument('--dtype', default=None, help="float32, bfloat16 or float16 (default: the run's)")
-    p.add_argument('--trust_remote_code', action='store_true', help='allow model code shipped with a checkpoint')
-
-def _checked_score(args)->Path:
-    "Check the flags of `score`, then score the run."
-    if not (Path(args.run_dir)/'run_manifest.json').exists(): raise InputError(f"--run_dir {args.run_dir}: not a run directory (no run_manifest.json)")
-    if args.batch_size is not None and args.batch_size <= 0: raise InputError(f"--batch_size: must be positive, got {args.batch_size}")
-    return score_run(args.run_dir, args.sequences, args.batch_size, args.device, args.dtype, args.trust_remote_code)
-
-def run(args)->int:
+def run(config:RunConfig # the settings of `reasoning-entropy score`
+       )->int:
     "Run `reasoning-entropy score` (one rank of it under torchrun / `accelerate launch`)."
-    return run_as_rank('score', lambda: f"scores: {_checked_score(args)}")
+    return run_as_rank('score', lambda: f"scores: {score_run(config)}")

@@ -16,16 +16,17 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fastcore.basics import patch
 
-from .data import InputError
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MANIFEST_NAME', 'SEED_FILES', 'REPORT_FILES', 'OWNED_PATTERNS', 'DATA_DIRS', 'TOKENS_SCHEMA',
-           'GENERATIONS_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS', 'PROMPTS_FILE', 'PROMPTS_COLUMNS',
+__all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR', 'PROMPTS_FILE', 'SCORING_STATE', 'LEGACY_FILES',
+           'LEGACY_MODEL_FILES', 'FIGURES_DIR', 'TABLES_DIR', 'REPORT_NOTEBOOK', 'REPORT_HTML', 'DATA_DIRS',
+           'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS', 'PROMPTS_COLUMNS',
            'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'write_json', 'write_csv',
            'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths', 'remove_owned',
-           'runtime_versions', 'RunStore', 'write_prompts', 'read_prompts']
+           'runtime_versions', 'RunStore']
 
 # %% ../nbs/04_store.ipynb #06dc194f
 _TMP_MARK = '.tmp-'
@@ -155,18 +156,21 @@ def describe_diff(diff:list, # from `config_diff`
 
 # %% ../nbs/04_store.ipynb #2152902f
 MANIFEST_NAME = 'run_manifest.json'
-SEED_FILES = ('prompt_level_results.csv', 'results_summary.json', 'aggregated_entropy_distribution.png',
-              'entropy_over_steps.png')
-REPORT_FILES = ('report.ipynb', 'report.html', 'figures')
-OWNED_PATTERNS = ('*_token_stats.csv', '*_all_tokens_detailed.csv')
-DATA_DIRS = ('data/tokens', 'data/generations', 'data/prompts.parquet', 'data/scored')
+TOKENS_DIR, GENERATIONS_DIR, SCORED_DIR, PROMPTS_FILE = 'data/tokens', 'data/generations', 'data/scored', 'data/prompts.parquet'
+SCORING_STATE = 'data/scored/_scoring.json'
+LEGACY_FILES = ('prompt_level_results.csv', 'results_summary.json', 'aggregated_entropy_distribution.png',
+                'entropy_over_steps.png')  # the original script's files of the whole run
+LEGACY_MODEL_FILES = ('token_stats', 'all_tokens_detailed')  # ... and of each checkpoint: {model}_{kind}.csv
+FIGURES_DIR, TABLES_DIR, REPORT_NOTEBOOK, REPORT_HTML = 'figures', 'tables', 'report.ipynb', 'report.html'
+DATA_DIRS = (TOKENS_DIR, GENERATIONS_DIR, PROMPTS_FILE, SCORED_DIR)
 
 def owned_paths(output_dir # a run directory
                )->list[Path]:
     "The existing files and directories in `output_dir` that the kit owns (sorted)."
     d = Path(output_dir)
-    found = [d/n for n in (MANIFEST_NAME,) + SEED_FILES + REPORT_FILES + DATA_DIRS if (d/n).exists()]
-    for pat in OWNED_PATTERNS: found += [p for p in d.glob(pat) if p.is_file()]
+    names = (MANIFEST_NAME,) + LEGACY_FILES + (FIGURES_DIR, TABLES_DIR, REPORT_NOTEBOOK, REPORT_HTML) + DATA_DIRS
+    found = [d/n for n in names if (d/n).exists()]
+    for kind in LEGACY_MODEL_FILES: found += [p for p in d.glob(f'*_{kind}.csv') if p.is_file()]
     found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]  # temporary files of a killed write
     return sorted(set(found))
 
@@ -254,15 +258,30 @@ class RunStore:
 
     def __repr__(self): return f'RunStore({str(self.dir)!r}' + (f', shard={self.shard!r})' if self.shard else ')')
 
-    @property
-    def manifest_path(self)->Path: return self.dir/MANIFEST_NAME
-    @property
-    def tokens_dir(self)->Path: return self.dir/'data'/'tokens'
-    @property
-    def generations_dir(self)->Path: return self.dir/'data'/'generations'
-    def path(self, name:str)->Path:
-        "The path of a file `name` in the run directory (for the seed outputs)."
+    manifest_path = property(lambda self: self.dir/MANIFEST_NAME)
+    tokens_dir = property(lambda self: self.dir/TOKENS_DIR)
+    generations_dir = property(lambda self: self.dir/GENERATIONS_DIR)
+    scored_dir = property(lambda self: self.dir/SCORED_DIR)
+    prompts_path = property(lambda self: self.dir/PROMPTS_FILE)
+    scoring_state_path = property(lambda self: self.dir/SCORING_STATE)
+    report_notebook = property(lambda self: self.dir/REPORT_NOTEBOOK)
+    report_html = property(lambda self: self.dir/REPORT_HTML)
+
+    def legacy_path(self, name:str, # one of `LEGACY_FILES`, or of `LEGACY_MODEL_FILES` with `model`
+                    model:str|None=None, # the checkpoint, for its own files
+                   )->Path:
+        "The path of one of the original script's files."
+        if model is not None:
+            if name not in LEGACY_MODEL_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_MODEL_FILES}')
+            return self.dir/f'{_check_model_name(model)}_{name}.csv'
+        if name not in LEGACY_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_FILES}')
         return self.dir/name
+    def figure_path(self, name:str)->Path:
+        "The PNG of the report's figure `name`."
+        return self.dir/FIGURES_DIR/f'{name}.png'
+    def table_path(self, name:str)->Path:
+        "The CSV of the report's table `name`."
+        return self.dir/TABLES_DIR/f'{name}.csv'
 
 # %% ../nbs/04_store.ipynb #d7fb0631
 @patch(as_prop=True)
@@ -283,11 +302,20 @@ def exists(self:RunStore)->bool:
 @patch
 def _save_manifest(self:RunStore): write_json(self._manifest, self.manifest_path)
 
+# %% ../nbs/04_store.ipynb #ce07f812
+@patch
+def require(self:RunStore, flag:str='--run_dir' # how the user named the directory, for the message
+           )->RunStore:
+    "`self` if the directory holds a run (a manifest), else raise `InputError` naming `flag`."
+    if not self.exists: raise InputError(f'{flag} {self.dir}: not a run directory (no {MANIFEST_NAME})')
+    return self
+
 # %% ../nbs/04_store.ipynb #77641295
 @patch
 def open(self:RunStore, config:dict, # what defines the run; compared on resume
           overwrite:bool=False, # delete the kit's files of a previous run and start fresh
-          flag:str='--output_dir' # how the user named the directory, for messages
+          flag:str='--output_dir', # how the user named the directory, for messages
+          settings:dict|None=None, # the invocation's settings (`RunConfig.to_dict()`), kept as the manifest's `run_config`
          )->RunStore:
     "Create the run in `output_dir`, or resume the run there with the same `config`; returns `self`."
     d = self.dir
@@ -315,6 +343,7 @@ def open(self:RunStore, config:dict, # what defines the run; compared on resume
         self._manifest = {'format': 1, 'created': _now(), 'config': config, 'versions': runtime_versions(),
                           'models': _config_models(config), 'progress': {}}
         self._save_manifest()
+    if settings is not None and self.shard is None: self._manifest['run_config'] = _canonical(settings)
     self._recover()
     if self.shard is None: self.refresh_progress()
     return self
@@ -333,17 +362,23 @@ def _parts(self:RunStore, root:Path, model:str|None=None)->dict:
     return out
 
 @patch
+def _unpaired(self:RunStore, root:Path, other:Path)->list[Path]:
+    "Parts under `root` with no part of the same name under `other` (this shard's; every shard's for the main store)."
+    mine = lambda f: self.shard is None or self._part_re.fullmatch(f.name)
+    return [f for f in (sorted(root.glob('model=*/part-*.parquet')) if root.is_dir() else [])
+            if mine(f) and not (other/f.parent.name/f.name).exists()]
+
+@patch
 def _recover(self:RunStore):
     for root in (self.dir, self.tokens_dir, self.generations_dir):
         for tmp in list(root.glob(f'.*{_TMP_MARK}*')) + list(root.glob(f'model=*/.{self._prefix}*{_TMP_MARK}*')):
             log.warning('removing %s (left by an interrupted write)', tmp); tmp.unlink(missing_ok=True)
-    toks, gens = self._parts(self.tokens_dir), self._parts(self.generations_dir)
-    for key in set(toks) - set(gens):
-        log.warning('removing %s: its batch was not committed', toks[key]); toks.pop(key).unlink()
-    for key in set(gens) - set(toks):
-        log.warning('removing %s: its tokens part is missing', gens[key]); gens.pop(key).unlink()
+    for f in self._unpaired(self.tokens_dir, self.generations_dir):
+        log.warning('removing %s: its batch was not committed', f); f.unlink()
+    for f in self._unpaired(self.generations_dir, self.tokens_dir):
+        log.warning('removing %s: its tokens part is missing', f); f.unlink()
     self._done, self._next = {}, {}
-    for (model, n) in gens: self._next[model] = max(self._next.get(model, 0), n + 1)
+    for (model, n) in self._parts(self.generations_dir): self._next[model] = max(self._next.get(model, 0), n + 1)
     for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model)
 
 @patch
@@ -489,23 +524,68 @@ def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this orde
     return t.drop(columns=['_m', 'prompt_index']).reset_index(drop=True)
 
 # %% ../nbs/04_store.ipynb #98ebbf84
-PROMPTS_FILE = 'data/prompts.parquet'
 PROMPTS_COLUMNS = ['prompt_id', 'prompt_index', 'line', 'messages', 'reference', 'reference_answer']
 
-def write_prompts(run_dir, # the run directory
-                  prompts:list, # `PromptRecord`s of the run
+@patch
+def write_prompts(self:RunStore, prompts:list, # `PromptRecord`s of the run
                  )->Path:
     "Save the run's prompts (with references) to `data/prompts.parquet`, atomically."
     df = pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'prompt_index': [p.index for p in prompts],
                        'line': [p.line for p in prompts], 'messages': [json.dumps(p.messages, ensure_ascii=False) for p in prompts],
                        'reference': [p.reference for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]},
                       columns=PROMPTS_COLUMNS)
-    path = Path(run_dir)/PROMPTS_FILE
-    with atomic_path(path) as t: df.to_parquet(t, index=False)
+    with atomic_path(self.prompts_path) as t: df.to_parquet(t, index=False)
+    return self.prompts_path
+
+@patch
+def read_prompts(self:RunStore)->pd.DataFrame:
+    "The prompts table of the run (empty, with its columns, when the run kept none)."
+    return pd.read_parquet(self.prompts_path) if self.prompts_path.exists() else pd.DataFrame(columns=PROMPTS_COLUMNS)
+
+# %% ../nbs/04_store.ipynb #e911e795
+@patch
+def scoring_state(self:RunStore)->dict:
+    "The scoring state of the run ({} when nothing was scored)."
+    p = self.scoring_state_path
+    return json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
+
+@patch
+def save_scoring_state(self:RunStore, state:dict # {'source', 'top_k_alternatives', 'done': {model: info}}
+                      )->Path:
+    "Write the scoring state atomically."
+    return write_json(state, self.scoring_state_path)
+
+@patch
+def clear_scored(self:RunStore, model:str|None=None # one checkpoint's scores (None: all, state included)
+                ):
+    "Delete scored parts (of one checkpoint, or all of them and the state)."
+    d = self.scored_dir if model is None else _partition_dir(self.scored_dir, model)
+    if d.exists(): shutil.rmtree(d)
+
+# %% ../nbs/04_store.ipynb #cdadd16c
+@patch
+def write_scored(self:RunStore, model:str, # the checkpoint that scored
+                 tokens_df:pd.DataFrame, # TOKENS_COLUMNS, in the order to keep
+                )->Path:
+    "Write this writer's scored part of `model` atomically; return its path."
+    path = _partition_dir(self.scored_dir, model)/f'{self._prefix}00000.parquet'
+    with atomic_path(path) as tmp: pq.write_table(_to_table(tokens_df, TOKENS_SCHEMA, 'scored tokens'), tmp)
     return path
 
-def read_prompts(run_dir # the run directory
-                )->pd.DataFrame:
-    "The prompts table of a run (empty, with its columns, when the run kept none)."
-    path = Path(run_dir)/PROMPTS_FILE
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=PROMPTS_COLUMNS)
+@patch
+def scored_rows(self:RunStore, model:str)->int:
+    "The number of scored token rows of `model`, over every writer's part."
+    d = _partition_dir(self.scored_dir, model)
+    return sum(pq.read_metadata(f).num_rows for f in sorted(d.glob('part-*.parquet'))) if d.is_dir() else 0
+
+@patch
+def read_scored(self:RunStore, models:list|None=None, # names in order (default: the run's order)
+               )->pd.DataFrame:
+    "The scored tokens, sorted by (model order, prompt, step); empty (with its columns) when none."
+    files = sorted(self.scored_dir.glob('model=*/part-*.parquet')) if self.scored_dir.is_dir() else []
+    df = _read(self.scored_dir, TOKENS_SCHEMA, files, None)
+    order = models or [m for m in self.models if m in set(df.model)]
+    pidx = self.read_prompts().set_index('prompt_id')['prompt_index']
+    df = df[df.model.isin(order)].assign(_m=lambda d: d.model.map({m: i for i, m in enumerate(order)}),
+                                         _p=lambda d: d.prompt_id.map(pidx))
+    return df.sort_values(['_m', '_p', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)

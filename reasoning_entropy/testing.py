@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['ARCHS', 'SPECIALS', 'CHATML', 'make_tiny_checkpoint', 'synthetic_run_dir']
+__all__ = ['ARCHS', 'SPECIALS', 'CHATML', 'make_tiny_checkpoint', 'synthetic_run_dir', 'synthetic_run', 'reference_metrics']
 
 # %% ../nbs/14_testing.ipynb #637f554f
 ARCHS = ('qwen2', 'llama', 'gpt2', 'gpt_neox', 'phi', 'gemma')
@@ -93,9 +93,8 @@ def synthetic_run_dir(run_dir, # directory to create
                  )->Path:
     "Write a complete synthetic run (store, prompts, prompt_level_results.csv); entropy falls and accuracy rises with the checkpoint."
     from reasoning_entropy.store import RunStore, write_csv
-    from reasoning_entropy.store import write_prompts
     from reasoning_entropy.data import PromptRecord
-    from reasoning_entropy.analysis import prompt_level_results
+    from reasoning_entropy.legacy import prompt_level_results
     models = models or ['Checkpoint_1', 'Checkpoint_2', 'Checkpoint_4', 'Checkpoint_10']
     rng = np.random.default_rng(seed)
     run_dir = Path(run_dir)
@@ -104,7 +103,7 @@ def synthetic_run_dir(run_dir, # directory to create
     config = dict(models=[dict(name=m, path=f'/synthetic/{m}', fingerprint='0') for m in models], data=dict(path='synthetic', prompts=n_prompts),
                   decoding=dict(max_new_tokens=max_steps, do_sample=False), top_k_alternatives=k)
     store = RunStore(run_dir).open(config)
-    write_prompts(run_dir, prompts)
+    store.write_prompts(prompts)
     words = np.array([' the', ' answer', ' is', ' so', '\n', ' wait', ' 4', '2', '<think>', '</think>', ' \\boxed{', '}'])
     lens = rng.integers(max(2, max_steps // 4), max_steps + 1, size=n_prompts)
     for j, m in enumerate(models):
@@ -128,5 +127,49 @@ def synthetic_run_dir(run_dir, # directory to create
             store.write_batch(m, tok, gen, seconds=1.0)
         store.mark_model_complete(m)
     refs = pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]})
-    write_csv(prompt_level_results(store.read_tokens(columns=['entropy', 'probability']), store.read_generations(), refs), run_dir/'prompt_level_results.csv')
+    write_csv(prompt_level_results(store.read_tokens(columns=['entropy', 'probability']), store.read_generations(), refs), store.legacy_path('prompt_level_results.csv'))
     return run_dir
+
+# %% ../nbs/14_testing.ipynb #1e8d95e8
+_WORDS = ['the', ' so', ' wait', ' =', ' 2', ' x', ',', '.', ' maybe', ' then', ' we', ' check', ' but', ' 4']
+
+def synthetic_run(n_models:int=4, # checkpoints
+                  n_prompts:int=30, # prompts per checkpoint
+                  min_len:int=30, # shortest generation
+                  max_len:int=80, # longest generation
+                  seed:int=0, # numpy seed
+                 )->tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "(tokens, results, scored) of a synthetic run where entropy falls and accuracy rises with the checkpoint."
+    rng = np.random.default_rng(seed)
+    names = [f"ckpt_{i + 1}" for i in range(n_models)]
+    toks, res, sc = [], [], []
+    lengths = rng.integers(min_len, max_len + 1, n_prompts)
+    base = rng.exponential(1.0, size=(n_prompts, max_len))    # shared per-position difficulty (teacher forcing)
+    for i, m in enumerate(names):
+        scale = 1.0 / (1 + i)                                 # entropy falls with training
+        for p, L in enumerate(lengths):
+            close = int(L * 0.7)
+            words = rng.choice(np.array(_WORDS, dtype=object), size=L)
+            words[0], words[close - 1] = '<think>', '</think>'
+            ent = scale * base[p, :L] * np.where(np.arange(L) < close, 1.0, 0.3) * rng.exponential(1.0, L)
+            ent[rng.random(L) < 0.3 + 0.1 * i] = 0.0           # more exact zeros later
+            step = np.arange(1, L + 1)
+            toks.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent,
+                                          probability=np.exp(-ent))))
+            sc.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step,
+                                        entropy=scale * base[p, :L] * rng.uniform(0.8, 1.2, L))))
+            correct = bool(rng.random() < 0.2 + 0.6 * i / max(n_models - 1, 1))
+            res.append(dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
+                            entropy_median=float(np.median(ent)), finished=True, correct=correct))
+    return pd.concat(toks, ignore_index=True), pd.DataFrame(res), pd.concat(sc, ignore_index=True)
+
+# %% ../nbs/14_testing.ipynb #bc29c545
+def reference_metrics(logits, # [rows, V] logits of any float dtype
+                      chosen, # [rows] chosen token ids
+                     )->dict:
+    "Unchunked float64 reference of entropy, logprob and varentropy (for tests)."
+    import torch
+    z = logits.double(); lp = torch.log_softmax(z, -1); p = lp.exp()
+    plp = torch.where(p > 0, p * lp, torch.zeros_like(p)); H = -plp.sum(-1)
+    ve = torch.where(p > 0, p * (lp - (-H[:, None]))**2, torch.zeros_like(p)).sum(-1)
+    return dict(entropy=H, logprob=lp.gather(1, chosen[:, None].long())[:, 0], varentropy=ve)

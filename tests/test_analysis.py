@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore, TOKENS_COLUMNS
-from reasoning_entropy.analysis import (token_stats, prompt_level_results, detailed_tokens, results_summary,
-                                        answers_match, normalize_answer, write_tables, references_frame, in_bits)
-from reasoning_entropy.plots import plot_entropy_distribution, plot_entropy_over_steps, write_figures
+from reasoning_entropy.legacy import (token_stats, prompt_level_results, detailed_tokens, results_summary,
+                                      write_legacy_tables, references_frame, in_bits)
+from reasoning_entropy.legacy import plot_entropy_distribution, plot_entropy_over_steps, write_legacy_figures
 
 
 def tok_rows(model, pid, ents, probs, texts):
@@ -40,17 +40,6 @@ def run(tmp_path):
 
 
 REFS = pd.DataFrame({'prompt_id': ['a', 'b'], 'reference_answer': ['0.5', '1000']})
-
-
-def test_token_stats_values(run):
-    t = run.read_tokens(['early'])
-    ts = token_stats(t)
-    assert ts.token.tolist() == ['x', 'y']
-    x = ts.iloc[0]
-    assert x['count'] == 3 and x.entropy_mean == 2.0 and x.entropy_median == 2.0
-    assert x.entropy_min == 1.0 and x.entropy_max == 3.0
-    assert x.entropy_std == pytest.approx(np.std([2.0, 3.0, 1.0]))
-    assert x.probability_mean == pytest.approx((0.2 + 0.1 + 0.4) / 3)
 
 
 def test_prompt_level_results_values(run):
@@ -88,23 +77,23 @@ def test_summary_without_references_is_null_accuracy(run):
 
 
 def test_write_tables_files(run):
-    paths = write_tables(run, REFS, save_detailed_tokens=True)
+    paths = write_legacy_tables(run, REFS, save_detailed_tokens=True)
     names = sorted(p.name for p in paths)
     assert names == ['early_all_tokens_detailed.csv', 'early_token_stats.csv', 'late_all_tokens_detailed.csv',
                      'late_token_stats.csv', 'prompt_level_results.csv', 'results_summary.json']
-    det = pd.read_csv(run.path('late_all_tokens_detailed.csv'), dtype={'prompt_id': str})
+    det = pd.read_csv(run.legacy_path('all_tokens_detailed', 'late'), dtype={'prompt_id': str})
     assert det.columns.tolist() == TOKENS_COLUMNS
     assert json.loads(det.top_ids[0]) == [1, 0] and json.loads(det.top_logprobs[0])[0] == pytest.approx(math.log(0.9))
-    pr = pd.read_csv(run.path('prompt_level_results.csv'))
+    pr = pd.read_csv(run.legacy_path('prompt_level_results.csv'))
     assert pr.correct.tolist() == [False, True, True, False]
-    assert json.loads(run.path('results_summary.json').read_text())['models']['early']['tokens_analyzed'] == 4
+    assert json.loads(run.legacy_path('results_summary.json').read_text())['models']['early']['tokens_analyzed'] == 4
     # without the flag, no detailed files
-    assert sorted(p.name for p in write_tables(run)) == ['early_token_stats.csv', 'late_token_stats.csv',
+    assert sorted(p.name for p in write_legacy_tables(run)) == ['early_token_stats.csv', 'late_token_stats.csv',
                                                          'prompt_level_results.csv', 'results_summary.json']
 
 
 def test_figures_saved_non_empty_png(run):
-    paths = write_figures(run)
+    paths = write_legacy_figures(run)
     assert [p.name for p in paths] == ['aggregated_entropy_distribution.png', 'entropy_over_steps.png']
     for p in paths:
         b = p.read_bytes()
@@ -121,18 +110,3 @@ def test_figure_contents(run):
     assert [l.get_label() for l in top.get_lines()] == ['early', 'late']
     assert top.get_lines()[1].get_ydata().tolist() == pytest.approx([0.35, 0.15])
     assert len(bottom.get_lines()) == 2
-
-
-def test_answers():
-    assert answers_match('\\frac{1}{2}', '0.5') and answers_match('1,000', '1000') and answers_match('$7.0$', '7')
-    assert answers_match('\\text{(A)}', '(A)') and not answers_match('0.33', '1/3') and not answers_match(None, '1')
-    assert normalize_answer(' \\dfrac{3}{4} ') == '3/4'
-
-
-def test_references_frame_and_bits():
-    from reasoning_entropy.data import PromptRecord
-    recs = [PromptRecord('x', 0, [], 'r', '5'), PromptRecord('1', 1, [], None, None)]
-    f = references_frame(recs)
-    assert f.values.tolist() == [['x', '5'], ['1', None]]
-    t = pd.DataFrame({'entropy': [math.log(2)], 'varentropy': [math.log(2) ** 2]})
-    assert in_bits(t).values.tolist() == [[pytest.approx(1.0), pytest.approx(1.0)]]

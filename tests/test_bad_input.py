@@ -1,5 +1,5 @@
 "Bad input: one line naming the flag/file/line, exit status 2, no traceback, no partial output (DESIGN §7)."
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 from reasoning_entropy.cli import main
@@ -100,7 +100,7 @@ def test_bad_data(tiny_pair, tmp_path, capsys, content, message):
 def test_non_positive_counts(tiny_pair, tmp_path, capsys, data_file, flag, value):
     a, _ = tiny_pair; out = tmp_path / "out"
     check(["compare", "--model_paths", str(a), "--model_names", "A", "--data_path", str(data_file), "--output_dir", str(out), flag, value],
-          capsys, f"{flag}: must be positive, got {value}", out)
+          capsys, f"{flag}: must be a positive integer, got {value}", out)
 
 
 def test_prompt_longer_than_context(tiny_pair, tmp_path, capsys):
@@ -147,3 +147,28 @@ def test_console_script_subprocess_no_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == f"reasoning-entropy compare: error: --model_paths: {tmp_path / 'nope'}: no such directory"
     assert not (tmp_path / "out").exists()
+
+
+_HEAVY = ("torch", "transformers", "matplotlib")
+_PROBE = """import sys
+from reasoning_entropy.cli import main
+try: code = main(sys.argv[1:])
+except SystemExit as e: code = e.code
+print('heavy:', sorted(m for m in %r if m in sys.modules), 'status:', code)""" % (_HEAVY,)
+
+
+@pytest.mark.parametrize("case", ["help-compare", "help-score", "help-report", "help-demo", "no-such-path", "count", "names",
+                                  "bad-data", "not-a-run", "bad-dtype"])
+def test_help_and_bad_input_import_no_model_library(tiny_pair, tmp_path, case):
+    "`--help` of every subcommand and the bad-input paths answer without importing torch, transformers or matplotlib."
+    a, _ = tiny_pair; bad = tmp_path / "bad.jsonl"; bad.write_text("not json\n")
+    args = {"help-compare": ["compare", "--help"], "help-score": ["score", "--help"], "help-report": ["report", "--help"],
+            "help-demo": ["demo", "--help"], "no-such-path": ["compare", "--model_paths", str(tmp_path / "nope")],
+            "count": ["compare", "--model_paths", str(a), "--num_examples", "0"],
+            "names": ["compare", "--model_paths", str(a), "--model_names", "A", "B"],
+            "bad-data": ["compare", "--model_paths", str(a), "--data_path", str(bad), "--output_dir", str(tmp_path / "o")],
+            "not-a-run": ["score", "--run_dir", str(tmp_path)], "bad-dtype": ["report", "--run_dir", str(tmp_path), "--dtype", "fp8"]}[case]
+    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.stdout.strip().splitlines()[-1] == f"heavy: [] status: {0 if case.startswith('help') else 2}", (r.stdout[-500:], r.stderr)
+    if not case.startswith("help"): assert len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr
+    assert not (tmp_path / "o").exists()

@@ -3,7 +3,7 @@ import json, pytest, torch
 from reasoning_entropy.testing import make_tiny_checkpoint
 from reasoning_entropy.checkpoints import (Checkpoint, CheckpointError, resolve_checkpoints, validate_checkpoint,
     pick_device, pick_dtype, loaded, checkpoint_fingerprint, eos_token_ids)
-from reasoning_entropy.data import InputError
+from reasoning_entropy.errors import InputError
 
 @pytest.fixture(scope='module')
 def ck(tmp_path_factory): return make_tiny_checkpoint(tmp_path_factory.mktemp('c')/'ck-1', 'gpt2')
@@ -34,12 +34,13 @@ def test_validate_errors(ck, tmp_path):
     (r/'config.json').write_text(json.dumps({'model_type': 'custom_lm', 'auto_map': {'AutoConfig': 'c.C', 'AutoModelForCausalLM': 'm.M'}}))
     with pytest.raises(CheckpointError, match='pass --trust_remote_code'): validate_checkpoint(Checkpoint('n', r))
     (r/'config.json').write_text(json.dumps({'model_type': 'custom_lm'}))
+    (r/'model.safetensors').write_bytes(b''); (r/'tokenizer.json').write_text('{}')
     with pytest.raises(CheckpointError, match="unknown model type 'custom_lm'"): validate_checkpoint(Checkpoint('n', r))
 
 def test_device_dtype():
     assert pick_device('cpu').type == 'cpu' and pick_dtype(torch.device('cpu')) == torch.float32
     assert pick_device().type in ('cuda', 'mps', 'cpu')
-    with pytest.raises(CheckpointError, match='--dtype'): pick_dtype('cpu', 'float8')
+    with pytest.raises(InputError, match='--dtype: must be one of auto'): pick_dtype('cpu', 'float8')
 
 def test_loaded_frees_and_fingerprint(ck):
     fp = checkpoint_fingerprint(ck)

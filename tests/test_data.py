@@ -3,7 +3,8 @@ import json, builtins
 import pandas as pd
 import pytest
 from reasoning_entropy import data as D
-from reasoning_entropy.data import load_prompts, DataError, InputError, format_prompt, encode_prompt, fallback_format
+from reasoning_entropy.data import load_prompts, format_prompt, encode_prompt, fallback_format
+from reasoning_entropy.errors import DataError, InputError
 
 SYS = {"role": "system", "content": "Think step by step."}
 USER = {"role": "user", "content": "What is 12 + 30?"}
@@ -48,7 +49,7 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(DataError, match="no conversations in file"): load_prompts(blank)
     allbad = write(tmp_path, "allbad.jsonl", ["{", "{"])
     with pytest.raises(DataError, match=r"no conversations in file \(2 malformed rows skipped\)"): load_prompts(allbad, skip_bad=True)
-    with pytest.raises(InputError, match="--num_examples: must be positive, got -1"): load_prompts(write(tmp_path, "g.jsonl", [GOOD]), num_examples=-1)
+    with pytest.raises(InputError, match="--num_examples: must be a positive integer, got -1"): load_prompts(write(tmp_path, "g.jsonl", [GOOD]), num_examples=-1)
 
 
 def test_variants_json_parquet_messages_ids(tmp_path):

@@ -129,14 +129,6 @@ def test_cache_reused(built, caplog):
     assert "using cached demo series" in caplog.text and "building" not in caplog.text
 
 
-def test_cache_root_from_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("REASONING_ENTROPY_CACHE", str(tmp_path / "c"))
-    assert demo.default_cache_root() == tmp_path / "c"
-    monkeypatch.delenv("REASONING_ENTROPY_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert demo.default_cache_root() == tmp_path / "x" / "reasoning-entropy"
-
-
 def test_killed_build_leaves_no_cache(tmp_path, monkeypatch):
     "A build interrupted mid-way leaves neither a series nor its temporary directory."
     def dies(out_dir, **kw):

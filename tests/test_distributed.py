@@ -69,11 +69,11 @@ def test_torchrun_two_ranks_equal_one_process(tiny_pair, one_proc, tmp_path):
     # score over two ranks equals score in one process
     run([*TORCHRUN, '-m', 'reasoning_entropy', 'score', '--run_dir', str(out), '--device', 'cpu'])
     run([PY, '-m', 'reasoning_entropy', 'score', '--run_dir', str(one_proc), '--device', 'cpu'])
-    from reasoning_entropy.score import read_scored
-    s1, s2 = read_scored(one_proc), read_scored(out)
+    from reasoning_entropy.store import RunStore
+    s1, s2 = RunStore(one_proc).read_scored(), RunStore(out).read_scored()
     assert len(s1) == len(tokens(one_proc)) and len(s1) > 0
     pd.testing.assert_frame_equal(s1, s2, check_exact=True)
-    assert sorted(p.name for p in (out / 'data/scored/model=B').iterdir()) == ['part-r0-00000.parquet', 'part-r1-00000.parquet']
+    assert sorted(p.name for p in (out / 'data/scored/model=B').iterdir()) == ['part-00000.parquet', 'part-r1-00000.parquet']  # rank 0 names its parts as a lone process does
     st = json.loads((out / 'data/scored/_scoring.json').read_text())
     assert {m: (d['tokens'], d['processes']) for m, d in st['done'].items()} == {m: (int((s1.model == m).sum()), 2) for m in 'AB'}
 

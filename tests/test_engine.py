@@ -3,9 +3,11 @@ import math, time
 import numpy as np, pandas as pd, pytest, torch
 from reasoning_entropy.testing import ARCHS, make_tiny_checkpoint
 from reasoning_entropy.checkpoints import Checkpoint, CheckpointError, check_shared_vocabulary, load_checkpoint, loaded
-from reasoning_entropy.data import InputError
-from reasoning_entropy.engine import (DecodingConfig, PromptInput, generate, score, TOKENS_COLUMNS, GENERATIONS_COLUMNS)
-from reasoning_entropy.metrics import token_metrics, reference_metrics, distribution_entropy
+from reasoning_entropy.errors import InputError
+from reasoning_entropy.engine import DecodingConfig, PromptInput, generate, score
+from reasoning_entropy.store import TOKENS_COLUMNS, GENERATIONS_COLUMNS
+from reasoning_entropy.metrics import token_metrics, distribution_entropy
+from reasoning_entropy.testing import reference_metrics
 
 QUESTIONS = ['What is 3 + 4?', 'Let me think step by step about this problem, then add.', 'Hi',
              'So the total is 15 apples and 3 pears. How many fruits?', 'Answer: 12', 'wait']
@@ -41,7 +43,7 @@ def test_architectures_batched_equals_single_and_scoring(ckpts, arch):
     ps = prompts_for(tok)
     d = DecodingConfig(max_new_tokens=12)
     tb, gb = run(model, tok, ps, d, batch_size=4)
-    assert list(tb.columns) == TOKENS_COLUMNS and list(gb.reset_index().columns) == GENERATIONS_COLUMNS
+    assert list(tb.columns) == TOKENS_COLUMNS and list(gb.reset_index().columns) == [c for c in GENERATIONS_COLUMNS if c != 'prompt_index']
     assert sorted(gb.index) == sorted(p.prompt_id for p in ps)
     singles = [run(model, tok, [p], d, batch_size=1) for p in ps]
     ts = pd.concat([s[0] for s in singles]).reset_index(drop=True)

@@ -13,9 +13,7 @@ def free_port():
 
 
 @pytest.fixture
-def lab(tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium: pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+def lab(chromium, tmp_path):
     from reasoning_entropy.testing import synthetic_run_dir
     run = synthetic_run_dir(tmp_path / "run", n_prompts=12, models=["Checkpoint_1", "Checkpoint_2", "Checkpoint_10"], max_steps=14)
     shutil.copy(ROOT / "nbs" / "explore_demo.ipynb", tmp_path / "explore_demo.ipynb")

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
 
-from reasoning_entropy import reasoning as R, figures as F
-from reasoning_entropy.analysis import prompt_level_results
+from reasoning_entropy import report_tables as R, report_figures as F
+from reasoning_entropy.legacy import prompt_level_results
+from reasoning_entropy.testing import synthetic_run
 
 MODELS = ['step_100', 'step_200', 'step_300']
 SCALE = {'step_100': 1.0, 'step_200': 0.5, 'step_300': 0.25}

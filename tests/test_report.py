@@ -79,9 +79,7 @@ def test_failing_cell_fails_the_command(reported, tmp_path):
     assert not (broken / "report.html").exists()
 
 
-def test_report_opens_in_chromium(reported):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium: pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+def test_report_opens_in_chromium(chromium, reported):
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
