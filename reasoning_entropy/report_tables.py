@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from fastcore.meta import delegates
 
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,17 @@ def _values(s:pd.Series)->np.ndarray:
     "Finite float values of a Series."
     a = s.to_numpy(dtype=float, na_value=np.nan)
     return a[np.isfinite(a)]
+
+def _concat_per_model(df:pd.DataFrame, models:Sequence[str]|None, fn, cols:list)->pd.DataFrame:
+    "The frames `fn(model, its rows)` of every checkpoint in order, concatenated, with columns `cols`."
+    order, groups = _by_model(df, models)
+    out = [fn(m, groups[m]) for m in order]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+def _per_model(tokens:pd.DataFrame, models:Sequence[str]|None, fn)->pd.DataFrame:
+    "One row per checkpoint in order: `model` and the dict `fn` makes of its finite entropies."
+    order, groups = _by_model(tokens, models)
+    return pd.DataFrame([dict(model=m, **fn(_values(groups[m]['entropy']))) for m in order])
 
 def _mean_ci(x:np.ndarray, z:float=1.96):
     "(n, mean, low, high): the mean with a normal-approximation 95% interval (NaN band for n < 2)."
@@ -121,13 +133,10 @@ def share_below(tokens:pd.DataFrame, # tokens table
                 models:Sequence[str]|None=None, # checkpoint order
                )->pd.DataFrame:
     "Per checkpoint: n_tokens, n_below and share_below — the share of tokens with entropy < threshold."
-    order, groups = _by_model(tokens, models)
-    rows = []
-    for m in order:
-        x = _values(groups[m]['entropy']); nb = int((x < threshold).sum())
-        rows.append(dict(model=m, threshold=threshold, n_tokens=len(x), n_below=nb,
-                         share_below=nb / len(x) if len(x) else np.nan))
-    return pd.DataFrame(rows)
+    def below(x):
+        nb = int((x < threshold).sum())
+        return dict(threshold=threshold, n_tokens=len(x), n_below=nb, share_below=nb / len(x) if len(x) else np.nan)
+    return _per_model(tokens, models, below)
 
 # %% ../nbs/05_report_tables.ipynb #295e0c86
 def percentile_thresholds(tokens:pd.DataFrame, # tokens table
@@ -135,13 +144,10 @@ def percentile_thresholds(tokens:pd.DataFrame, # tokens table
                           models:Sequence[str]|None=None, # checkpoint order
                          )->pd.DataFrame:
     "Per checkpoint: the q-quantile of token entropy (`threshold`) and the share of tokens above it."
-    order, groups = _by_model(tokens, models)
-    rows = []
-    for m in order:
-        x = _values(groups[m]['entropy'])
+    def above(x):
         t = float(np.quantile(x, q)) if len(x) else np.nan
-        rows.append(dict(model=m, q=q, threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan))
-    return pd.DataFrame(rows)
+        return dict(q=q, threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan)
+    return _per_model(tokens, models, above)
 
 # %% ../nbs/05_report_tables.ipynb #ce0553fa
 def entropy_by_step(tokens:pd.DataFrame, # tokens table
@@ -190,17 +196,13 @@ def token_ranking(tokens:pd.DataFrame, # tokens table
                   token_col:str='next_token', # the token-string column
                  )->pd.DataFrame:
     "Per checkpoint, the `n` highest- and lowest-mean-entropy token strings: model, direction, rank, token, count, entropy_mean."
-    order, groups = _by_model(tokens, models)
-    out = []
-    for m in order:
-        a = (groups[m].groupby(token_col, sort=False)['entropy'].agg(['count', 'mean'])
+    def ranked(m, g):
+        a = (g.groupby(token_col, sort=False)['entropy'].agg(['count', 'mean'])
              .rename(columns={'mean': 'entropy_mean'}).reset_index().rename(columns={token_col: 'token'}))
         a = a[a['count'] >= min_count]
-        for d, asc in (('high', False), ('low', True)):
-            t = a.sort_values(['entropy_mean', 'count', 'token'], ascending=[asc, False, True]).head(n)
-            out.append(t.assign(model=m, direction=d, rank=np.arange(1, len(t) + 1)))
-    cols = ['model', 'direction', 'rank', 'token', 'count', 'entropy_mean']
-    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+        return pd.concat([t.assign(model=m, direction=d, rank=np.arange(1, len(t) + 1)) for d, asc in (('high', False), ('low', True))
+                          for t in [a.sort_values(['entropy_mean', 'count', 'token'], ascending=[asc, False, True]).head(n)]])
+    return _concat_per_model(tokens, models, ranked, ['model', 'direction', 'rank', 'token', 'count', 'entropy_mean'])
 
 # %% ../nbs/05_report_tables.ipynb #6dfd395d
 def forking_tokens(tokens:pd.DataFrame, # tokens table
@@ -210,18 +212,15 @@ def forking_tokens(tokens:pd.DataFrame, # tokens table
                    token_col:str='next_token', # the token-string column
                   )->pd.DataFrame:
     "Per checkpoint, its `top_n` most often forking token strings: model, threshold, rank, token, n_forking, count, forking_rate."
-    order, groups = _by_model(tokens, models)
-    out = []
-    for m in order:
-        g = groups[m][[token_col, 'entropy']].dropna()
+    def forks(m, g):
+        g = g[[token_col, 'entropy']].dropna()
         t = float(np.quantile(g['entropy'], q)) if len(g) else np.nan
         a = (g.assign(fork=g['entropy'] > t).groupby(token_col, sort=False)['fork'].agg(['sum', 'count'])
              .reset_index().rename(columns={token_col: 'token', 'sum': 'n_forking'}))
         a = a[a.n_forking > 0].sort_values(['n_forking', 'token'], ascending=[False, True]).head(top_n)
-        out.append(a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1),
-                            forking_rate=a.n_forking / a['count']))
+        return a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1), forking_rate=a.n_forking / a['count'])
     cols = ['model', 'threshold', 'rank', 'token', 'n_forking', 'count', 'forking_rate']
-    return pd.concat(out, ignore_index=True)[cols].astype({'n_forking': 'int64', 'count': 'int64'})
+    return _concat_per_model(tokens, models, forks, cols).astype({'n_forking': 'int64', 'count': 'int64'})
 
 # %% ../nbs/05_report_tables.ipynb #a391baaa
 def jaccard(a, # a set (or iterable)
@@ -232,15 +231,14 @@ def jaccard(a, # a set (or iterable)
     return len(a & b) / len(a | b) if (a or b) else float('nan')
 
 # %% ../nbs/05_report_tables.ipynb #d2ae9527
+@delegates(forking_tokens)
 def forking_overlap(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
-                    q:float=0.8, # entropy percentile above which a token is forking
-                    top_n:int=50, # size of each checkpoint's forking set
-                    token_col:str='next_token', # the token-string column
+                    **kwargs # how forking sets are made: `forking_tokens`' q, top_n, token_col
                    )->pd.DataFrame:
     "Per checkpoint: n_set, Jaccard overlap of its forking set with the previous (jaccard_prev) and first (jaccard_first) checkpoint's, n_new/n_lost vs previous."
     order = model_order(tokens, models)
-    ft = forking_tokens(tokens, order, q=q, top_n=top_n, token_col=token_col)
+    ft = forking_tokens(tokens, order, **kwargs)
     sets = {m: set(ft.loc[ft.model == m, 'token']) for m in order}
     rows = []
     for i, m in enumerate(order):
@@ -443,22 +441,24 @@ def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
         raise ValueError("scored tokens: (model, prompt_id, step) is not unique")
     return order, s.pivot(index=['prompt_id', 'step'], columns='model', values=col)
 
+def _against_first(scored:pd.DataFrame, models:Sequence[str]|None)->list:
+    "(first checkpoint, checkpoint, their aligned entropies at the positions both scored) for every checkpoint after the first."
+    order, w = _aligned(scored, models)
+    return [(order[0], m, w[[order[0], m]].dropna()) for m in order[1:]]
+
 def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
                         models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                         q:float=0.8, # top positions = entropy above this percentile (per checkpoint)
                        )->pd.DataFrame:
     "Per checkpoint after the first: n_positions, n_top_ref, n_top_both, overlap (share of the first's top positions also top in k), chance."
-    order, w = _aligned(scored, models)
-    ref = order[0]; rows = []
-    for m in order[1:]:
-        p = w[[ref, m]].dropna()
+    def overlap(ref, m, p):
         top_r = p[ref] > np.quantile(p[ref], q) if len(p) else p[ref] > 0
         top_k = p[m] > np.quantile(p[m], q) if len(p) else p[m] > 0
         nr = int(top_r.sum())
-        rows.append(dict(model=m, ref_model=ref, n_positions=len(p), n_top_ref=nr, n_top_both=int((top_r & top_k).sum()),
-                         overlap=(top_r & top_k).sum() / nr if nr else np.nan,
-                         chance=float(top_k.mean()) if len(p) else np.nan))
-    return pd.DataFrame(rows, columns=['model', 'ref_model', 'n_positions', 'n_top_ref', 'n_top_both', 'overlap', 'chance'])
+        return dict(model=m, ref_model=ref, n_positions=len(p), n_top_ref=nr, n_top_both=int((top_r & top_k).sum()),
+                    overlap=(top_r & top_k).sum() / nr if nr else np.nan, chance=float(top_k.mean()) if len(p) else np.nan)
+    return pd.DataFrame([overlap(*x) for x in _against_first(scored, models)],
+                        columns=['model', 'ref_model', 'n_positions', 'n_top_ref', 'n_top_both', 'overlap', 'chance'])
 
 # %% ../nbs/05_report_tables.ipynb #ab326747
 def aligned_change_by_decile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
@@ -466,10 +466,8 @@ def aligned_change_by_decile(scored:pd.DataFrame, # teacher-forced tokens (model
                              n_bins:int=10, # percentile bins of the first checkpoint's entropy
                             )->pd.DataFrame:
     "Per checkpoint after the first and bin of the first's entropy percentile: n, ref_entropy_mean, entropy_mean, delta_mean (k − first) with 95% interval."
-    order, w = _aligned(scored, models)
-    ref = order[0]; out = []
-    for m in order[1:]:
-        p = w[[ref, m]].dropna()
+    out = []
+    for ref, m, p in _against_first(scored, models):
         n = len(p)
         b = (p[ref].rank(method='first').to_numpy() - 1) * n_bins // max(n, 1) + 1
         d = (p[m] - p[ref]).to_numpy()
