@@ -39,7 +39,12 @@ def _tokenizer_json(vocab_size: int, extra_tokens: tuple = ()) -> str:
     return tok.to_str()
 
 # %% ../nbs/14_testing.ipynb #c5910462
-def _config(arch, vocab_size, ids, seed):
+def _config(arch:str, # one of `ARCHS`
+            vocab_size:int, # the model's vocabulary
+            ids:dict, # bos, eos and pad token ids
+            seed:int, # unused: the weights' seed is set when the model is built
+           ):
+    "A tiny (hidden 32, 2 layers, 512 positions) config of the real `arch` class."
     import transformers as T
     common = dict(vocab_size=vocab_size, bos_token_id=ids['bos'], eos_token_id=ids['eos'], pad_token_id=ids['pad'],
                   initializer_range=0.2)
