@@ -49,9 +49,9 @@ def score_items(store:RunStore, # the run
 def _fresh_state(store:RunStore, sequences:str, k:int)->dict:
     "The scoring state to continue; reset (and old scores removed) when the sequences or k changed."
     state = store.scoring_state()
-    if state.get('source') != sequences or state.get('top_k_alternatives') != k:
+    if state.get('sequences') != sequences or state.get('top_k_alternatives') != k:
         store.clear_scored()
-        state = dict(source=sequences, top_k_alternatives=k, done={})
+        state = dict(sequences=sequences, top_k_alternatives=k, done={})
     return state
 
 # %% ../nbs/07b_score.ipynb #638eb450

@@ -550,7 +550,7 @@ def scoring_state(self:RunStore)->dict:
     return json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
 
 @patch
-def save_scoring_state(self:RunStore, state:dict # {'source', 'top_k_alternatives', 'done': {model: info}}
+def save_scoring_state(self:RunStore, state:dict # {'sequences', 'top_k_alternatives', 'done': {model: info}}
                       )->Path:
     "Write the scoring state atomically."
     return write_json(state, self.scoring_state_path)
