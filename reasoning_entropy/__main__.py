@@ -7,6 +7,6 @@ __all__ = []
 
 # %% ../nbs/13_main.ipynb #9d5797ed
 #| eval: false
-from reasoning_entropy.cli import main
+from reasoning_entropy.cli import console
 
-if __name__ == '__main__': raise SystemExit(main())
+if __name__ == "__main__": raise SystemExit(console())

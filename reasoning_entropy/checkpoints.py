@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Checkpoint', 'resolve_checkpoints', 'check_checkpoint_files', 'validate_checkpoint', 'pick_device',
-           'pick_dtype', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids',
-           'check_shared_vocabulary']
+           'pick_dtype', 'load_tokenizer', 'load_tokenizers', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint',
+           'eos_token_ids', 'check_shared_vocabulary']
 
 # %% ../nbs/01_checkpoints.ipynb #510200d4
 @dataclass
@@ -130,19 +130,56 @@ def pick_dtype(device:torch.device, # where the model will run
         return torch.float32
     return getattr(torch, DTYPES[name])
 
+# %% ../nbs/01_checkpoints.ipynb #7d79d057
+def load_tokenizer(ckpt:Checkpoint, # the checkpoint
+                   trust_remote_code:bool=False, # allow code shipped with the checkpoint
+                  ):
+    "`ckpt`'s tokenizer, padding on the left, with a pad token."
+    from transformers import AutoTokenizer
+    try: tok = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception as e: raise CheckpointError(f"--model_paths: {ckpt.path}: tokenizer cannot be loaded ({type(e).__name__}: {e})") from None
+    tok.padding_side = 'left'
+    if tok.pad_token_id is None:
+        if tok.eos_token_id is None: raise CheckpointError(f'--model_paths: {ckpt.path}: tokenizer has neither a pad nor an eos token')
+        tok.pad_token = tok.eos_token
+    return tok
+
+_TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'vocab.txt',
+                    'special_tokens_map.json', 'added_tokens.json', 'chat_template.jinja', 'chat_template.json')
+
+def _tokenizer_key(path)->str:
+    "A hash of the bytes of the tokenizer files in `path`."
+    h = hashlib.sha256()
+    for n in _TOKENIZER_FILES:
+        f = Path(path)/n
+        if f.is_file(): h.update(n.encode() + b'\0' + f.read_bytes() + b'\0')
+    return h.hexdigest()
+
+def load_tokenizers(checkpoints:list[Checkpoint], # the run's checkpoints
+                    trust_remote_code:bool=False, # allow code shipped with a checkpoint
+                   )->dict:
+    "{name: tokenizer}, one object for checkpoints whose tokenizer files are identical."
+    by_key, out = {}, {}
+    for c in checkpoints:
+        k = _tokenizer_key(c.path)
+        if k not in by_key: by_key[k] = load_tokenizer(c, trust_remote_code)
+        out[c.name] = by_key[k]
+    return out
+
 # %% ../nbs/01_checkpoints.ipynb #1c324a38
 def load_checkpoint(ckpt:Checkpoint, # what to load
                     device=None, # see `pick_device`
                     dtype=None, # see `pick_dtype`
                     trust_remote_code:bool=False, # allow code shipped with the checkpoint
                     device_map:str|None=None, # 'auto' (or 'balanced', 'sequential'…): spread the model over the GPUs (needs accelerate)
+                    tokenizer=None, # its tokenizer, already loaded (see `load_tokenizers`); None: load it
                    ):
     "Load (model, tokenizer) in eval mode on `device`; the tokenizer pads on the left and has a pad token."
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     validate_checkpoint(ckpt, trust_remote_code)
     device = pick_device(device); dtype = pick_dtype(device, dtype)
     log.info('loading %s from %s (%s, %s)', ckpt.name, ckpt.path, device, dtype)
-    tok = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
+    tok = tokenizer if tokenizer is not None else load_tokenizer(ckpt, trust_remote_code)
     if device_map is None:
         model = AutoModelForCausalLM.from_pretrained(ckpt.path, dtype=dtype, trust_remote_code=trust_remote_code,
                                                      local_files_only=True).to(device).eval()
@@ -151,10 +188,6 @@ def load_checkpoint(ckpt:Checkpoint, # what to load
         except ImportError: raise CheckpointError(f'--device_map {device_map}: needs the accelerate package (pip install accelerate)') from None
         model = AutoModelForCausalLM.from_pretrained(ckpt.path, dtype=dtype, trust_remote_code=trust_remote_code,
                                                      local_files_only=True, device_map=device_map).eval()
-    tok.padding_side = 'left'
-    if tok.pad_token_id is None:
-        if tok.eos_token_id is None: raise CheckpointError(f'--model_paths: {ckpt.path}: tokenizer has neither a pad nor an eos token')
-        tok.pad_token = tok.eos_token
     return model, tok
 
 # %% ../nbs/01_checkpoints.ipynb #c99ac93d
@@ -168,9 +201,9 @@ def _free(model):
                 if b is not None: m._buffers[k] = torch.empty(0, dtype=b.dtype)
 
 @contextlib.contextmanager
-def loaded(ckpt:Checkpoint, device=None, dtype=None, trust_remote_code:bool=False, device_map:str|None=None):
-    "Context manager: yield (model, tokenizer) of `ckpt`, and free the model fully on exit."
-    model, tok = load_checkpoint(ckpt, device, dtype, trust_remote_code, device_map)
+def loaded(ckpt:Checkpoint, device=None, dtype=None, trust_remote_code:bool=False, device_map:str|None=None, tokenizer=None):
+    "Context manager: yield (model, tokenizer) of `ckpt` (see `load_checkpoint`), and free the model fully on exit."
+    model, tok = load_checkpoint(ckpt, device, dtype, trust_remote_code, device_map, tokenizer)
     try: yield model, tok
     finally:
         dev = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else None

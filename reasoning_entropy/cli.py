@@ -4,14 +4,14 @@
 
 # %% ../nbs/12_cli.ipynb #6aa57df3
 from __future__ import annotations
-import argparse, logging, sys
+import argparse, gc, logging, sys
 from importlib import import_module
 from . import __version__
 from .errors import InputError
 from .config import COMMANDS, add_config_arguments, config_from_args
 
 # %% auto #0
-__all__ = ['RUNNERS', 'build_parser', 'main']
+__all__ = ['RUNNERS', 'build_parser', 'main', 'console']
 
 # %% ../nbs/12_cli.ipynb #416916bc
 class _Parser(argparse.ArgumentParser):
@@ -51,3 +51,10 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         if getattr(e, 'exit_status', None) is None: raise
         sys.stderr.write(f"reasoning-entropy {args.command}: error: {e}\n")
         return e.exit_status
+
+# %% ../nbs/12_cli.ipynb #1e87a823
+def console()->int:
+    "The console script: `main`, then a cheap interpreter exit."
+    status = main()
+    gc.freeze()  # the process ends next: its final collection need not walk every library object again
+    return status

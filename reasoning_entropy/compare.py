@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .errors import InputError, CheckpointError
+from .errors import InputError
 from .config import RunConfig, as_config
 from .data import PromptRecord, load_prompts, encode_prompt, format_prompt, sample_data_path, ReadStats
 from .checkpoints import (Checkpoint, resolve_checkpoints, check_checkpoint_files, validate_checkpoint,
-                                           pick_device, pick_dtype, loaded, checkpoint_fingerprint)
+                                           pick_device, pick_dtype, loaded, load_tokenizers, checkpoint_fingerprint)
 from .store import RunStore
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
 
@@ -39,6 +39,7 @@ class RunPlan:
     facts:dict # name -> `validate_checkpoint` facts
     prompts:list # `PromptRecord`s
     inputs:dict # name -> list of `PromptInput` (the prompts as that checkpoint's tokens)
+    tokenizers:dict # name -> its tokenizer (one object per distinct tokenizer)
     decoding:object # the engine's `DecodingConfig`
     config:dict # what identifies the run (compared on resume)
     device:object = None # the torch device to run on
@@ -46,12 +47,9 @@ class RunPlan:
     progress:bool = True # tqdm bars (rank 0 only under a launch)
 
 # %% ../nbs/07_compare.ipynb #9b83d80a
-def _encode_all(ckpt:Checkpoint, prompts:list, data_path, max_new_tokens:int, max_positions:int|None, trust_remote_code:bool)->list:
-    "The prompts as `PromptInput`s of `ckpt`'s tokenizer; raise if one does not fit the context."
-    from transformers import AutoTokenizer
+def _encode_all(ckpt:Checkpoint, tok, prompts:list, data_path, max_new_tokens:int, max_positions:int|None)->list:
+    "The prompts as `PromptInput`s of `ckpt`'s tokenizer `tok`; raise if one does not fit the context."
     from reasoning_entropy.engine import PromptInput
-    try: tok = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
-    except Exception as e: raise CheckpointError(f"--model_paths: {ckpt.path}: tokenizer cannot be loaded ({type(e).__name__}: {e})") from None
     out = []
     for p in prompts:
         text = format_prompt(tok, p.messages)
@@ -78,13 +76,14 @@ def plan_run(config:RunConfig, # the run's settings
     dt = pick_dtype(dev, s.dtype)
     decoding = DecodingConfig(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=s.seed)
-    inputs = {c.name: _encode_all(c, prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions'], s.trust_remote_code) for c in ckpts}
+    toks = load_tokenizers(ckpts, s.trust_remote_code)
+    inputs = {c.name: _encode_all(c, toks[c.name], prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions']) for c in ckpts}
     config = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path)) for c in ckpts],
                   data=dict(path=str(data_path.resolve()), num_examples=s.num_examples, prompts=len(prompts),
                             skipped_rows=stats.skipped, fingerprint=prompts_fingerprint(prompts)),
                   decoding=decoding.to_dict(), top_k_alternatives=s.top_k_alternatives,
                   dtype=str(dt).replace('torch.', ''), device_type=dev.type)
-    return RunPlan(s, ckpts, facts, prompts, inputs, decoding, config, dev, dt)
+    return RunPlan(s, ckpts, facts, prompts, inputs, toks, decoding, config, dev, dt)
 
 # %% ../nbs/07_compare.ipynb #62df7040
 def _lengths(xs)->str:
@@ -112,7 +111,7 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     index = {p.prompt_id: p.index for p in plan.prompts}
     n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
     s = plan.settings
-    ctx = (loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map) if todo
+    ctx = (loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map, plan.tokenizers[ckpt.name]) if todo
            else contextlib.nullcontext((None, None)))
     with ctx as (model, tok):
         ranks.barrier()  # every rank has its model: the clock starts together

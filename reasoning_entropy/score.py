@@ -10,7 +10,7 @@ import pandas as pd
 from .errors import InputError
 from .config import RunConfig, as_config
 from .data import encode_prompt
-from .checkpoints import Checkpoint, check_shared_vocabulary, loaded, pick_device, pick_dtype
+from .checkpoints import Checkpoint, check_shared_vocabulary, load_tokenizer, loaded, pick_device, pick_dtype
 from .store import RunStore
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
 
@@ -95,10 +95,7 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
         seqs = s.sequences or ckpts[0].name
         check_shared_vocabulary(ckpts, s.trust_remote_code)
         dev = pick_device(s.device)
-        tok = None
-        if seqs == 'reference':
-            from transformers import AutoTokenizer
-            tok = AutoTokenizer.from_pretrained(ckpts[0].path, trust_remote_code=s.trust_remote_code, local_files_only=True)
+        tok = load_tokenizer(ckpts[0], s.trust_remote_code) if seqs == 'reference' else None
         return cfg, ckpts, seqs, as_config(s, device=str(dev), dtype=s.dtype or cfg.get('dtype')), score_items(main, seqs, tok)
     cfg, ckpts, seqs, s, items = collective(ranks, setup)
     k = cfg['top_k_alternatives']
