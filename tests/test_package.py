@@ -53,7 +53,7 @@ def test_wheel_ships_package_data_and_console_script(wheel_venv):
     assert "reasoning_entropy/cli.py" in names and "reasoning_entropy/__main__.py" in names
     ep = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(whl).read(ep[0]).decode()
-    assert "reasoning-entropy = reasoning_entropy.cli:main" in text
+    assert "reasoning-entropy = reasoning_entropy.cli:console" in text
     r = subprocess.run([str(py), "-m", "reasoning_entropy", "--version"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and r.stdout.startswith("reasoning-entropy ")
 
