@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .errors import InputError
 from .grading import extract_boxed, answers_match
-from .store import RunStore, to_jsonable, write_csv, write_json, save_figure
+from .store import RunStore, LEGACY_FILES, to_jsonable, write_csv, write_json, save_figure
 from .report_tables import QUANTILES, entropy_by_step
 from .report_figures import checkpoint_colors
 
@@ -271,10 +271,10 @@ def write_legacy_figures(store:RunStore, # the run
 def legacy_file_names(models:list[str], # checkpoint names
                     save_detailed_tokens:bool=False # include the detailed token files
                    )->list[str]:
-    "The names of the original script's files for `models`."
-    names = [f'{m}_token_stats.csv' for m in models] + ['prompt_level_results.csv', 'results_summary.json',
-             'aggregated_entropy_distribution.png', 'entropy_over_steps.png']
-    return names + ([f'{m}_all_tokens_detailed.csv' for m in models] if save_detailed_tokens else [])
+    "The names of the original script's files for `models` (the store knows where each goes)."
+    run = RunStore('.')
+    per_model = lambda kind: [run.legacy_path(kind, m).name for m in models]
+    return per_model('token_stats') + list(LEGACY_FILES) + (per_model('all_tokens_detailed') if save_detailed_tokens else [])
 
 # %% ../nbs/06b_legacy.ipynb #ba353641
 def write_legacy_outputs(run_dir, # a run directory with a store
