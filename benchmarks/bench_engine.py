@@ -5,9 +5,15 @@ same batch size, (c) the seed's way: all checkpoints loaded, one prompt at a tim
 `generate(output_scores=True, return_dict_in_generate=True)` then a per-step Python loop of softmax/entropy;
 teacher-forced `score`; peak RSS with 1 vs 4 checkpoints (subprocesses, ru_maxrss).
 Writes its section of benchmarks/RESULTS.md.  Usage: python benchmarks/bench_engine.py [--quick]
+
+Whole-process mode (`--whole`, only that; its own section of RESULTS.md): the original script's invocation
+(`--model_paths --model_names --data_path --num_examples --max_new_tokens --output_dir`) run as a subprocess both
+ways, the same work: benchmarks/original_way.py (the original script's way, emulated) and
+`python -m reasoning_entropy compare`; wall clock per process, medians of `--whole_repeats`, same-tokens check.
+  python benchmarks/bench_engine.py --whole [--whole_repeats 3] [--whole_prompts 60] [--whole_new_tokens 64]
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, resource, subprocess, sys, tempfile, time
+import argparse, datetime, itertools, json, os, platform, resource, shutil, string, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
@@ -117,11 +123,202 @@ def rss_child(dirs):
     for c in cks: engine_run(c, prompts, 16)
     print(json.dumps(dict(n=len(cks), maxrss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
+# ---------------------------------------------------------------------------------------------------------------
+# Whole-process mode: the original script's invocation, both ways, as subprocesses.
+
+def word_bpe_vocab(v: int = V):
+    """A 32k word vocabulary that `AutoTokenizer` keeps intact on a qwen2 checkpoint.
+
+    `build()`'s word-level tokenizer (w0 … w31996) does not survive `AutoTokenizer`: a `model_type: qwen2`
+    checkpoint always gets Qwen2Tokenizer (byte-level BPE from the file's vocab + merges, Qwen's split regex, which
+    splits digits one by one), and `w123` then encodes to nothing. So the words are lower-case letter strings, a
+    prefix-closed set (`a` … `z`, `aa` … `zz`, `aaa` …, then 4 letters) with one merge per word: every word is one
+    token after a space. The role names of the fallback prompt format (`System`, `User`, `Assistant`, `:` and the
+    blank line) are single tokens too, so a prompt of the data file is exactly its intended number of tokens.
+    Returns (vocab, merges, id of the first word)."""
+    specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
+    base = ['Ġ', 'Ċ', ':'] + list(string.ascii_lowercase) + ['A', 'S', 'U']
+    roles = [r[:i] for r in ('User', 'System', 'Assistant') for i in range(2, len(r) + 1)] + ['ĊĊ']
+    toks = specials + base + roles
+    first = len(toks)
+    for n in itertools.count(1):
+        for t in itertools.product(string.ascii_lowercase, repeat=n):
+            if len(toks) == v: break
+            toks.append('Ġ' + ''.join(t))
+        if len(toks) == v: break
+    return {t: i for i, t in enumerate(toks)}, [(t[:-1], t[-1]) for t in toks[len(specials) + len(base):]], first
+
+def build_text(path: Path, seed: int) -> Path:
+    "`build()`'s checkpoint (same weights for the same seed) with the word BPE tokenizer of `word_bpe_vocab`."
+    from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders, normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    if (path/'.word_bpe').exists(): return path
+    build(path, seed)
+    vocab, merges, _ = word_bpe_vocab()
+    tk = Tokenizer(models.BPE(vocab, merges, unk_token=None, fuse_unk=False))
+    tk.normalizer = normalizers.NFC()
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior='isolated'),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tk.decoder = decoders.ByteLevel()
+    for f in path.glob('*'):
+        if f.name.startswith(('tokenizer', 'special_tokens', 'vocab', 'merges', 'chat_template')): f.unlink()
+    PreTrainedTokenizerFast(tokenizer_object=tk, eos_token='<|endoftext|>', pad_token='<|endoftext|>').save_pretrained(path)
+    (path/'.word_bpe').write_text('')
+    return path
+
+SYSTEM_WORDS = 4  # words of the system message; the fallback format adds 8 tokens (System : ĊĊ User : ĊĊ Assistant :)
+
+def write_conversations(path: Path, n: int, seed: int = 0) -> list:
+    """n conversations (system, user, assistant) whose prompts are 16-64 tokens in the fallback format, lengths drawn
+    like `make_prompts`; returns the intended prompt token ids of each."""
+    vocab, _, first = word_bpe_vocab()
+    words = {i: t[1:] for t, i in vocab.items() if i >= first}
+    g = np.random.default_rng(seed)
+    r = vocab.__getitem__
+    intended = []
+    with open(path, 'w') as f:
+        for i in range(n):
+            L = int(g.integers(16, 65))
+            sys_ids = g.integers(first, V, size=SYSTEM_WORDS).tolist()
+            user_ids = g.integers(first, V, size=L - SYSTEM_WORDS - 8).tolist()
+            conv = [{'role': 'system', 'content': ' '.join(words[j] for j in sys_ids)},
+                    {'role': 'user', 'content': ' '.join(words[j] for j in user_ids)},
+                    {'role': 'assistant', 'content': f'<think>{words[first + i]}</think>\n\nAnswer: \\boxed{{{i}}}'}]
+            f.write(json.dumps({'conversations': conv}) + '\n')
+            intended.append([r('System'), r(':'), *sys_ids, r('ĊĊ'), r('User'), r(':'), *user_ids, r('ĊĊ'), r('Assistant'), r(':')])
+    return intended
+
+def whole_cmds(cks, names, data, n, new, out: Path):
+    "The original script's invocation, our way and the original script's way (emulated)."
+    flags = ['--model_paths', *map(str, cks), '--model_names', *names, '--data_path', str(data), '--num_examples', str(n),
+             '--max_new_tokens', str(new), '--output_dir']
+    return dict(ours=[sys.executable, '-m', 'reasoning_entropy', 'compare', *flags, str(out/'ours')],
+                original=[sys.executable, str(HERE/'original_way.py'), *flags, str(out/'original'), '--dump_ids', str(out/'original_ids.json')])
+
+def timed(cmd, env) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t0
+    if r.returncode: raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return dt
+
+def load_avg() -> str:
+    try: return ' '.join(open('/proc/loadavg').read().split()[:3])
+    except OSError: return '?'
+
+def busy_cpus(seconds: float = 1.0) -> float:
+    "CPUs kept busy by other processes over `seconds` (from /proc/stat; this process sleeps meanwhile), -1 if unknown."
+    def snap():
+        v = [int(x) for x in open('/proc/stat').readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = snap(); time.sleep(seconds); t1, i1 = snap()
+    except OSError: return -1.0
+    return (1 - (i1 - i0) / max(1, t1 - t0)) * os.cpu_count()
+
+def whole_main(a):
+    work = Path(a.workdir or tempfile.mkdtemp(prefix='bench_whole_'))
+    n, new, reps = a.whole_prompts, a.whole_new_tokens, a.whole_repeats
+    cks = [build_text(work/f'text-ckpt-{i}', i) for i in range(2)]
+    names = ['ckpt-0', 'ckpt-1']
+    data = work/'conversations.jsonl'
+    intended = write_conversations(data, n)
+    for c in cks:  # both ways start from a warm page cache
+        for f in c.glob('*.safetensors'): f.read_bytes()
+    env = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'PYTHONPATH': os.pathsep.join(
+        [str(HERE.parent)] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))}
+    if a.threads: env['OMP_NUM_THREADS'] = str(a.threads)
+    times, loads, others = {'ours': [], 'original': []}, [], []
+    for r in range(reps):
+        out = work/f'whole-{r}'
+        if out.exists(): shutil.rmtree(out)
+        out.mkdir()
+        cmds = whole_cmds(cks, names, data, n, new, out)
+        order = ('ours', 'original') if r % 2 == 0 else ('original', 'ours')  # alternate, so drifting load hits both
+        for way in order:
+            loads.append(load_avg()); others.append(busy_cpus())
+            times[way].append(timed(cmds[way], env))
+            print(f'repeat {r}: {way} {times[way][-1]:.1f} s', flush=True)
+    # same work: prompts as intended, same greedy tokens, every file there
+    import pandas as pd
+    last = work/f'whole-{reps - 1}'
+    gens = pd.read_parquet(last/'ours'/'data'/'generations')
+    gens['model'] = gens['model'].astype(str)
+    orig = json.loads((last/'original_ids.json').read_text())
+    n_prompt_ok = sum(list(row.prompt_token_ids) == intended[int(row.prompt_id)] for row in gens.itertuples())
+    n_prompt_ok_orig = sum(v['prompt_ids'] == intended[int(k.split('\t')[1])] for k, v in orig.items())
+    same = sum(list(row.generated_token_ids) == orig[f'{row.model}\t{row.prompt_id}']['generated_ids'] for row in gens.itertuples())
+    n_tok = int(gens.n_tokens.sum()); n_tok_orig = sum(len(v['generated_ids']) for v in orig.values())
+    lens = [len(x) for x in intended]
+    from reasoning_entropy.legacy import legacy_file_names
+    files = legacy_file_names(names)
+    missing = {w: [f for f in files if not (last/w/f).exists()] for w in ('ours', 'original')}
+    med = {w: float(np.median(t)) for w, t in times.items()}
+    ratio = med['original'] / med['ours']
+    man = json.loads((last/'ours'/'run_manifest.json').read_text())['progress']
+    gen_s = sum(p['seconds'] for p in man.values())
+    cpu = next((l.split(':', 1)[1].strip() for l in subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()
+                if l.startswith('Model name')), platform.processor())
+    date = subprocess.run(['date'], capture_output=True, text=True).stdout.strip()
+    busiest = max(others)
+    ok = lambda b: 'PASS' if b else 'FAIL'
+    flags = ' '.join(f'--{k} {v}' for k, v in (('whole_repeats', reps), ('whole_prompts', n), ('whole_new_tokens', new),
+                                                   ('threads', a.threads)) if v)
+    thr = f'OMP_NUM_THREADS={a.threads}' if a.threads else f"torch default threads ({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()})"
+    lines = [
+        '## Whole process: the original script\'s invocation, both ways', '',
+        f'Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {thr}. Date: {date}.',
+        f'CPUs busy with other processes in the second before each process: {", ".join(f"{x:.2f}" for x in others)}; '
+        f'load average (1/5/15 min, includes this benchmark\'s previous process): {"; ".join(loads)}.',
+        *([f'**PRELIMINARY**: other processes kept up to {busiest:.2f} CPUs busy before a run; '
+           'rerun on an idle machine for final figures.'] if busiest > 0.25 else []),
+        f'Command: `python benchmarks/bench_engine.py --whole {flags}`', '',
+        f'Work: {n} prompts of {min(lens)}-{max(lens)} tokens × {new} new tokens (greedy) × 2 checkpoints of the random Qwen2 '
+        f'(hidden {HIDDEN}, {LAYERS} layers, vocabulary {V}, float32); the same flags both ways: `--model_paths A B --model_names '
+        f'ckpt-0 ckpt-1 --data_path conversations.jsonl --num_examples {n} --max_new_tokens {new} --output_dir D` (fresh D each time).',
+        '- original: `python benchmarks/original_way.py …` (emulation of `model_comparison_analysis.py`: all models loaded, '
+        'one prompt at a time through `generate(output_scores=True)`, per-step Python statistics, pandas/matplotlib files)',
+        '- ours: `python -m reasoning_entropy compare …`', '',
+        '| way | wall s per process (each repeat) | median s | tokens generated |', '|---|---|---|---|',
+        f"| original script's way | {', '.join(f'{t:.1f}' for t in times['original'])} | {med['original']:.1f} | {n_tok_orig} |",
+        f"| ours | {', '.join(f'{t:.1f}' for t in times['ours'])} | {med['ours']:.1f} | {n_tok} |", '',
+        '| measure | value | target | |', '|---|---|---|---|',
+        f"| speed-up, median whole process | {ratio:.1f}× | ≥ 10× | {ok(ratio >= 10)} |",
+        f"| ours: generation (manifest) / whole process | {gen_s:.1f} s / {med['ours']:.1f} s | | |",
+        f"| same greedy tokens | {same}/{len(gens)} sequences | all | {ok(same == len(gens) == len(orig))} |",
+        f"| prompts tokenized as intended (ours; original's way) | {n_prompt_ok}/{len(gens)}; {n_prompt_ok_orig}/{len(orig)} | all | "
+        f"{ok(n_prompt_ok == len(gens) and n_prompt_ok_orig == len(orig))} |",
+        f"| the original script's files written (ours; original's way) | {len(files) - len(missing['ours'])}/{len(files)}; "
+        f"{len(files) - len(missing['original'])}/{len(files)} | all | {ok(not any(missing.values()))} |", '',
+        '### Notes', '',
+        '- Wall clock of each whole subprocess (`time.perf_counter` around `subprocess.run`): interpreter start, imports, '
+        'checkpoint loading, generation and every output file. Page cache warmed (weights read once) before the first run; '
+        'the two ways alternate order between repeats.',
+        "- Data: `conversations.jsonl`, system + user + assistant turns; the checkpoints have no chat template, so both ways use "
+        "the plain fallback format (`System: …\\n\\nUser: …\\n\\nAssistant:`). The tokenizer is a word BPE (`word_bpe_vocab`): "
+        "`build()`'s word-level tokenizer (w0 … w31996) encodes to nothing once `AutoTokenizer` makes a Qwen2Tokenizer of it.",
+        '- Ours runs with its defaults (automatic batch size: all prompts in one batch on a CPU).',
+        '- Run it on an idle machine; on a shared 2-core machine the figures depend on the other load (see the busy CPUs line).',
+        '']
+    text = '\n'.join(lines)
+    sys.path.insert(0, str(HERE)); from _results import write_section
+    write_section('bench_engine_whole', text)
+    print(text)
+    (work/'whole_results.json').write_text(json.dumps(dict(times=times, loads=loads, busy_cpus=others), indent=1))
+    print(json.dumps(dict(median=med, times=times, ratio=ratio, tokens=n_tok, tokens_original=n_tok_orig, same=same,
+                          prompts_ok=[n_prompt_ok, n_prompt_ok_orig], missing=missing, generation_seconds=gen_s, workdir=str(work)), indent=1))
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--rss', nargs='*'); ap.add_argument('--quick', action='store_true')
     ap.add_argument('--workdir', default=None)
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
+    ap.add_argument('--whole', action='store_true', help='only the whole-process mode (both ways as subprocesses)')
+    ap.add_argument('--whole_repeats', type=int, default=3, help='whole-process runs per way (median reported)')
+    ap.add_argument('--whole_prompts', type=int, default=60, help='prompts of the whole-process mode')
+    ap.add_argument('--whole_new_tokens', type=int, default=64, help='new tokens per prompt in the whole-process mode')
     a = ap.parse_args()
+    if a.whole: return whole_main(a)
     if a.threads: torch.set_num_threads(a.threads)
     if a.rss is not None: return rss_child(a.rss)
     from reasoning_entropy.checkpoints import resolve_checkpoints

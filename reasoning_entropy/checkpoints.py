@@ -208,7 +208,7 @@ def loaded(ckpt:Checkpoint, device=None, dtype=None, trust_remote_code:bool=Fals
     finally:
         dev = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else None
         _free(model); del model
-        gc.collect()
+        gc.collect(1)  # the weights' memory is already back (`_free`); a young-generation pass finds what generation left
         if dev is not None and dev.type == 'cuda':
             import torch
             torch.cuda.empty_cache()
