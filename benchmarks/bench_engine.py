@@ -301,13 +301,17 @@ def whole_main(a):
         '- Ours runs with its defaults (automatic batch size: all prompts in one batch on a CPU).',
         '- Run it on an idle machine; on a shared 2-core machine the figures depend on the other load (see the busy CPUs line).',
         '']
-    text = '\n'.join(lines)
-    sys.path.insert(0, str(HERE)); from _results import write_section
-    write_section('bench_engine_whole', text)
-    print(text)
+    publish('bench_engine_whole', lines)
     (work/'whole_results.json').write_text(json.dumps(dict(times=times, loads=loads, busy_cpus=others), indent=1))
     print(json.dumps(dict(median=med, times=times, ratio=ratio, tokens=n_tok, tokens_original=n_tok_orig, same=same,
                           prompts_ok=[n_prompt_ok, n_prompt_ok_orig], missing=missing, generation_seconds=gen_s, workdir=str(work)), indent=1))
+
+def publish(section: str, lines: list):
+    "Write `lines` as `section` of benchmarks/RESULTS.md, and print them."
+    text = '\n'.join(lines)
+    sys.path.insert(0, str(HERE)); from _results import write_section
+    write_section(section, text)
+    print(text)
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--rss', nargs='*'); ap.add_argument('--quick', action='store_true')
@@ -395,10 +399,7 @@ def main():
         "  prompt, so ≥ 10× is out of reach on a CPU; the gain of scoring comes where decoding is memory-bound",
         "  (small batches, GPUs): compare it with (c), one prompt at a time.",
         '']
-    text = '\n'.join(lines)
-    sys.path.insert(0, str(HERE)); from _results import write_section
-    write_section('bench_engine', text)
-    print(text); print(json.dumps(R, indent=1))
+    publish('bench_engine', lines); print(json.dumps(R, indent=1))
 
 if __name__ == '__main__':
     main()
