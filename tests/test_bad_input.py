@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from reasoning_entropy.cli import main
 
-SEED_FILES = ("prompt_level_results.csv", "results_summary.json", "aggregated_entropy_distribution.png", "entropy_over_steps.png")
+from reasoning_entropy.store import LEGACY_FILES
 GOOD = json.dumps({"conversations": [{"role": "system", "content": "Think step by step."},
                                      {"role": "user", "content": "What is 2 + 3?"},
                                      {"role": "assistant", "content": "<think>2+3=5</think>\n\nAnswer: \\boxed{5}"}]})
@@ -17,10 +17,10 @@ def run_cli(args, capsys):
 
 
 def no_outputs(out: Path):
-    "Nothing of a run was written: no seed files, no store, no manifest."
+    "Nothing of a run was written: none of the original script's files, no store, no manifest."
     if not out.exists(): return True
     names = {p.name for p in out.iterdir()}
-    return not (names & set(SEED_FILES)) and "data" not in names and "run_manifest.json" not in names \
+    return not (names & set(LEGACY_FILES)) and "data" not in names and "run_manifest.json" not in names \
         and not any(n.endswith("_token_stats.csv") for n in names)
 
 
