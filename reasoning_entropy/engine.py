@@ -235,11 +235,23 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
 
 # %% ../nbs/03_engine.ipynb #0de38cdc
 def _project(model, h:torch.Tensor)->torch.Tensor:
-    "Vocabulary logits of hidden states `h` [n, H], as the model's own forward computes them."
-    z = model.get_output_embeddings()(h)
-    cap = getattr(model.config, 'final_logit_softcapping', None)
-    if cap: z = torch.tanh(z / cap) * cap
-    return z
+    "Vocabulary logits of hidden states `h` [n, H] through the model's own output path (head, scaling, softcapping)."
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as Out  # every decoder output field
+    base = model.base_model
+    base.forward = lambda *a, **kw: Out(last_hidden_state=h[None])  # the body's output is `h`
+    try: return model(input_ids=torch.zeros((1, h.shape[0]), dtype=torch.long, device=h.device), use_cache=False).logits[0]
+    finally: del base.forward
+
+def _check_projection(model, ids:list[int], tol:float=1e-3):
+    "Raise unless `_project` of the body's hidden states reproduces `model(ids).logits` (max |Δ| ≤ tol relative to the logits' scale)."
+    dev = next(model.parameters()).device
+    x = torch.tensor([ids[:16]], device=dev)
+    want = model(input_ids=x, use_cache=False).logits[0].float()
+    got = _project(model, model.base_model(input_ids=x, use_cache=False).last_hidden_state[0]).float()
+    err, scale = (got - want).abs().max().item(), want.abs().max().item()
+    if not err <= tol * max(1.0, scale):
+        raise RuntimeError(f'{model.config.model_type}: teacher-forced logits do not reproduce the model\'s own logits '
+                           f'(max |Δ| {err:.3g} for logits up to {scale:.3g}); scoring would be wrong for this architecture')
 
 @torch.inference_mode()
 def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, chunk:int)->dict:
@@ -280,6 +292,7 @@ def score(model, # a causal LM in eval mode
     for pid, p, c in items:
         if len(p) < 1: raise InputError(f'sequence {pid}: the prompt needs at least one token')
     _check_lengths(model, [len(p) + len(c) for _, p, c in items], 0, 'sequence', [i[0] for i in items])
+    _check_projection(model, list(items[0][1]) + list(items[0][2]))
     pad, texts = _pad_id(model, tokenizer), _Texts(tokenizer)
     order = sorted(range(len(items)), key=lambda i: -(len(items[i][1]) + len(items[i][2])))
     Lmax = max(len(p) + len(c) for _, p, c in items)
