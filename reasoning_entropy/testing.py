@@ -13,7 +13,7 @@ import pandas as pd
 __all__ = ['ARCHS', 'SPECIALS', 'CHATML', 'make_tiny_checkpoint', 'synthetic_run_dir', 'synthetic_run', 'reference_metrics']
 
 # %% ../nbs/14_testing.ipynb #637f554f
-ARCHS = ('qwen2', 'llama', 'gpt2', 'gpt_neox', 'phi', 'gemma', 'gemma2', 'granite', 'cohere')
+ARCHS = ('qwen2', 'llama', 'gpt2', 'gpt_neox', 'phi', 'gemma', 'gemma2', 'gemma3', 'granite', 'cohere')
 SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -58,6 +58,8 @@ def _config(arch:str, # one of `ARCHS`
     if arch == 'gemma': return T.GemmaConfig(**common, **small, num_key_value_heads=1, head_dim=8)
     if arch == 'gemma2': return T.Gemma2Config(**common, **small, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
                                                attn_logit_softcapping=50.0, sliding_window=8)
+    if arch == 'gemma3': return T.Gemma3TextConfig(**common, **small, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
+                                                   sliding_window=8)
     if arch == 'granite': return T.GraniteConfig(**common, **small, num_key_value_heads=2, logits_scaling=8.0,
                                                  embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.2)
     if arch == 'cohere': return T.CohereConfig(**common, **small, num_key_value_heads=2, logit_scale=0.25)
