@@ -13,9 +13,9 @@ from .config import DTYPES, check_setting
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Checkpoint', 'resolve_checkpoints', 'check_checkpoint_files', 'validate_checkpoint', 'pick_device',
-           'pick_dtype', 'load_tokenizer', 'load_tokenizers', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint',
-           'eos_token_ids', 'check_shared_vocabulary']
+__all__ = ['log', 'Checkpoint', 'resolve_checkpoints', 'check_weight_files', 'check_checkpoint_files', 'validate_checkpoint',
+           'pick_device', 'pick_dtype', 'load_tokenizer', 'load_tokenizers', 'load_checkpoint', 'loaded',
+           'checkpoint_fingerprint', 'eos_token_ids', 'check_shared_vocabulary']
 
 # %% ../nbs/01_checkpoints.ipynb #510200d4
 @dataclass
@@ -57,6 +57,32 @@ def resolve_checkpoints(model_paths, # list of checkpoint directories (or one co
                                   ('' if model_names else ' (directory basenames; pass --model_names)'))
     return [Checkpoint(n, Path(p).expanduser()) for n, p in zip(names, paths)]
 
+# %% ../nbs/01_checkpoints.ipynb #a974c830
+def _check_safetensors(f:Path, where:str):
+    "Raise unless `f` is a whole safetensors file: its header parses and its tensors' data fits in the file."
+    size = f.stat().st_size
+    with open(f, 'rb') as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, 'little') if len(head) == 8 else None
+        if n is None or n > size - 8: raise CheckpointError(f'{where}: {f.name} is truncated ({size} bytes: no complete safetensors header)')
+        try: header = json.loads(fh.read(n))
+        except ValueError: raise CheckpointError(f'{where}: {f.name}: its safetensors header is not valid JSON') from None
+    try: end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
+    except (AttributeError, KeyError, IndexError, TypeError): raise CheckpointError(f'{where}: {f.name}: its safetensors header lists no data offsets') from None
+    if 8 + n + end > size: raise CheckpointError(f'{where}: {f.name} is truncated ({size} bytes; its tensors need {8 + n + end})')
+
+def check_weight_files(ckpt:Checkpoint, # the checkpoint to check
+                      ):
+    "Raise `CheckpointError` naming the file if a safetensors file is cut short or a shard of the index is missing."
+    p = Path(ckpt.path); where = f'--model_paths: {p}'
+    index = p/'model.safetensors.index.json'
+    if index.is_file():
+        try: shards = sorted(set(json.loads(index.read_text())['weight_map'].values()))
+        except (ValueError, KeyError, TypeError, AttributeError): raise CheckpointError(f'{where}: {index.name} is not a valid shard index') from None
+        missing = [s for s in shards if not (p/s).is_file()]
+        if missing: raise CheckpointError(f'{where}: {missing[0]} is missing ({index.name} names {len(shards)} shards, {len(missing)} missing)')
+    for f in sorted(p.glob('*.safetensors')): _check_safetensors(f, where)
+
 # %% ../nbs/01_checkpoints.ipynb #26b7ee8a
 _WEIGHTS = ('*.safetensors', 'pytorch_model*.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
 _TOKENIZER = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')
@@ -95,6 +121,7 @@ def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
     mt = raw.get('model_type')
     if mt is None or (mt not in CONFIG_MAPPING and not raw.get('auto_map')):
         raise CheckpointError(f'{where}: unknown model type {mt!r} in config.json')
+    check_weight_files(ckpt)
     try: cfg = AutoConfig.from_pretrained(p, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as e: raise CheckpointError(f'{where}: config cannot be loaded ({type(e).__name__}: {e})') from None
     tcfg = cfg.get_text_config() if hasattr(cfg, 'get_text_config') else cfg

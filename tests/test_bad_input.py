@@ -172,3 +172,13 @@ def test_help_and_bad_input_import_no_model_library(tiny_pair, tmp_path, case):
     assert r.stdout.strip().splitlines()[-1] == f"heavy: [] status: {0 if case.startswith('help') else 2}", (r.stdout[-500:], r.stderr)
     if not case.startswith("help"): assert len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_truncated_weights_stop_before_any_work(tiny_pair, tmp_path, capsys, data_file):
+    "A checkpoint whose model.safetensors was cut short (a save still in progress): one line naming it, exit 2, nothing written."
+    import shutil
+    a, b = tiny_pair; cut = tmp_path / "cut"; shutil.copytree(b, cut)
+    w = cut / "model.safetensors"; w.write_bytes(w.read_bytes()[:4096])
+    out = tmp_path / "out"
+    check(["compare", "--model_paths", str(a), str(cut), "--model_names", "A", "B", "--data_path", str(data_file), "--output_dir", str(out)],
+          capsys, f"--model_paths: {cut}: model.safetensors is truncated (4096 bytes;", out)
