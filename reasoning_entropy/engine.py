@@ -238,9 +238,12 @@ def _project(model, h:torch.Tensor)->torch.Tensor:
     "Vocabulary logits of hidden states `h` [n, H] through the model's own output path (head, scaling, softcapping)."
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as Out  # every decoder output field
     base = model.base_model
+    hooked = base.__dict__.get('forward')  # accelerate's dispatch hook (device_map) lives there: put it back after
     base.forward = lambda *a, **kw: Out(last_hidden_state=h[None])  # the body's output is `h`
     try: return model(input_ids=torch.zeros((1, h.shape[0]), dtype=torch.long, device=h.device), use_cache=False).logits[0]
-    finally: del base.forward
+    finally:
+        if hooked is None: del base.forward
+        else: base.forward = hooked
 
 def _check_projection(model, ids:list[int], tol:float=1e-3):
     "Raise unless `_project` of the body's hidden states reproduces `model(ids).logits` (max |Δ| ≤ tol relative to the logits' scale)."

@@ -10,7 +10,7 @@ import pandas as pd
 from .errors import InputError
 from .config import RunConfig, as_config
 from .data import encode_prompt
-from .checkpoints import Checkpoint, check_shared_vocabulary, load_tokenizer, loaded, pick_device, pick_dtype
+from .checkpoints import Checkpoint, check_shared_vocabulary, load_tokenizer, load_tokenizers, loaded, pick_device, pick_dtype
 from .store import RunStore
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
 
@@ -60,13 +60,14 @@ def _score_checkpoint(store:RunStore, # this writer's store
                       mine:list, # this process's (prompt_id, prompt ids, completion ids)
                       order:dict, # prompt_id -> position in the full list
                       settings:RunConfig, # batch size, device, dtype, remote code
+                      tokenizer, # `ckpt`'s tokenizer, already loaded
                       k:int, # alternatives per token
                       ranks:Ranks, # this process among the launched ones
                       progress:bool=True, # a tqdm bar (rank 0)
                      )->float:
     "Score `mine` with `ckpt` and write this writer's part; return the seconds it took (all ranks)."
     from reasoning_entropy.engine import score
-    with (loaded(ckpt, settings.device, settings.dtype, settings.trust_remote_code) if mine
+    with (loaded(ckpt, settings.device, settings.dtype, settings.trust_remote_code, tokenizer=tokenizer) if mine
           else contextlib.nullcontext((None, None))) as (model, tok):
         ranks.barrier()
         t0 = time.perf_counter()
@@ -95,9 +96,10 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
         seqs = s.sequences or ckpts[0].name
         check_shared_vocabulary(ckpts, s.trust_remote_code)
         dev = pick_device(s.device)
-        tok = load_tokenizer(ckpts[0], s.trust_remote_code) if seqs == 'reference' else None
-        return cfg, ckpts, seqs, as_config(s, device=str(dev), dtype=s.dtype or cfg.get('dtype')), score_items(main, seqs, tok)
-    cfg, ckpts, seqs, s, items = collective(ranks, setup)
+        toks = load_tokenizers(ckpts, s.trust_remote_code)  # once per distinct tokenizer, for the sequences and the scoring
+        items = score_items(main, seqs, toks[ckpts[0].name] if seqs == 'reference' else None)
+        return cfg, ckpts, seqs, as_config(s, device=str(dev), dtype=s.dtype or cfg.get('dtype')), toks, items
+    cfg, ckpts, seqs, s, toks, items = collective(ranks, setup)
     k = cfg['top_k_alternatives']
     main = RunStore(s.run_dir)
     state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, seqs, k), main_only=True))
@@ -108,7 +110,7 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
     for c in ckpts:
         if c.name in state['done']: log.info('%s: already scored', c.name); continue
         collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
-        secs = _score_checkpoint(mystore, c, mine, order, s, k, ranks, progress)
+        secs = _score_checkpoint(mystore, c, mine, order, s, toks[c.name], k, ranks, progress)
         def mark():
             n = main.scored_rows(c.name)
             state['done'][c.name] = dict(tokens=n, seconds=secs, tokens_per_second=n/secs if secs else None, processes=ranks.world_size)
