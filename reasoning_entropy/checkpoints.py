@@ -13,9 +13,10 @@ from .config import DTYPES, check_setting
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Checkpoint', 'resolve_checkpoints', 'check_weight_files', 'check_checkpoint_files', 'validate_checkpoint',
-           'pick_device', 'pick_dtype', 'load_tokenizer', 'load_tokenizers', 'load_checkpoint', 'loaded',
-           'checkpoint_fingerprint', 'eos_token_ids', 'check_shared_vocabulary']
+__all__ = ['log', 'Checkpoint', 'training_checkpoints', 'checkpoint_step', 'resolve_checkpoints', 'check_weight_files',
+           'check_checkpoint_files', 'validate_checkpoint', 'pick_device', 'pick_dtype', 'load_tokenizer',
+           'load_tokenizers', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids',
+           'check_shared_vocabulary']
 
 # %% ../nbs/01_checkpoints.ipynb #510200d4
 @dataclass
@@ -23,6 +24,7 @@ class Checkpoint:
     "A named checkpoint directory."
     name: str   # label used in outputs and file names
     path: Path  # local directory with config.json, weights and tokenizer
+    step: int|None = None # the training step it was saved at, when known
 
 # %% ../nbs/01_checkpoints.ipynb #485b0abb
 _SAFE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]*$')
@@ -41,21 +43,59 @@ def _as_list(x)->list:
     if isinstance(x, (str, Path)): return [s.strip() for s in str(x).split(',') if s.strip()]
     return [str(s) for s in x]
 
-def resolve_checkpoints(model_paths, # list of checkpoint directories (or one comma-separated string)
-                        model_names=None, # labels, same count; default: directory basenames
+# %% ../nbs/01_checkpoints.ipynb #b2d4f6a8
+_TRAINER_DIR = re.compile(r'checkpoint-(\d+)')
+
+def training_checkpoints(path # a directory
+                        )->list[Path]:
+    "The `checkpoint-N` folders of a training output directory, in step order ([] when there are none)."
+    p = Path(path).expanduser()
+    if not p.is_dir(): return []
+    found = [(int(m.group(1)), q) for q in p.iterdir() if q.is_dir() and (m := _TRAINER_DIR.fullmatch(q.name))]
+    return [q for _, q in sorted(found)]
+
+# %% ../nbs/01_checkpoints.ipynb #e5a7b9c1
+_STEP_NAMES = (re.compile(r'checkpoint-(\d+)$'), re.compile(r'step[-_]?(\d+)$', re.IGNORECASE), re.compile(r'(\d+)-of-\d+$'))
+
+def checkpoint_step(path, # a checkpoint directory
+                   )->int|None:
+    "The training step of the checkpoint at `path`: `trainer_state.json`'s `global_step`, else from the directory name."
+    p = Path(path).expanduser()
+    state = p/'trainer_state.json'
+    if state.is_file():
+        try: step = json.loads(state.read_text())['global_step']
+        except (OSError, ValueError, KeyError, TypeError): raise CheckpointError(f'--model_paths: {p}: trainer_state.json is not valid (no global_step)') from None
+        if isinstance(step, int) and step >= 0: return step
+    name = p.resolve().name
+    return next((int(m.group(1)) for r in _STEP_NAMES if (m := r.search(name))), None)
+
+# %% ../nbs/01_checkpoints.ipynb #b8d0e2f4
+def _expand(paths:list)->list[tuple[Path, str|None]]:
+    "(checkpoint directory, default name or None) for each path, training output directories expanded."
+    out = []
+    for p in paths:
+        found = training_checkpoints(p)
+        if found: log.info('%s: a training output directory with %d checkpoints', p, len(found))
+        out += [(q, f'step-{_TRAINER_DIR.fullmatch(q.name).group(1)}') for q in found] or [(Path(p).expanduser(), None)]
+    return out
+
+def resolve_checkpoints(model_paths, # list of checkpoint (or training output) directories, or one comma-separated string
+                        model_names=None, # labels, same count; default: directory basenames (step-N in a training directory)
+                        steps=None, # training steps, same count; default: `checkpoint_step` of each
                        )->list[Checkpoint]:
-    "Pair paths with names; check counts, duplicates and name safety (no loading)."
-    paths = _as_list(model_paths)
-    if not paths: raise CheckpointError('--model_paths: at least one checkpoint is needed')
-    names = _as_list(model_names)
-    if names and len(names) != len(paths):
-        raise CheckpointError(f'--model_names: {len(names)} names for {len(paths)} --model_paths')
-    if not names: names = [Path(p).expanduser().resolve().name or str(p) for p in paths]
+    "Pair paths with names and steps; check counts, duplicates and name safety (no loading)."
+    found = _expand(_as_list(model_paths))
+    if not found: raise CheckpointError('--model_paths: at least one checkpoint is needed')
+    names, steps = _as_list(model_names), [int(s) for s in _as_list(steps)]
+    for flag, xs in (('--model_names', names), ('--steps', steps)):
+        if xs and len(xs) != len(found): raise CheckpointError(f'{flag}: {len(xs)} {flag[2:]} for {len(found)} checkpoints of --model_paths')
+    if not names: names = [d or p.resolve().name or str(p) for p, d in found]
     for n in names: _check_name(n)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup: raise CheckpointError(f"--model_names: duplicate name(s) {', '.join(dup)}" +
                                   ('' if model_names else ' (directory basenames; pass --model_names)'))
-    return [Checkpoint(n, Path(p).expanduser()) for n, p in zip(names, paths)]
+    steps = steps or [checkpoint_step(p) for p, _ in found]
+    return [Checkpoint(n, p, s) for n, (p, _), s in zip(names, found, steps)]
 
 # %% ../nbs/01_checkpoints.ipynb #a974c830
 def _check_safetensors(f:Path, where:str):
@@ -86,6 +126,14 @@ def check_weight_files(ckpt:Checkpoint, # the checkpoint to check
 # %% ../nbs/01_checkpoints.ipynb #26b7ee8a
 _WEIGHTS = ('*.safetensors', 'pytorch_model*.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
 _TOKENIZER = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')
+_JSON_FILES = ('generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json')
+
+def _check_json_files(p:Path, where:str):
+    "Raise naming the file if one of the checkpoint's JSON side files (tokenizer, generation config) does not parse."
+    for f in _JSON_FILES:
+        if (p/f).is_file():
+            try: json.loads((p/f).read_bytes())
+            except ValueError: raise CheckpointError(f'{where}: {f} is not valid JSON (cut short?)') from None
 
 def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
                            trust_remote_code:bool=False, # allow model code shipped with the checkpoint
@@ -107,6 +155,7 @@ def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
                                   'pass --trust_remote_code if you trust it')
     if not any(next(p.glob(g), None) for g in _WEIGHTS): raise CheckpointError(f'{where}: no weight files (*.safetensors / *.bin)')
     if not any((p/f).is_file() for f in _TOKENIZER): raise CheckpointError(f'{where}: no tokenizer files (tokenizer.json / tokenizer_config.json)')
+    _check_json_files(p, where)
     return raw
 
 def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .errors import InputError
+from .errors import InputError, CheckpointFailure
 from .config import RunConfig, as_config
 from .data import PromptRecord, load_prompts, encode_prompt, format_prompt, sample_data_path, ReadStats
 from .checkpoints import (Checkpoint, resolve_checkpoints, check_checkpoint_files, validate_checkpoint,
@@ -41,7 +41,8 @@ class RunPlan:
     inputs:dict # name -> list of `PromptInput` (the prompts as that checkpoint's tokens)
     tokenizers:dict # name -> its tokenizer (one object per distinct tokenizer)
     decoding:object # the engine's `DecodingConfig`
-    config:dict # what identifies the run (compared on resume)
+    config:dict # what identifies the run: its checkpoints (grown) and decoding (compared on resume)
+    invocation:dict = field(default_factory=dict) # what the manifest records of this invocation (its data)
     device:object = None # the torch device to run on
     dtype:object = None # the torch dtype of the weights
     progress:bool = True # tqdm bars (rank 0 only under a launch)
@@ -65,7 +66,7 @@ def plan_run(config:RunConfig, # the run's settings
             )->RunPlan:
     "Validate checkpoints and data (cheapest checks first), and tokenize every prompt for every checkpoint."
     s = config
-    ckpts = resolve_checkpoints(s.model_paths, s.model_names)
+    ckpts = resolve_checkpoints(s.model_paths, s.model_names, s.steps)
     for c in ckpts: check_checkpoint_files(c, s.trust_remote_code)
     data_path = Path(s.data_path) if s.data_path is not None else sample_data_path()
     stats = ReadStats()
@@ -78,12 +79,13 @@ def plan_run(config:RunConfig, # the run's settings
                               top_p=s.top_p, top_k=s.top_k, seed=s.seed)
     toks = load_tokenizers(ckpts, s.trust_remote_code)
     inputs = {c.name: _encode_all(c, toks[c.name], prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions']) for c in ckpts}
-    config = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path)) for c in ckpts],
-                  data=dict(path=str(data_path.resolve()), num_examples=s.num_examples, prompts=len(prompts),
-                            skipped_rows=stats.skipped, fingerprint=prompts_fingerprint(prompts)),
+    config = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step)
+                          for c in ckpts],
                   decoding=decoding.to_dict(), top_k_alternatives=s.top_k_alternatives,
                   dtype=str(dt).replace('torch.', ''), device_type=dev.type)
-    return RunPlan(s, ckpts, facts, prompts, inputs, toks, decoding, config, dev, dt)
+    invocation = dict(data_path=str(data_path.resolve()), num_examples=s.num_examples, skipped_rows=stats.skipped,
+                      prompts_fingerprint=prompts_fingerprint(prompts))
+    return RunPlan(s, ckpts, facts, prompts, inputs, toks, decoding, config, invocation, dev, dt)
 
 # %% ../nbs/07_compare.ipynb #62df7040
 def _lengths(xs)->str:
@@ -108,7 +110,7 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     todo_all = plan.inputs[ckpt.name] if prompts is None else prompts
     done = store.done_prompts(ckpt.name)
     todo = [p for p in todo_all if p.prompt_id not in done]
-    index = {p.prompt_id: p.index for p in plan.prompts}
+    index = store.prompt_indices()  # the run's positions: a grown run's new prompts follow the stored ones
     n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
     s = plan.settings
     ctx = (loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map, plan.tokenizers[ckpt.name]) if todo
@@ -136,6 +138,10 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     return dict(new_prompts=n_prompts, new_tokens=n_tok, new_seconds=seconds, wall_seconds=wall)
 
 # %% ../nbs/07_compare.ipynb #01d3c087
+def _one_line(e:BaseException)->str:
+    "`Type: message`, first line only."
+    return f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'.rstrip(': ')
+
 def _shard(plan:RunPlan, name:str, ranks:Ranks)->list:
     "This rank's `PromptInput`s of checkpoint `name`, balanced on prompt length + generation budget."
     inputs = plan.inputs[name]
@@ -144,10 +150,9 @@ def _shard(plan:RunPlan, name:str, ranks:Ranks)->list:
     return [inputs[i] for i in shard_of(costs, ranks.world_size, ranks.rank)]
 
 def _open_run(plan:RunPlan)->RunStore:
-    "Create or resume the run (rank 0, before any other rank writes), with the prompts and the settings."
-    store = RunStore(plan.settings.output_dir).open(plan.config, overwrite=plan.settings.overwrite, settings=plan.settings.to_dict())
-    if not store.prompts_path.exists(): store.write_prompts(plan.prompts)
-    return store
+    "Create, resume or grow the run (rank 0, before any other rank writes), with the prompts and the settings."
+    return RunStore(plan.settings.output_dir).open(plan.config, overwrite=plan.settings.overwrite, settings=plan.settings.to_dict(),
+                                                   prompts=plan.prompts, invocation=plan.invocation)
 
 # %% ../nbs/07_compare.ipynb #9048fede
 def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint directories, with the rest as keywords)
@@ -162,20 +167,31 @@ def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint 
     out = config.output_dir
     main_store = collective(ranks, lambda: _open_run(plan), main_only=True)
     store = collective(ranks, lambda: main_store if ranks.is_main else RunStore(out, shard=ranks.shard).open(plan.config))
+    failed = {}
     for ckpt in plan.checkpoints:
         if store.is_complete([ckpt.name]) and not ranks.distributed: log.info('%s: complete, skipped', ckpt.name); continue
         prior = store.manifest['progress'].get(ckpt.name, {}).get('seconds') or 0.0
-        info = run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks)
+        try: info = run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks)
+        except InputError: raise
+        except Exception as e:
+            if ranks.distributed: raise  # one rank going on alone would wait forever for the others at a barrier
+            failed[ckpt.name] = _one_line(e)
+            log.error('%s: failed (%s); the other checkpoints go on', ckpt.name, failed[ckpt.name], exc_info=True)
+            store.mark_model_failed(ckpt.name, failed[ckpt.name])
+            continue
         if ranks.is_main and not store.is_complete([ckpt.name]):
             extra = {'processes': ranks.world_size}
             if ranks.distributed:
                 store.refresh_progress()
                 extra['seconds'] = prior + info['wall_seconds']
             store.mark_model_complete(ckpt.name, extra)
+    done = [c.name for c in plan.checkpoints if c.name not in failed]
     def legacy():
         from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only when there is something to draw
-        return write_legacy_outputs(out, config.save_detailed_tokens)
+        view = main_store.select(done, [p.prompt_id for p in plan.prompts])  # what this invocation listed
+        return write_legacy_outputs(view, config.save_detailed_tokens) if done else []
     collective(ranks, legacy, main_only=True)
+    if failed: raise CheckpointFailure(failed)
     if ranks.is_main: log.info('results in %s', out)
     return Path(out)
 

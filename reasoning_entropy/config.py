@@ -11,7 +11,7 @@ from .errors import InputError
 
 # %% auto #0
 __all__ = ['DTYPES', 'DEVICE_MAPS', 'DECODING', 'COMMANDS', 'positive', 'non_negative', 'positive_number', 'within', 'mass',
-           'one_of', 'device_name', 'setting', 'RunConfig', 'check_setting', 'as_config', 'Command',
+           'one_of', 'each', 'device_name', 'setting', 'RunConfig', 'check_setting', 'as_config', 'Command',
            'add_config_arguments', 'config_from_args']
 
 # %% ../nbs/00b_config.ipynb #e2044d4c
@@ -52,6 +52,13 @@ def one_of(*choices # the allowed values
         if v is not None and v not in choices: raise InputError(f"{flag}: must be one of {', '.join(map(str, choices))}, got {v!r}")
     return rule
 
+def each(rule # a rule for one value
+        ):
+    "Rule: a list (or None) whose every item passes `rule`."
+    def rule_each(flag, v):
+        for x in (v or []): rule(flag, x)
+    return rule_each
+
 _DEVICE = re.compile(r'(auto|cpu|mps|cuda(:\d+)?)')
 
 def device_name(flag:str, v):
@@ -78,7 +85,9 @@ def setting(default, # the default value
 class RunConfig:
     "Every setting of a run; validated on creation (`InputError` names the flag)."
     model_paths:list|None = setting(None, 'checkpoint directories, in training order', metavar='PATH')
-    model_names:list|None = setting(None, 'names for the checkpoints (same order; default: directory names)', metavar='NAME')
+    model_names:list|None = setting(None, 'names for the checkpoints (same order; default: directory names, step-N for a training output directory)', metavar='NAME')
+    steps:list|None = setting(None, 'training step of each checkpoint (same order; default: read from checkpoint-N, trainer_state.json, step-N or N-of-M)',
+                              each(non_negative), metavar='N', type=int)
     data_path:str|None = setting(None, 'JSONL/JSON/Parquet conversations (default: the bundled sample)')
     num_examples:int|None = setting(1000, 'number of prompts (the first N)', positive)
     skip_bad_lines:bool = setting(False, 'skip malformed data rows (counted) instead of stopping')
@@ -136,7 +145,7 @@ def as_config(config=None, # a `RunConfig`, or the value of field `first`
     return RunConfig(**settings)
 
 # %% ../nbs/00b_config.ipynb #d6c7e6e2
-_RUN = ('model_paths', 'model_names', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
+_RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
         'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
         'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['InputError', 'DataError', 'CheckpointError', 'ReportError']
+__all__ = ['InputError', 'DataError', 'CheckpointError', 'ReportError', 'CheckpointFailure']
 
 # %% ../nbs/00a_errors.ipynb #bcb4edf9
 class InputError(ValueError):
@@ -30,3 +30,13 @@ class CheckpointError(InputError):
 class ReportError(RuntimeError):
     "A report cell failed; the message is that cell's error."
     exit_status = 1 # the command line reports it in one line and exits with this status
+
+# %% ../nbs/00a_errors.ipynb #a2b4c6d8
+class CheckpointFailure(RuntimeError):
+    "Checkpoints that failed while the run went on; the others' results are kept."
+    exit_status = 1 # the command line reports it in one line and exits with this status
+    def __init__(self, failed:dict # name -> one-line error
+                ):
+        self.failed = dict(failed)
+        super().__init__(f"{len(failed)} checkpoint(s) failed (the others' results are kept): " +
+                         '; '.join(f'{n}: {e}' for n, e in failed.items()))

@@ -108,11 +108,12 @@ def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
     return t.reset_index(drop=True)
 
 # %% ../nbs/06b_legacy.ipynb #fb49df70
-def _model_path(config:dict, model:str):
+def _model_fact(config:dict, model:str, key:str):
+    "The `key` (path, step) of checkpoint `model` in a run configuration, or None."
     for m in config.get('models') or []:
-        if isinstance(m, dict) and m.get('name') == model: return m.get('path')
+        if isinstance(m, dict) and m.get('name') == model: return m.get(key)
     names, paths = config.get('model_names') or [], config.get('model_paths') or []
-    return paths[names.index(model)] if model in names and len(paths) == len(names) else None
+    return paths[names.index(model)] if key == 'path' and model in names and len(paths) == len(names) else None
 
 def _describe(x:np.ndarray)->dict:
     x = x[np.isfinite(x)]
@@ -123,12 +124,13 @@ def _describe(x:np.ndarray)->dict:
 
 def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, probability)
                     prompt_results:pd.DataFrame, # from `prompt_level_results`
-                    manifest:dict # the run's manifest (`RunStore.manifest`)
+                    manifest:dict, # the run's manifest (`RunStore.manifest`)
+                    models:list|None=None, # the checkpoints' order (default: the manifest's)
                    )->dict:
     "The run summary: run facts at the top, statistics per model (see above); JSON-ready."
     config, progress = manifest.get('config', {}), manifest.get('progress', {})
     present = set(prompt_results['model']) | set(tokens['model'])
-    order = [m for m in manifest.get('models', []) if m in present]
+    order = [m for m in (manifest.get('models', []) if models is None else models) if m in present]
     order += sorted(present - set(order))
     models = {}
     for m in order:
@@ -137,7 +139,7 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
         pg = progress.get(m, {})
         lens = p['n_tokens'].to_numpy(dtype=float)
         models[m] = {
-            'model_path': _model_path(config, m), 'tokens_analyzed': len(t),
+            'model_path': _model_fact(config, m, 'path'), 'step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
             'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
             'probability_mean': t['probability'].mean() if len(t) else None,
             'num_prompts': len(p),
@@ -150,7 +152,8 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
             'seconds': pg.get('seconds'),
             'tokens_per_second': pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None),
             'progress': pg}
-    out = {'data_path': config.get('data_path'), 'num_prompts': int(prompt_results['prompt_id'].nunique()),
+    data_path = config.get('data_path') or (manifest.get('invocations') or [{}])[-1].get('data_path')
+    out = {'data_path': data_path, 'num_prompts': int(prompt_results['prompt_id'].nunique()),
            'decoding': config.get('decoding'), 'entropy_unit': 'nats', 'versions': manifest.get('versions'),
            'config': config, 'models': models}
     return to_jsonable(out)
@@ -174,7 +177,7 @@ def write_legacy_tables(store:RunStore, # the run
             written.append(write_csv(detailed_tokens(store.read_tokens([m])), store.legacy_path('all_tokens_detailed', m)))
     pr = prompt_level_results(tokens, gens, references)
     written.append(write_csv(pr, store.legacy_path('prompt_level_results.csv')))
-    written.append(write_json(results_summary(tokens, pr, store.manifest), store.legacy_path('results_summary.json')))
+    written.append(write_json(results_summary(tokens, pr, store.manifest, models), store.legacy_path('results_summary.json')))
     return written
 
 # %% ../nbs/06b_legacy.ipynb #88f73931
@@ -277,11 +280,11 @@ def legacy_file_names(models:list[str], # checkpoint names
     return per_model('token_stats') + list(LEGACY_FILES) + (per_model('all_tokens_detailed') if save_detailed_tokens else [])
 
 # %% ../nbs/06b_legacy.ipynb #ba353641
-def write_legacy_outputs(run_dir, # a run directory with a store
+def write_legacy_outputs(run_dir, # a run directory, or a `RunStore` (a `select` view: what it selects)
                          save_detailed_tokens:bool=False, # also write `{model}_all_tokens_detailed.csv`
                          models:list[str]|None=None, # the checkpoints; None for all, in run order
                         )->list[Path]:
     "(Re)write the original script's files from the store and the kept prompts; return their paths."
-    store = RunStore(run_dir)
+    store = run_dir if isinstance(run_dir, RunStore) else RunStore(run_dir)
     refs = store.read_prompts()[['prompt_id', 'reference_answer']]
     return write_legacy_tables(store, refs if len(refs) else None, save_detailed_tokens, models) + write_legacy_figures(store, models)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_store.ipynb #90d8de61
 from __future__ import annotations
-import contextlib, datetime, hashlib, json, logging, math, os, re, shutil, sys, tempfile
+import contextlib, copy, datetime, hashlib, json, logging, math, os, re, shutil, sys, tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable
@@ -235,10 +235,13 @@ def runtime_versions()->dict:
     v['reasoning_entropy'] = __version__
     return v
 
-def _config_models(config:dict)->list[str]:
+def _model_entries(config:dict)->list[dict]:
+    "The configuration's checkpoints as dicts with a `name` (from `models`: dicts or names, or from `model_names`)."
     ms = config.get('models', config.get('model_names')) if isinstance(config, dict) else None
     if not isinstance(ms, (list, tuple)): return []
-    return [m['name'] if isinstance(m, dict) else str(m) for m in ms if not isinstance(m, dict) or 'name' in m]
+    return [m if isinstance(m, dict) else {'name': str(m)} for m in ms if not isinstance(m, dict) or 'name' in m]
+
+def _config_models(config:dict)->list[str]: return [m['name'] for m in _model_entries(config)]
 
 # %% ../nbs/04_store.ipynb #edfd9344
 class RunStore:
@@ -255,6 +258,7 @@ class RunStore:
         self._prefix = prefix
         self._manifest = None
         self._done, self._next = {}, {}
+        self._only = (None, None) # (models, prompt ids) a `select` view is restricted to
 
     def __repr__(self): return f'RunStore({str(self.dir)!r}' + (f', shard={self.shard!r})' if self.shard else ')')
 
@@ -310,14 +314,39 @@ def require(self:RunStore, flag:str='--run_dir' # how the user named the directo
     if not self.exists: raise InputError(f'{flag} {self.dir}: not a run directory (no {MANIFEST_NAME})')
     return self
 
+# %% ../nbs/04_store.ipynb #b4d6f8a0
+def _model_diff(old:dict, new:dict)->list:
+    "Differences between two entries of one checkpoint (its `path` may change while its `fingerprint` stays)."
+    moved = {'path'} if 'fingerprint' in old and 'fingerprint' in new else set()
+    a, b = ({k: v for k, v in m.items() if k not in moved} for m in (old, new))
+    return [(f"models[{new['name']}].{k}", x, y) for k, x, y in config_diff(a, b)]
+
+def _grow_config(old:dict, # the stored configuration
+                 new:dict, # the requested one
+                )->tuple[dict, list, list]:
+    "(the union of `old` and `new`, the checkpoint names `new` adds, the differences that forbid it)."
+    rest = lambda c: {k: v for k, v in c.items() if k not in ('models', 'model_names', 'data')}
+    diff = config_diff(rest(old), rest(new))
+    merged = {e['name']: e for e in _model_entries(old)}
+    added = []
+    for e in _model_entries(new):
+        if e['name'] not in merged: added.append(e['name']); merged[e['name']] = e
+        elif not (d := _model_diff(merged[e['name']], e)): merged[e['name']] = e
+        else: diff += d
+    out = {**old, **rest(new)}  # the stored key order: a resumed run writes the same files
+    out['models'] = list(merged.values())
+    return out, added, diff
+
 # %% ../nbs/04_store.ipynb #77641295
 @patch
-def open(self:RunStore, config:dict, # what defines the run; compared on resume
+def open(self:RunStore, config:dict, # what defines the run: `models` (grown) and the rest (compared on resume)
           overwrite:bool=False, # delete the kit's files of a previous run and start fresh
           flag:str='--output_dir', # how the user named the directory, for messages
           settings:dict|None=None, # the invocation's settings (`RunConfig.to_dict()`), kept as the manifest's `run_config`
+          prompts:list|None=None, # this invocation's `PromptRecord`s, added to the run's prompts
+          invocation:dict|None=None, # more to record about this invocation (e.g. its data file)
          )->RunStore:
-    "Create the run in `output_dir`, or resume the run there with the same `config`; returns `self`."
+    "Create the run in `output_dir`, or resume or grow the run there; returns `self`."
     d = self.dir
     if d.exists() and not d.is_dir(): raise InputError(f'{flag} {d}: exists and is not a directory')
     config = _canonical(config)
@@ -329,23 +358,36 @@ def open(self:RunStore, config:dict, # what defines the run; compared on resume
         raise InputError(f'{flag} {d}: holds results ({names}) but no {MANIFEST_NAME}; '
                          'rerun with --overwrite or choose another directory')
     self._manifest = None
+    table, new_ids = (None, []) if prompts is None else (_prompts_frame(prompts), [p.prompt_id for p in prompts])
     if self.manifest_path.exists():
-        old = self.manifest.get('config')
-        diff = config_diff(old, config)
+        merged, added, diff = _grow_config(self.manifest.get('config') or {}, config)
         if diff: raise InputError(f'{flag} {d}: holds a run with a different configuration ({describe_diff(diff)}); '
                                   'rerun with --overwrite or choose another directory')
-        log.info('resuming the run in %s', d)
+        if self.shard is not None and added: raise InputError(f'{flag} {d}: {added[0]} is not in the run; the store without a shard must add it first')
+        if table is not None: table, new_ids = self._merge_prompts(table, flag, (invocation or {}).get('data_path'))
+        log.info('%s the run in %s', 'growing' if added or new_ids else 'resuming', d)
+        self._manifest['config'] = merged
     elif self.shard is not None:
         raise InputError(f'{flag} {d}: no {MANIFEST_NAME}; the store without a shard must open the run first')
     else:
         try: d.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise InputError(f'{flag} {d}: cannot create the directory ({e.strerror})') from None
-        self._manifest = {'format': 1, 'created': _now(), 'config': config, 'versions': runtime_versions(),
-                          'models': _config_models(config), 'progress': {}}
+        added = _config_models(config)
+        self._manifest = {'format': 2, 'created': _now(), 'config': config, 'versions': runtime_versions(),
+                          'models': [], 'progress': {}, 'invocations': []}
+    if self.shard is None:
+        m = self._manifest
+        m['models'] += [n for n in added if n not in m['models']]
+        if table is not None: self._write_prompts_frame(table)
+        if settings is not None: m['run_config'] = _canonical(settings)
+        m.setdefault('invocations', []).append(to_jsonable(dict(
+            at=_now(), models=_config_models(config), added_models=added, prompts=None if prompts is None else len(prompts),
+            added_prompts=len(new_ids), **(invocation or {}))))
         self._save_manifest()
-    if settings is not None and self.shard is None: self._manifest['run_config'] = _canonical(settings)
     self._recover()
-    if self.shard is None: self.refresh_progress()
+    if self.shard is None:
+        if prompts is not None: self._expect([p.prompt_id for p in prompts], _config_models(config))
+        self.refresh_progress()
     return self
 
 # %% ../nbs/04_store.ipynb #46693922
@@ -463,6 +505,16 @@ def mark_model_complete(self:RunStore, model:str, # the checkpoint's name
     if 'tokens_per_second' not in (info or {}):
         p['tokens_per_second'] = p['tokens'] / p['seconds'] if p.get('seconds') else None
     p['complete'], p['completed'] = True, _now()
+    p.pop('failed', None)
+    self._save_manifest()
+
+@patch
+def mark_model_failed(self:RunStore, model:str, # the checkpoint's name
+                      error:str, # what went wrong, in one line
+                     ):
+    "Record that `model` failed during the run; its committed batches are kept for a resume."
+    p = self._manifest['progress'].setdefault(model, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})
+    p['complete'], p['failed'] = False, {'at': _now(), 'error': error}
     self._save_manifest()
 
 @patch
@@ -472,12 +524,26 @@ def is_complete(self:RunStore, models:Iterable[str]|None=None # names; None for 
     pr = self.manifest.get('progress', {})
     return all(pr.get(m, {}).get('complete', False) for m in (self.models if models is None else models))
 
+@patch
+def _step_map(self:RunStore)->dict:
+    "{name: step} of the checkpoints the configuration gives a training step."
+    return {m['name']: m['step'] for m in _model_entries(self.manifest.get('config') or {}) if isinstance(m.get('step'), int)}
+
 @patch(as_prop=True)
 def models(self:RunStore)->list[str]:
-    "The run's models in order: declared in the config, then as first written, then any other partition found."
+    "The run's models in order (by training step when every one has a step; else as added, then any other partition found)."
     ms = list(self.manifest.get('models', []))
-    extra = sorted({m for m, _ in self._all_gen_parts()} - set(ms))
-    return ms + extra
+    ms += sorted({m for m, _ in self._all_gen_parts()} - set(ms))
+    steps = self._step_map()
+    if ms and all(m in steps for m in ms): ms = sorted(ms, key=steps.get)
+    only = self._only[0]
+    return ms if only is None else [m for m in ms if m in only]
+
+@patch(as_prop=True)
+def steps(self:RunStore)->dict:
+    "{model: its training step, or None when unknown}, in run order."
+    steps = self._step_map()
+    return {m: steps.get(m) for m in self.models}
 
 # %% ../nbs/04_store.ipynb #63f007e3
 _HIVE = ds.partitioning(pa.schema([('model', pa.string())]), flavor='hive')
@@ -491,6 +557,12 @@ def _read(root:Path, schema:pa.Schema, files:list, columns:list|None)->pd.DataFr
     return dset.to_table(columns=cols).to_pandas()
 
 @patch
+def _only_prompts(self:RunStore, df:pd.DataFrame)->pd.DataFrame:
+    "`df`'s rows of the prompts a `select` view keeps (all rows otherwise)."
+    keep = self._only[1]
+    return df if keep is None else df[df['prompt_id'].isin(keep)].reset_index(drop=True)
+
+@patch
 def _order_key(self:RunStore, models)->dict:
     order = self.models if models is None else list(models)
     return {m: i for i, m in enumerate(order)}
@@ -502,6 +574,7 @@ def read_generations(self:RunStore, models:list[str]|None=None # names (in this 
     key = self._order_key(models)
     files = [f for m, f in self._all_gen_parts() if m in key]
     g = _read(self.generations_dir, GENERATIONS_SCHEMA, files, None)
+    g = self._only_prompts(g)
     g['_m'] = g['model'].map(key)
     return (g.sort_values(['_m', 'prompt_index', 'prompt_id'], kind='stable')
              .drop(columns='_m').reset_index(drop=True))
@@ -518,7 +591,7 @@ def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this orde
     cols = None if columns is None else ['prompt_id', 'step'] + [c for c in columns if c not in ('model', 'prompt_id', 'step')]
     t = _read(self.tokens_dir, TOKENS_SCHEMA, files, cols)
     idx = _read(self.generations_dir, GENERATIONS_SCHEMA, gen_files, ['prompt_id', 'prompt_index'])
-    t = t.merge(idx, on=['model', 'prompt_id'], how='left', validate='many_to_one')
+    t = self._only_prompts(t.merge(idx, on=['model', 'prompt_id'], how='left', validate='many_to_one'))
     t['_m'] = t['model'].map(key)
     t = t.sort_values(['_m', 'prompt_index', 'prompt_id', 'step'], kind='stable')
     return t.drop(columns=['_m', 'prompt_index']).reset_index(drop=True)
@@ -526,21 +599,80 @@ def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this orde
 # %% ../nbs/04_store.ipynb #98ebbf84
 PROMPTS_COLUMNS = ['prompt_id', 'prompt_index', 'line', 'messages', 'reference', 'reference_answer']
 
+def _prompts_frame(prompts:list)->pd.DataFrame:
+    "`PromptRecord`s as the prompts table (messages as JSON text)."
+    return pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'prompt_index': [p.index for p in prompts],
+                         'line': [p.line for p in prompts], 'messages': [json.dumps(p.messages, ensure_ascii=False) for p in prompts],
+                         'reference': [p.reference for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]},
+                        columns=PROMPTS_COLUMNS)
+
 @patch
-def write_prompts(self:RunStore, prompts:list, # `PromptRecord`s of the run
-                 )->Path:
-    "Save the run's prompts (with references) to `data/prompts.parquet`, atomically."
-    df = pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'prompt_index': [p.index for p in prompts],
-                       'line': [p.line for p in prompts], 'messages': [json.dumps(p.messages, ensure_ascii=False) for p in prompts],
-                       'reference': [p.reference for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]},
-                      columns=PROMPTS_COLUMNS)
+def _write_prompts_frame(self:RunStore, df:pd.DataFrame)->Path:
     with atomic_path(self.prompts_path) as t: df.to_parquet(t, index=False)
     return self.prompts_path
 
 @patch
+def write_prompts(self:RunStore, prompts:list, # `PromptRecord`s of the run
+                 )->Path:
+    "Save the run's prompts (with references) to `data/prompts.parquet`, atomically."
+    return self._write_prompts_frame(_prompts_frame(prompts))
+
+@patch
 def read_prompts(self:RunStore)->pd.DataFrame:
     "The prompts table of the run (empty, with its columns, when the run kept none)."
-    return pd.read_parquet(self.prompts_path) if self.prompts_path.exists() else pd.DataFrame(columns=PROMPTS_COLUMNS)
+    df = pd.read_parquet(self.prompts_path) if self.prompts_path.exists() else pd.DataFrame(columns=PROMPTS_COLUMNS)
+    return self._only_prompts(df)
+
+@patch
+def prompt_indices(self:RunStore)->dict:
+    "{prompt_id: prompt_index} of the run's prompts."
+    pr = self.read_prompts()
+    return dict(zip(pr.prompt_id, pr.prompt_index.astype(int)))
+
+# %% ../nbs/04_store.ipynb #e7a9b1c3
+def _same(a, b)->bool: return (pd.isna(a) and pd.isna(b)) if (a is None or b is None or pd.isna(a) or pd.isna(b)) else a == b
+
+@patch
+def _merge_prompts(self:RunStore, new:pd.DataFrame, # this invocation's prompts table
+                   flag:str, # how the user named the run directory, for the message
+                   source=None, # the data file, for the message
+                  )->tuple[pd.DataFrame|None, list]:
+    "(the run's prompts with the new ones added, or None when none is new; the ids added); raise if a stored prompt changed."
+    old = self.read_prompts()
+    stored = old.set_index('prompt_id')
+    for r in new[new.prompt_id.isin(stored.index)].itertuples():
+        o = stored.loc[r.prompt_id]
+        changed = [c for c in ('messages', 'reference') if not _same(o[c], getattr(r, c))]
+        if changed:
+            where = f'{source}:{r.line}' if source else f'line {r.line}'
+            raise InputError(f"{flag} {self.dir}: prompt {r.prompt_id!r} ({where}) differs from the run's stored prompt "
+                             f"({' and '.join(changed)} changed); rerun with --overwrite or choose another directory")
+    fresh = new[~new.prompt_id.isin(stored.index)]
+    if not len(fresh): return None, []
+    start = int(old.prompt_index.max()) + 1 if len(old) else 0
+    fresh = fresh.assign(prompt_index=range(start, start + len(fresh))) if len(old) else fresh
+    return pd.concat([old, fresh], ignore_index=True)[PROMPTS_COLUMNS], list(fresh.prompt_id)
+
+# %% ../nbs/04_store.ipynb #a9c1d3e5
+@patch
+def _expect(self:RunStore, prompt_ids:list, # the invocation's prompts
+            models:list, # the invocation's checkpoints
+           ):
+    "Mark each of `models` that has not committed all of `prompt_ids` as incomplete."
+    for m in models:
+        if not set(prompt_ids) <= self.done_prompts(m):
+            self._manifest['progress'].setdefault(m, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})['complete'] = False
+
+@patch
+def select(self:RunStore, models:list|None=None, # checkpoint names (None: all)
+           prompts:Iterable|None=None, # prompt ids (None: all)
+          )->RunStore:
+    "A read view of the run restricted to `models` and `prompts`."
+    if models is not None and (unknown := [m for m in models if m not in self.models]):
+        raise InputError(f"{self.dir}: {unknown[0]!r} is not a checkpoint of the run ({', '.join(self.models)})")
+    view = copy.copy(self)
+    view._only = (None if models is None else list(models), None if prompts is None else set(prompts))
+    return view
 
 # %% ../nbs/04_store.ipynb #e911e795
 @patch
@@ -586,6 +718,7 @@ def read_scored(self:RunStore, models:list|None=None, # names in order (default:
     df = _read(self.scored_dir, TOKENS_SCHEMA, files, None)
     order = models or [m for m in self.models if m in set(df.model)]
     pidx = self.read_prompts().set_index('prompt_id')['prompt_index']
+    df = self._only_prompts(df)
     df = df[df.model.isin(order)].assign(_m=lambda d: d.model.map({m: i for i, m in enumerate(order)}),
                                          _p=lambda d: d.prompt_id.map(pidx))
     return df.sort_values(['_m', '_p', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)

@@ -43,7 +43,7 @@ def check(args, capsys, message, out):
 def test_count_mismatch(tiny_pair, tmp_path, capsys, data_file):
     a, b = tiny_pair; out = tmp_path / "out"
     check(["compare", "--model_paths", str(a), str(b), "--model_names", "A", "--data_path", str(data_file), "--output_dir", str(out)],
-          capsys, "--model_names: 1 names for 2 --model_paths", out)
+          capsys, "--model_names: 1 model_names for 2 checkpoints of --model_paths", out)
 
 
 def test_duplicate_names(tiny_pair, tmp_path, capsys, data_file):

@@ -1,0 +1,83 @@
+"Runs of a live training job from the command line: a Trainer output directory, a run that grows, a checkpoint that fails mid-run."
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+from reasoning_entropy.store import RunStore
+
+SMALL = ["--num_examples", "3", "--max_new_tokens", "5"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def trainer_out(tiny_pair, tmp_path_factory):
+    "A Trainer-style output directory: checkpoint-10 (trainer_state.json says step 10) and checkpoint-30, saved so far."
+    out = tmp_path_factory.mktemp("train") / "out"
+    for (n, src) in zip((30, 10), tiny_pair):
+        shutil.copytree(src, out / f"checkpoint-{n}")
+        (out / f"checkpoint-{n}" / "trainer_state.json").write_text(json.dumps({"global_step": n, "log_history": []}))
+    (out / "runs").mkdir()  # TensorBoard logs, as the Trainer leaves them
+    return out
+
+
+def test_training_directory_grows_by_step(trainer_out, tiny_pair, tmp_path):
+    "--model_paths out/ expands to checkpoint-N in step order; a checkpoint saved later joins the same run."
+    run = tmp_path / "run"
+    r = cli("compare", "--model_paths", trainer_out, "--output_dir", run, *SMALL)
+    assert r.returncode == 0, r.stderr
+    store = RunStore(run)
+    assert store.models == ["step-10", "step-30"] and store.steps == {"step-10": 10, "step-30": 30}
+    summary = json.loads((run / "results_summary.json").read_text())
+    assert [(m, v["step"]) for m, v in summary["models"].items()] == [("step-10", 10), ("step-30", 30)]
+    before = {m: sorted(f.name for f in (run / f"data/generations/model={m}").iterdir()) for m in store.models}
+
+    shutil.copytree(tiny_pair[0], trainer_out / "checkpoint-20")  # the job saves another checkpoint (no trainer_state.json)
+    r = cli("compare", "--model_paths", trainer_out, "--output_dir", run, *SMALL)
+    assert r.returncode == 0, r.stderr
+    store = RunStore(run)
+    assert store.steps == {"step-10": 10, "step-20": 20, "step-30": 30}
+    assert {m: sorted(f.name for f in (run / f"data/generations/model={m}").iterdir()) for m in before} == before
+    assert [i["added_models"] for i in store.manifest["invocations"]] == [["step-10", "step-30"], ["step-20"]]
+    once = tmp_path / "once"
+    assert cli("compare", "--model_paths", trainer_out, "--output_dir", once, *SMALL).returncode == 0
+    pd.testing.assert_frame_equal(store.read_tokens(), RunStore(once).read_tokens())
+    assert (run / "prompt_level_results.csv").read_bytes() == (once / "prompt_level_results.csv").read_bytes()
+
+
+def test_steps_flag_and_refusals(tiny_pair, tmp_path):
+    "--steps sets the steps; a bad value, a wrong count, a changed decoding: exit 2, one line, nothing changed."
+    a, b = tiny_pair
+    run = tmp_path / "run"
+    r = cli("compare", "--model_paths", a, b, "--steps", "200", "100", "--output_dir", run, *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert RunStore(run).models == ["ckpt-2", "ckpt-1"]  # step order
+    r = cli("compare", "--model_paths", a, b, "--steps", "100", "--output_dir", run, *SMALL)
+    assert (r.returncode, r.stderr.strip()) == (2, "reasoning-entropy compare: error: --steps: 1 steps for 2 checkpoints of --model_paths")
+    r = cli("compare", "--model_paths", a, "--steps", "x", "--output_dir", run, *SMALL)
+    assert r.returncode == 2 and "--steps: invalid int value: 'x'" in r.stderr
+    manifest = (run / "run_manifest.json").read_bytes()
+    r = cli("compare", "--model_paths", a, b, "--steps", "200", "100", "--output_dir", run, "--num_examples", "3", "--max_new_tokens", "6")
+    assert r.returncode == 2 and "decoding.max_new_tokens: 5 → 6" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (run / "run_manifest.json").read_bytes() == manifest
+
+
+def test_checkpoint_failing_mid_run_keeps_the_others(tiny_pair, tmp_path):
+    "A checkpoint that passes validation but fails to load: logged by name, exit 1, the others' files written."
+    a, b = tiny_pair
+    bad = tmp_path / "ckpt-bad"; shutil.copytree(b, bad)
+    cfg = json.loads((bad / "config.json").read_text()); cfg["intermediate_size"] *= 2
+    (bad / "config.json").write_text(json.dumps(cfg))
+    run = tmp_path / "run"
+    r = cli("compare", "--model_paths", a, bad, "--output_dir", run, *SMALL)
+    assert r.returncode == 1, r.stderr
+    assert "ckpt-bad: failed (RuntimeError" in r.stderr  # the log names it
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "reasoning-entropy compare: error: 1 checkpoint(s) failed (the others' results are kept): ckpt-bad: RuntimeError")
+    assert (run / "ckpt-1_token_stats.csv").exists() and not (run / "ckpt-bad_token_stats.csv").exists()
+    assert set(pd.read_csv(run / "prompt_level_results.csv").model) == {"ckpt-1"}
+    assert RunStore(run).manifest["progress"]["ckpt-bad"]["failed"]["error"].startswith("RuntimeError")
