@@ -20,7 +20,7 @@ from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'prompts_fingerprint', 'RunPlan', 'plan_run', 'run_checkpoint', 'compare', 'run']
+__all__ = ['log', 'prompts_fingerprint', 'RunPlan', 'plan_run', 'run_checkpoint', 'generate_run', 'compare', 'run']
 
 # %% ../nbs/07_compare.ipynb #c3c37b34
 def prompts_fingerprint(prompts:list[PromptRecord], # the run's prompts
@@ -104,6 +104,7 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
                    ckpt:Checkpoint, # the checkpoint to run
                    prompts:list|None=None, # `PromptInput`s to do (default: the plan's for `ckpt`)
                    ranks:Ranks|None=None, # this process among the launched ones (default: alone)
+                   model=None, # `ckpt`'s model, already in memory (eval mode; default: load it from `ckpt.path`)
                   )->dict:
     "Generate for `ckpt`'s outstanding prompts, committing each batch; return timing information."
     ranks = ranks or Ranks()
@@ -113,8 +114,8 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     index = store.prompt_indices()  # the run's positions: a grown run's new prompts follow the stored ones
     n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
     s = plan.settings
-    ctx = (loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map, plan.tokenizers[ckpt.name]) if todo
-           else contextlib.nullcontext((None, None)))
+    ctx = (contextlib.nullcontext((model, plan.tokenizers[ckpt.name])) if model is not None or not todo
+           else loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map, plan.tokenizers[ckpt.name]))
     with ctx as (model, tok):
         ranks.barrier()  # every rank has its model: the clock starts together
         start = t0 = time.perf_counter()
@@ -155,13 +156,12 @@ def _open_run(plan:RunPlan)->RunStore:
                                                    prompts=plan.prompts, invocation=plan.invocation)
 
 # %% ../nbs/07_compare.ipynb #9048fede
-def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint directories, with the rest as keywords)
-            **settings # `RunConfig` fields: model_names=, num_examples=, output_dir=, … (replace those of `config`)
-           )->Path:
-    "Generate with every checkpoint on the same prompts, store every token's metrics, write the original script's files."
-    config = as_config(config, **settings)
-    ranks = init_ranks(config.device, config.device_map)
-    if ranks.distributed: config = as_config(config, device=ranks.device)
+def generate_run(config:RunConfig, # the run's settings
+                 ranks:Ranks|None=None, # this process among the launched ones (default: alone)
+                 in_memory:dict|None=None, # checkpoint name -> its model, already in memory (not loaded again)
+                )->tuple[RunPlan, RunStore|None, dict]:
+    "Plan, open (or grow) the run, and generate what it lacks; return the plan, the main store (rank 0) and the failures."
+    ranks = ranks or Ranks()
     plan = collective(ranks, lambda: plan_run(config))
     plan.progress = ranks.is_main
     out = config.output_dir
@@ -171,7 +171,7 @@ def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint 
     for ckpt in plan.checkpoints:
         if store.is_complete([ckpt.name]) and not ranks.distributed: log.info('%s: complete, skipped', ckpt.name); continue
         prior = store.manifest['progress'].get(ckpt.name, {}).get('seconds') or 0.0
-        try: info = run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks)
+        try: info = run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks, (in_memory or {}).get(ckpt.name))
         except InputError: raise
         except Exception as e:
             if ranks.distributed: raise  # one rank going on alone would wait forever for the others at a barrier
@@ -185,6 +185,18 @@ def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint 
                 store.refresh_progress()
                 extra['seconds'] = prior + info['wall_seconds']
             store.mark_model_complete(ckpt.name, extra)
+    return plan, main_store, failed
+
+# %% ../nbs/07_compare.ipynb #0a1b2c3d
+def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint directories, with the rest as keywords)
+            **settings # `RunConfig` fields: model_names=, num_examples=, output_dir=, … (replace those of `config`)
+           )->Path:
+    "Generate with every checkpoint on the same prompts, store every token's metrics, write the original script's files."
+    config = as_config(config, **settings)
+    ranks = init_ranks(config.device, config.device_map)
+    if ranks.distributed: config = as_config(config, device=ranks.device)
+    plan, main_store, failed = generate_run(config, ranks)
+    out = config.output_dir
     done = [c.name for c in plan.checkpoints if c.name not in failed]
     def legacy():
         from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only when there is something to draw

@@ -81,3 +81,24 @@ def test_checkpoint_failing_mid_run_keeps_the_others(tiny_pair, tmp_path):
     assert (run / "ckpt-1_token_stats.csv").exists() and not (run / "ckpt-bad_token_stats.csv").exists()
     assert set(pd.read_csv(run / "prompt_level_results.csv").model) == {"ckpt-1"}
     assert RunStore(run).manifest["progress"]["ckpt-bad"]["failed"]["error"].startswith("RuntimeError")
+
+
+def test_trainer_callback_run_renders(tmp_path):
+    "A Trainer run with EntropyProbeCallback leaves a run that `reasoning-entropy report --run_dir` renders, axis = step."
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from reasoning_entropy.callback import EntropyProbeCallback
+    from reasoning_entropy.data import load_prompts
+    from reasoning_entropy.testing import make_tiny_checkpoint
+    base = make_tiny_checkpoint(tmp_path / "base", seed=0)
+    tok, model = AutoTokenizer.from_pretrained(base), AutoModelForCausalLM.from_pretrained(base)
+    convs = [p.messages + [{"role": "assistant", "content": p.reference}] for p in load_prompts(None, 16)]
+    train = [dict(input_ids=ids[:64], labels=ids[:64]) for ids in (tok.apply_chat_template(c, tokenize=True)["input_ids"] for c in convs)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, max_steps=4, save_steps=2,
+                             learning_rate=3e-3, use_cpu=True, report_to=[], disable_tqdm=True, logging_steps=100, seed=0)
+    run = tmp_path / "probe_run"
+    Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
+            callbacks=[EntropyProbeCallback(run, num_examples=4, max_new_tokens=8)]).train()
+    assert RunStore(run).steps == {"step-2": 2, "step-4": 4}
+    r = cli("report", "--run_dir", run)
+    assert r.returncode == 0, r.stderr
+    assert (run / "report.html").exists() and "step-4" in (run / "report.html").read_text()
