@@ -139,7 +139,7 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
         pg = progress.get(m, {})
         lens = p['n_tokens'].to_numpy(dtype=float)
         models[m] = {
-            'model_path': _model_fact(config, m, 'path'), 'step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
+            'model_path': _model_fact(config, m, 'path'), 'training_step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
             'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
             'probability_mean': t['probability'].mean() if len(t) else None,
             'num_prompts': len(p),

@@ -33,7 +33,7 @@ def test_training_directory_grows_by_step(trainer_out, tiny_pair, tmp_path):
     store = RunStore(run)
     assert store.models == ["step-10", "step-30"] and store.steps == {"step-10": 10, "step-30": 30}
     summary = json.loads((run / "results_summary.json").read_text())
-    assert [(m, v["step"]) for m, v in summary["models"].items()] == [("step-10", 10), ("step-30", 30)]
+    assert [(m, v["training_step"]) for m, v in summary["models"].items()] == [("step-10", 10), ("step-30", 30)]
     before = {m: sorted(f.name for f in (run / f"data/generations/model={m}").iterdir()) for m in store.models}
 
     shutil.copytree(tiny_pair[0], trainer_out / "checkpoint-20")  # the job saves another checkpoint (no trainer_state.json)
