@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Checkpoint', 'training_checkpoints', 'checkpoint_step', 'resolve_checkpoints', 'check_weight_files',
            'check_checkpoint_files', 'validate_checkpoint', 'pick_device', 'pick_dtype', 'load_tokenizer',
-           'load_tokenizers', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids',
-           'check_shared_vocabulary']
+           'load_tokenizers', 'load_checkpoint', 'loaded', 'checkpoint_fingerprint', 'eos_token_ids', 'VocabularyGroup',
+           'vocabulary_groups', 'check_shared_vocabulary']
 
 # %% ../nbs/01_checkpoints.ipynb #510200d4
 @dataclass
@@ -315,22 +315,48 @@ def eos_token_ids(model, tokenizer)->list[int]:
     return sorted(ids)
 
 # %% ../nbs/01_checkpoints.ipynb #2b89fa69
+def _vocabulary(ckpt:Checkpoint, trust_remote_code:bool=False)->tuple[dict, int|None]:
+    "(tokenizer vocabulary, model `vocab_size`) of `ckpt`, read from its files."
+    from transformers import AutoConfig, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
+    cfg = AutoConfig.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
+    return tok.get_vocab(), getattr(cfg.get_text_config() if hasattr(cfg, 'get_text_config') else cfg, 'vocab_size', None)
+
+def _why_not_shared(ref:tuple, cur:tuple)->str|None:
+    "Why (checkpoint, vocabulary, vocab_size) `cur` does not share `ref`'s vocabulary, or None when it does."
+    (rc, rv, rs), (c, v, vs) = ref, cur
+    if v != rv:
+        diff = sorted(set(v.items()) ^ set(rv.items()))[:3]
+        return f'tokenizer vocabulary differs from {rc.path} ({len(v)} vs {len(rv)} tokens; e.g. {diff})'
+    if vs != rs: return f'vocab_size {vs} differs from {rs} of {rc.path}'
+    return None
+
+@dataclass
+class VocabularyGroup:
+    "Checkpoints whose token ids mean the same thing (one tokenizer vocabulary, one model vocab size)."
+    checkpoints:list # the `Checkpoint`s, in the order given
+    vocabulary:int # tokens in the shared tokenizer vocabulary
+    vocab_size:int|None = None # the models' `vocab_size` (rows of the output layer)
+    @property
+    def names(self)->list[str]: return [c.name for c in self.checkpoints]
+
+def vocabulary_groups(checkpoints:list[Checkpoint], # checkpoints, in order
+                      trust_remote_code:bool=False, # allow code shipped with a checkpoint
+                     )->list[VocabularyGroup]:
+    "`checkpoints` grouped by shared vocabulary (tokenizer vocabulary and model vocab size), in order of first appearance."
+    groups = [] # (first checkpoint's (ckpt, vocabulary, vocab_size), its group)
+    for c in checkpoints:
+        cur = (c, *_vocabulary(c, trust_remote_code))
+        g = next((g for ref, g in groups if _why_not_shared(ref, cur) is None), None)
+        if g is not None: g.checkpoints.append(c)
+        else: groups.append((cur, VocabularyGroup([c], len(cur[1]), cur[2])))
+    return [g for _, g in groups]
+
 def check_shared_vocabulary(checkpoints:list[Checkpoint], # checkpoints whose token ids must mean the same thing
                             trust_remote_code:bool=False)->dict:
     "Raise CheckpointError unless all checkpoints share one tokenizer vocabulary and model vocab size; return it."
-    from transformers import AutoConfig, AutoTokenizer
-    ref = None
-    for c in checkpoints:
-        tok = AutoTokenizer.from_pretrained(c.path, trust_remote_code=trust_remote_code, local_files_only=True)
-        cfg = AutoConfig.from_pretrained(c.path, trust_remote_code=trust_remote_code, local_files_only=True)
-        vs = getattr(cfg.get_text_config() if hasattr(cfg, 'get_text_config') else cfg, 'vocab_size', None)
-        cur = (c, tok.get_vocab(), vs)
-        if ref is None: ref = cur; continue
-        if cur[1] != ref[1]:
-            diff = sorted(set(cur[1].items()) ^ set(ref[1].items()))[:3]
-            raise CheckpointError(f'--model_paths: {c.path}: tokenizer vocabulary differs from {ref[0].path} '
-                                  f'({len(cur[1])} vs {len(ref[1])} tokens; e.g. {diff}); token-level comparison needs a shared vocabulary')
-        if cur[2] != ref[2]:
-            raise CheckpointError(f'--model_paths: {c.path}: vocab_size {cur[2]} differs from {ref[2]} of {ref[0].path}; '
-                                  'token-level comparison needs a shared vocabulary')
-    return ref[1] if ref else {}
+    vocabularies = [(c, *_vocabulary(c, trust_remote_code)) for c in checkpoints]
+    for cur in vocabularies[1:]:
+        if why := _why_not_shared(vocabularies[0], cur):
+            raise CheckpointError(f'--model_paths: {cur[0].path}: {why}; token-level comparison needs a shared vocabulary')
+    return vocabularies[0][1] if vocabularies else {}

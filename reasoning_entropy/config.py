@@ -108,8 +108,8 @@ class RunConfig:
                                   one_of(*DEVICE_MAPS), choices=DEVICE_MAPS)
     trust_remote_code:bool = setting(False, 'allow model code shipped with a checkpoint')
     run_dir:str|None = setting(None, 'an existing run directory (made by compare)')
-    sequences:str|None = setting(None, "what every checkpoint scores: 'reference' (the data's answers) or a checkpoint name "
-                                       "(its generations; default: the first checkpoint)")
+    sequences:str|None = setting(None, "what the checkpoints of each vocabulary group score: 'reference' (the data's answers) or a checkpoint "
+                                       "name (its generations; other groups score their first checkpoint's; default: the first checkpoint)")
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
     cache_dir:str|None = setting(None, 'where the demo series is cached (default: $REASONING_ENTROPY_CACHE or the XDG cache)')
     no_report:bool = setting(False, 'compare only (no scoring, no report)')
@@ -159,7 +159,7 @@ class Command:
 
 COMMANDS = {
     'compare': Command("generate with every checkpoint on the same prompts and write token entropies and the original script's files", _RUN),
-    'score': Command('teacher-force one set of sequences through every checkpoint of a run (aligned per-token values)',
+    'score': Command('teacher-force one set of sequences through every checkpoint of a run, within each vocabulary group (aligned per-token values)',
                      ('run_dir', 'sequences', 'batch_size', 'device', 'dtype', 'trust_remote_code'), required=('run_dir',)),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
                       _RUN + ('run_dir', 'sequences', 'heatmap_prompts')),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_engine.ipynb #5b2af64e
 from __future__ import annotations
-import inspect, logging, math, time
+import hashlib, inspect, logging, math, time
 from dataclasses import dataclass, asdict, field
 from typing import Iterator
 import numpy as np, pandas as pd, torch
@@ -39,10 +39,11 @@ class DecodingConfig:
 # %% ../nbs/03_engine.ipynb #52023a3d
 @dataclass
 class PromptInput:
-    "One prompt to generate from: its id, its formatted text and its token ids."
+    "One prompt to generate from: its id, its formatted text and its token ids (and which sample of it, when sampling)."
     prompt_id: str
     prompt_text: str
     token_ids: list[int]
+    sample: int = 0
 
 # %% ../nbs/03_engine.ipynb #754926dc
 def _max_positions(model)->int|None:
@@ -91,17 +92,29 @@ def _warp(z:torch.Tensor, d:DecodingConfig)->torch.Tensor:
         z = z.masked_fill(torch.zeros_like(drop).scatter_(-1, si, drop), -math.inf)
     return z
 
-def _sample(logits:torch.Tensor, d:DecodingConfig, gen:torch.Generator|None, chunk_rows:int|None=None):
-    "(sampled ids, entropy of the warped distribution) per row, in row chunks."
+def _sample(logits:torch.Tensor, d:DecodingConfig, u:torch.Tensor, chunk_rows:int|None=None):
+    "(sampled ids, entropy of the warped distribution) per row, each row's id drawn by inverse CDF at its uniform `u`."
     rows, V = logits.shape
     ids = torch.empty(rows, dtype=torch.long, device=logits.device)
     ent = torch.empty(rows, dtype=torch.float32, device=logits.device)
     n = _chunk_rows(V, chunk_rows)
+    acc = torch.float32 if logits.device.type == 'mps' else torch.float64  # a float32 running sum over 262,144 terms drifts
     for s in range(0, rows, n):
         w = _warp(logits[s:s+n], d)
         ent[s:s+n] = distribution_entropy(w, chunk_rows=n)
-        ids[s:s+n] = torch.multinomial(w.softmax(-1), 1, generator=gen)[:, 0]
+        cdf = w.softmax(-1).to(acc).cumsum(-1)
+        at = (u[s:s+n].to(device=cdf.device, dtype=acc) * cdf[:, -1])[:, None]
+        ids[s:s+n] = torch.searchsorted(cdf, at, right=True)[:, 0].clamp_(max=V - 1)  # masked tokens have no width: never drawn
     return ids, ent
+
+def _stream(seed:int, # the run's seed
+            prompt_id:str, # the prompt
+            sample:int, # which sample of it
+            n:int, # how many uniforms
+           )->np.ndarray:
+    "The first `n` uniforms in [0, 1) of the random stream of (seed, prompt_id, sample)."
+    key = hashlib.sha256(f'{seed}\0{prompt_id}\0{sample}'.encode()).digest()
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(key[:16], 'little')))).random(n)
 
 # %% ../nbs/03_engine.ipynb #e4097373
 class _Texts:
@@ -115,7 +128,7 @@ class _Texts:
 # %% ../nbs/03_engine.ipynb #965e36a3
 @torch.inference_mode()
 def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
-                    gen:torch.Generator|None, sync_every:int=1)->dict:
+                    u:np.ndarray|None, sync_every:int=1)->dict:
     "Decode one left-padded batch; metrics go to on-device buffers, moved to the host once at the end."
     dev = next(model.parameters()).device
     B, L, T = len(prompts), max(len(p) for p in prompts), d.max_new_tokens
@@ -133,11 +146,12 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
     n_tok = torch.zeros(B, dtype=torch.long, device=dev)
     eos_t = torch.tensor(eos or [-1], device=dev)
     nxt = pos[:, -1:] + 1
+    if u is not None: u = torch.from_numpy(u).to(dev)  # [B, T]: each row's uniforms, one per step
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
     steps = 0
     for t in range(T):
         if d.do_sample:
-            chosen, fbuf[:, t, 3] = _sample(logits, d, gen)
+            chosen, fbuf[:, t, 3] = _sample(logits, d, u[:, t])
             m = token_metrics(logits, chosen, k)
         else:
             m = token_metrics(logits, None, k)  # greedy: the argmax, found with the top-k
@@ -202,8 +216,7 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
     _check_lengths(model, [len(p.token_ids) for p in prompts], d.max_new_tokens, 'prompt', [p.prompt_id for p in prompts])
     dev = next(model.parameters()).device
     eos, pad, texts = eos_token_ids(model, tokenizer), _pad_id(model, tokenizer), _Texts(tokenizer)
-    gen = None
-    if d.do_sample and d.seed is not None: gen = torch.Generator(device=dev).manual_seed(int(d.seed))
+    seed = d.seed if d.seed is not None else int(np.random.SeedSequence().entropy)  # no seed: not reproducible
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].token_ids))
     bs = batch_size or auto_batch_size(model, len(prompts), max(len(p.token_ids) for p in prompts) + d.max_new_tokens)
     sync_every = 1 if dev.type == 'cpu' else 8
@@ -212,7 +225,8 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
     try:
         while i < len(order):
             batch = [prompts[j] for j in order[i:i+bs]]
-            try: r = _generate_batch(model, [p.token_ids for p in batch], d, eos, pad, k, gen, sync_every)
+            u = np.stack([_stream(seed, p.prompt_id, p.sample, d.max_new_tokens) for p in batch]) if d.do_sample else None
+            try: r = _generate_batch(model, [p.token_ids for p in batch], d, eos, pad, k, u, sync_every)
             except torch.OutOfMemoryError:
                 if dev.type != 'cuda' or bs == 1: raise
                 bs = max(1, bs // 2); torch.cuda.empty_cache()

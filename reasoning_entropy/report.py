@@ -5,6 +5,7 @@
 # %% ../nbs/08_report.ipynb #57c0d63b
 from __future__ import annotations
 import logging
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from .errors import InputError, ReportError
@@ -14,12 +15,18 @@ from .store import RunStore, atomic_path, atomic_write_text
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'template_path', 'execute_report', 'export_html', 'computed_run', 'report', 'run']
+__all__ = ['log', 'template_path', 'execute_report', 'export_html', 'report_models', 'ReportRun', 'report_run', 'computed_run',
+           'report', 'run']
 
 # %% ../nbs/08_report.ipynb #ba8accef
 def template_path()->Path:
     "The report template shipped with the package."
     return Path(str(files('reasoning_entropy') / 'templates' / 'comparison_report.ipynb'))
+
+# %% ../nbs/08_report.ipynb #70dc1b9e
+def _report_files(store:RunStore)->list[Path]:
+    "The tables and figures in the run (`RunStore.table_path`, `figure_path`)."
+    return [f for p in (store.table_path('*'), store.figure_path('*')) for f in sorted(p.parent.glob(p.name))]
 
 # %% ../nbs/08_report.ipynb #80ed8c16
 def execute_report(run_dir, # a finished run directory
@@ -32,12 +39,15 @@ def execute_report(run_dir, # a finished run directory
     import papermill as pm
     store = RunStore(Path(run_dir).resolve())
     params = dict(run_dir=str(store.dir), **(parameters or {}))
+    before = {f: f.stat().st_mtime_ns for f in _report_files(store)}
     with atomic_path(store.report_notebook) as tmp:
         try:
             pm.execute_notebook(str(template or template_path()), str(tmp), parameters=params, kernel_name=kernel_name or 'python3',
                                 progress_bar=progress, cwd=str(store.dir), log_output=False)
         except pm.PapermillExecutionError as e:
             raise ReportError(f"report cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
+    for f, t in before.items():  # what the previous report wrote and this one did not
+        if f.exists() and f.stat().st_mtime_ns == t: f.unlink()
     return store.report_notebook
 
 # %% ../nbs/08_report.ipynb #e477ff70
@@ -54,10 +64,43 @@ def export_html(notebook, # an executed notebook
     atomic_write_text(html, body)
     return html
 
+# %% ../nbs/08_report.ipynb #4a1c7e20
+def report_models(config:RunConfig # the report's settings
+                 )->list[str]|None:
+    "The names of the checkpoints a report covers: those of `model_paths` (None without it: every checkpoint of the run)."
+    if not config.model_paths: return None
+    from reasoning_entropy.checkpoints import resolve_checkpoints
+    return [c.name for c in resolve_checkpoints(config.model_paths, config.model_names, config.steps)]
+
+# %% ../nbs/08_report.ipynb #7d4f0b53
+@dataclass
+class ReportRun:
+    "What a report covers: a read view of the run, its checkpoints and their steps, the prompts kept and left out."
+    store:RunStore # the run, restricted to `models` and `prompts`
+    models:list # the checkpoints, in order
+    steps:dict # {model: training step or None}
+    prompts:list # ids of the prompts every checkpoint generated, in run order
+    left_out:list # ids of the run's other prompts
+
+def report_run(run_dir, # a run directory
+               models:list|None=None, # checkpoint names (None: every checkpoint of the run)
+              )->ReportRun:
+    "The run restricted to `models` and to the prompts every one of them generated."
+    store = RunStore(run_dir).require()
+    names = store.select(models).models
+    steps = store.steps
+    if names and all(steps.get(m) is not None for m in names): names = sorted(names, key=steps.get)
+    g = store.read_generations(names)
+    n = g.groupby('prompt_id', sort=False)['model'].nunique()
+    every = set(n[n == len(names)].index)
+    ids = list(store.read_prompts().prompt_id) or list(dict.fromkeys(g.prompt_id))
+    return ReportRun(store.select(names, every), names, {m: steps.get(m) for m in names},
+                     [p for p in ids if p in every], [p for p in ids if p not in every])
+
 # %% ../nbs/08_report.ipynb #ae5c5d98
 def computed_run(config:RunConfig # the settings: `model_paths` to compare first, or `run_dir` of a finished run
                 )->RunStore:
-    "Run or resume compare and score as `config` says; return the finished, scored run."
+    "Run or resume compare and score as `config` says; return the run, finished and scored for `report_models(config)`."
     from reasoning_entropy.distributed import launched_world_size
     if launched_world_size() > 1:
         raise InputError("report runs as one process: launch compare (and score) with torchrun/accelerate, then run report --run_dir alone")
@@ -67,9 +110,10 @@ def computed_run(config:RunConfig # the settings: `model_paths` to compare first
         from reasoning_entropy.compare import compare
         compare(as_config(config, output_dir=str(run_dir)))
     store = RunStore(run_dir).require()
-    if not store.is_complete(): raise InputError(f"--run_dir {run_dir}: the run is incomplete; rerun compare (or report with --model_paths) to finish it")
+    models = report_models(config)
+    if not store.is_complete(models): raise InputError(f"--run_dir {run_dir}: the run is incomplete; rerun compare (or report with --model_paths) to finish it")
     from reasoning_entropy.score import score_run
-    score_run(as_config(config, run_dir=str(run_dir)), progress=False)
+    score_run(as_config(config, run_dir=str(run_dir)), progress=False, models=models)
     return store
 
 # %% ../nbs/08_report.ipynb #bb72d560
@@ -80,7 +124,8 @@ def report(config:RunConfig|str|Path|None=None, # a `RunConfig`, or an existing 
     "Compute what the report needs (compare, score), then write `report.ipynb` + `report.html`; return the HTML path."
     s = as_config(config, 'run_dir', **settings)
     store = computed_run(s)
-    html = export_html(execute_report(store.dir, dict(heatmap_prompts=s.heatmap_prompts), kernel_name=kernel_name))
+    params = dict(models=report_models(s), heatmap_prompts=s.heatmap_prompts)
+    html = export_html(execute_report(store.dir, params, kernel_name=kernel_name))
     log.info('report: %s', html)
     return html
 

@@ -36,12 +36,22 @@ def _fig(nrows:int=1, ncols:int=1, w:float=8., h:float=4.5, **kw):
     fig = Figure(figsize=(w, h), layout='constrained')
     return fig, fig.subplots(nrows, ncols, squeeze=True, **kw)
 
-def _ckpt_axis(ax, order:Sequence[str], label:str='checkpoint'):
-    "Checkpoint names as x tick labels at 0 … n-1, rotated when there are many or long names."
-    ax.set_xticks(range(len(order)))
-    rot = 30 if len(order) > 5 or max((len(m) for m in order), default=0) > 10 else 0
-    ax.set_xticklabels(order, rotation=rot, ha='right' if rot else 'center')
-    ax.set_xlabel(label)
+def _ckpt_x(order:Sequence[str], steps:dict|None=None):
+    "(x of each checkpoint, the bar unit, whether x is the training step): the steps when `R.step_axis` gives them, else 0 … n-1."
+    s = R.step_axis(order, steps)
+    if s is None: return np.arange(len(order), dtype=float), 1.0, False
+    x = np.asarray(s, float); gaps = np.diff(np.sort(x))
+    return x, float(gaps.min()) if len(gaps) else 1.0, True
+
+def _ckpt_axis(ax, order:Sequence[str], steps:dict|None=None, labels:Sequence[str]|None=None, pad:bool=False):
+    "Checkpoints along x: at their training steps (ticks labelled by step) when known, else at 0 … n-1 labelled by name."
+    x, unit, is_step = _ckpt_x(order, steps)
+    labels = list(labels) if labels is not None else [str(int(v)) for v in x] if is_step else list(order)
+    ax.set_xticks(x)
+    rot = 30 if len(order) > 5 or max((len(l.split('\n')[0]) for l in labels), default=0) > 10 else 0
+    ax.set_xticklabels(labels, rotation=rot, ha='right' if rot else 'center')
+    ax.set_xlabel('training step' if is_step else 'checkpoint')
+    if pad and len(x): ax.set_xlim(x.min() - 0.5 * unit, x.max() + 0.5 * unit)
 
 def _empty(ax, what:str='no data'):
     ax.text(0.5, 0.5, what, ha='center', va='center', transform=ax.transAxes)
@@ -75,15 +85,17 @@ def fig_low_entropy(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
                     threshold:float=0.01, # "near-deterministic" below this entropy
                     q:float=0.8, # the percentile of the forking threshold
+                    steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                    )->Figure:
     "Two bar panels per checkpoint: share of tokens below `threshold` nats, and the q-th entropy percentile."
     order = R.model_order(tokens, models); colors = [checkpoint_colors(order)[m] for m in order]
     sb, pt = R.share_below(tokens, threshold, order), R.percentile_thresholds(tokens, q, order)
     fig, (a, b) = _fig(1, 2, w=10, h=4)
-    a.bar(range(len(order)), sb.share_below, color=colors)
-    a.set_ylabel(f'share of tokens < {threshold:g} nats'); a.set_ylim(0, 1); _ckpt_axis(a, order)
-    b.bar(range(len(order)), pt.threshold, color=colors)
-    b.set_ylabel(f'{round(q * 100)}th percentile of entropy (nats)'); _ckpt_axis(b, order)
+    x, unit, _ = _ckpt_x(order, steps)
+    a.bar(x, sb.share_below, 0.8 * unit, color=colors)
+    a.set_ylabel(f'share of tokens < {threshold:g} nats'); a.set_ylim(0, 1); _ckpt_axis(a, order, steps)
+    b.bar(x, pt.threshold, 0.8 * unit, color=colors)
+    b.set_ylabel(f'{round(q * 100)}th percentile of entropy (nats)'); _ckpt_axis(b, order, steps)
     a.set_title('Near-deterministic tokens'); b.set_title('Forking threshold')
     return fig
 
@@ -157,16 +169,17 @@ def fig_forking_overlap(tokens:pd.DataFrame, # tokens table
                         q:float=0.8, # forking = entropy above this percentile
                         top_n:int=50, # size of each forking set
                         token_col:str='next_token', # the token-string column
+                        steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                        )->Figure:
     "Jaccard overlap of the forking-token sets with the previous and with the first checkpoint, over checkpoints."
     order = R.model_order(tokens, models)
     o = R.forking_overlap(tokens, order, q=q, top_n=top_n, token_col=token_col)
     fig, ax = _fig(w=7, h=4)
-    x = np.arange(len(order))
+    x, _, _ = _ckpt_x(order, steps)
     ax.plot(x[1:], o.jaccard_prev[1:], 'o-', color='tab:blue', label='vs previous checkpoint')
     ax.plot(x, o.jaccard_first, 's--', color='tab:orange', label=f'vs first ({order[0]})')
     ax.set_ylim(0, 1.05); ax.set_ylabel(f'Jaccard overlap of top-{top_n} forking tokens')
-    _ckpt_axis(ax, order); ax.legend(fontsize='small')
+    _ckpt_axis(ax, order, steps); ax.legend(fontsize='small')
     ax.set_title(f'Forking tokens (entropy > {round(q * 100)}th percentile): how the set changes')
     return fig
 
@@ -174,6 +187,7 @@ def fig_forking_overlap(tokens:pd.DataFrame, # tokens table
 def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
                         models:Sequence[str]|None=None, # checkpoint order
                         close_tag:str='</think>', # the text that ends the reasoning
+                        steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                        )->Figure:
     "Grouped bars per checkpoint: mean entropy in the think part, the answer part and unclosed generations, with 95% intervals."
     order = R.model_order(tokens, models)
@@ -181,51 +195,58 @@ def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
     segs = [s for s in R.SEGMENTS if s in set(t.segment)]
     style = dict(think=dict(color='tab:purple'), answer=dict(color='tab:green'), unclosed=dict(color='tab:grey'))
     fig, ax = _fig(w=max(6, 1.1 * len(order) + 2), h=4)
-    w = 0.8 / max(len(segs), 1)
+    x0, unit, _ = _ckpt_x(order, steps)
+    w = 0.8 * unit / max(len(segs), 1)
     for j, s in enumerate(segs):
         g = t[t.segment == s].set_index('model').reindex(order)
-        x = np.arange(len(order)) + (j - (len(segs) - 1) / 2) * w
+        x = x0 + (j - (len(segs) - 1) / 2) * w
         err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)
         ax.bar(x, g.entropy_mean, w, yerr=np.nan_to_num(err), capsize=2, label=s, **style[s])
-    _ckpt_axis(ax, order); ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small')
+    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small')
     ax.set_title(f'Entropy inside <think> (up to {close_tag}) vs the answer')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #0ec1e411
 def fig_accuracy(results:pd.DataFrame, # prompt results (model, correct)
                  models:Sequence[str]|None=None, # checkpoint order
+                 steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                 )->Figure:
     "Bars of \\boxed{} accuracy per checkpoint with Wilson 95% intervals."
     order = R.model_order(results, models); colors = checkpoint_colors(order)
     a = R.accuracy_by_model(results, order)
     fig, ax = _fig(w=max(5, 0.8 * len(order) + 2), h=4)
     err = np.vstack([a.accuracy - a.ci_low, a.ci_high - a.accuracy])
-    ax.bar(range(len(order)), a.accuracy.fillna(0), yerr=np.nan_to_num(err), capsize=3, color=[colors[m] for m in order])
+    x, unit, is_step = _ckpt_x(order, steps)
+    ax.bar(x, a.accuracy.fillna(0), 0.8 * unit, yerr=np.nan_to_num(err), capsize=3, color=[colors[m] for m in order])
     ax.set_ylim(0, 1); ax.set_ylabel('accuracy (\\boxed{} matches the reference)')
-    _ckpt_axis(ax, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n_scored)])
+    names = [str(int(v)) for v in x] if is_step else order
+    _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(names, a.n_correct, a.n_scored)])
     ax.set_title('Answer accuracy')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #8f5c24a0
 def fig_entropy_by_correctness(results:pd.DataFrame, # prompt results (model, correct, entropy_mean)
                                models:Sequence[str]|None=None, # checkpoint order
+                               steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                               )->Figure:
     "Grouped bars per checkpoint: mean per-answer entropy of correct and of incorrect answers, with 95% intervals."
     order = R.model_order(results, models)
     t = R.entropy_by_correctness(results, order)
     fig, ax = _fig(w=max(6, 1.0 * len(order) + 2), h=4)
+    x, unit, _ = _ckpt_x(order, steps)
     for j, (ok, lab, c) in enumerate(((True, 'correct', 'tab:green'), (False, 'incorrect', 'tab:red'))):
         g = t[t.correct == ok].set_index('model').reindex(order)
         err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)
-        ax.bar(np.arange(len(order)) + (j - 0.5) * 0.4, g.entropy_mean.fillna(0), 0.4, yerr=np.nan_to_num(err),
+        ax.bar(x + (j - 0.5) * 0.4 * unit, g.entropy_mean.fillna(0), 0.4 * unit, yerr=np.nan_to_num(err),
                capsize=2, color=c, label=lab)
-    _ckpt_axis(ax, order); ax.set_ylabel('mean entropy per answer (nats)'); ax.legend(fontsize='small')
+    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy per answer (nats)'); ax.legend(fontsize='small')
     ax.set_title('Entropy of correct vs incorrect answers')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #5ce40019
 def fig_entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tokens, entropy_mean, correct)
                             models:Sequence[str]|None=None, # checkpoint order
+                            steps:dict|None=None, # {model: training step}: each point's label says its step when every checkpoint has one
                            )->Figure:
     "Mean token entropy (x) against accuracy (y), a labelled point per checkpoint joined in training order."
     order = R.model_order(results, models); colors = checkpoint_colors(order)
@@ -233,25 +254,27 @@ def fig_entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tok
     fig, ax = _fig(w=6.5, h=4.5)
     ax.plot(e.entropy_mean, e.accuracy, '-', color='lightgrey', zorder=1)
     ax.scatter(e.entropy_mean, e.accuracy, c=[colors[m] for m in order], s=50, zorder=2)
-    for r in e.itertuples():
-        ax.annotate(r.model, (r.entropy_mean, r.accuracy), xytext=(5, 4), textcoords='offset points', fontsize='small')
+    s = R.step_axis(order, steps)
+    for i, r in enumerate(e.itertuples()):
+        ax.annotate(r.model if s is None else f'{r.model} (step {s[i]})', (r.entropy_mean, r.accuracy), xytext=(5, 4), textcoords='offset points', fontsize='small')
     ax.set_xlabel('mean token entropy (nats)'); ax.set_ylabel('accuracy'); ax.set_title('Entropy vs accuracy across checkpoints')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #c22d5b1f
 def fig_distances(tokens:pd.DataFrame, # tokens table
                   models:Sequence[str]|None=None, # checkpoint order
+                  steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                  )->Figure:
     "Wasserstein-1 (left) and Kolmogorov–Smirnov (right) distances of entropy distributions: consecutive and vs the first checkpoint."
     order = R.model_order(tokens, models)
     d = R.distribution_distances(tokens, order)
     fig, axes = _fig(1, 2, w=10, h=4)
-    pos = {m: i for i, m in enumerate(order)}
+    pos = dict(zip(order, _ckpt_x(order, steps)[0]))
     for ax, col, lab in zip(axes, ('wasserstein', 'ks'), ('Wasserstein-1 (nats)', 'Kolmogorov–Smirnov D')):
         for comp, st in (('consecutive', 'o-'), ('vs_first', 's--')):
             g = d[d.comparison == comp]
             ax.plot([pos[m] for m in g.model], g[col], st, label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
-        _ckpt_axis(ax, order); ax.set_ylabel(lab); ax.set_ylim(bottom=0); ax.legend(fontsize='small')
+        _ckpt_axis(ax, order, steps); ax.set_ylabel(lab); ax.set_ylim(bottom=0); ax.legend(fontsize='small')
     if not len(d): _empty(axes[0], 'one checkpoint: nothing to compare')
     axes[0].set_title('Earth-mover distance'); axes[1].set_title('Largest CDF gap')
     return fig
@@ -261,16 +284,18 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
                            models:Sequence[str]|None=None, # checkpoint order
                            n_boot:int=2000, # bootstrap resamples
                            seed:int=0, # bootstrap seed
+                           steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                           )->Figure:
     "Mean per-prompt entropy difference (checkpoint − first) with bootstrap 95% intervals, one point per checkpoint."
     order = R.model_order(results, models); colors = checkpoint_colors(order)
     p = R.paired_differences(results, order, n_boot=n_boot, seed=seed)
     fig, ax = _fig(w=max(5, 0.8 * len(order) + 2), h=4)
     ax.axhline(0, color='grey', lw=1)
-    for i, r in enumerate(p.itertuples(), 1):
-        ax.errorbar([i], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
+    x = dict(zip(order, _ckpt_x(order, steps)[0]))
+    for r in p.itertuples():
+        ax.errorbar([x[r.model]], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
                     color=colors[r.model], capsize=4)
-    _ckpt_axis(ax, order); ax.set_xlim(-0.5, len(order) - 0.5)
+    _ckpt_axis(ax, order, steps, pad=True)
     ax.set_ylabel(f'mean entropy − {order[0]} (nats, per prompt)')
     ax.set_title('Paired change in mean entropy per prompt (95% CI)')
     return fig
@@ -280,17 +305,18 @@ def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, 
                 models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                 q:float=0.8, # top positions = entropy above this percentile
                 n_bins:int=10, # percentile bins of the first checkpoint's entropy
+                steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                )->Figure:
     "Left: overlap of top-entropy positions with the first checkpoint's; right: mean entropy change by the first's entropy percentile bin."
     order = R.model_order(scored, models); colors = checkpoint_colors(order)
     o = R.aligned_top_overlap(scored, order, q=q)
     c = R.aligned_change_by_decile(scored, order, n_bins=n_bins)
     fig, (a, b) = _fig(1, 2, w=11, h=4.2)
-    x = np.arange(1, len(order))
+    x = _ckpt_x(order, steps)[0][1:]
     a.plot(x, o.overlap, 'o-', color='tab:blue', label='overlap')
     a.plot(x, o.chance, ':', color='grey', label='chance')
     a.set_ylim(0, 1.05); a.set_ylabel(f'share of {order[0]} top-{round((1 - q) * 100)}% positions kept')
-    _ckpt_axis(a, order); a.set_xlim(-0.5, len(order) - 0.5); a.legend(fontsize='small')
+    _ckpt_axis(a, order, steps, pad=True); a.legend(fontsize='small')
     a.set_title('Do uncertain positions stay uncertain?')
     b.axhline(0, color='grey', lw=1)
     for m, g in c.groupby('model', sort=False):

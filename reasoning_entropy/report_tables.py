@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # the quantiles every summary reports
 
 # %% auto #0
-__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'READ_ME', 'model_order', 'entropy_summary', 'log_bins', 'entropy_histograms',
-           'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position', 'token_ranking',
-           'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer', 'accuracy_by_model',
-           'entropy_by_correctness', 'entropy_vs_accuracy', 'wasserstein1', 'ks_distance', 'distribution_distances',
-           'bootstrap_mean_ci', 'paired_differences', 'aligned_top_overlap', 'aligned_change_by_decile']
+__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'READ_ME', 'model_order', 'step_axis', 'with_steps', 'entropy_summary', 'log_bins',
+           'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position',
+           'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
+           'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'wasserstein1', 'ks_distance',
+           'distribution_distances', 'bootstrap_mean_ci', 'paired_differences', 'aligned_top_overlap',
+           'aligned_change_by_decile', 'aligned_groups', 'sequences_label', 'groups_table', 'by_group']
 
 # %% ../nbs/05_report_tables.ipynb #87de5f7b
 def model_order(df:pd.DataFrame, # any frame with a `model` column
@@ -68,6 +69,28 @@ def _mean_ci(x:np.ndarray, z:float=1.96):
     if n < 2: return n, m, np.nan, np.nan
     h = z * x.std(ddof=1) / math.sqrt(n)
     return n, m, m - h, m + h
+
+# %% ../nbs/05_report_tables.ipynb #2b8d4fa1
+def step_axis(models:Sequence[str], # checkpoints in order
+              steps:dict|None=None, # {model: training step or None}
+             )->list[int]|None:
+    "The training steps of `models` when every one has a distinct step (the x of figures across checkpoints), else None."
+    s = [(steps or {}).get(m) for m in models]
+    if not s or any(v is None or pd.isna(v) for v in s) or len(set(s)) != len(s): return None
+    return [int(v) for v in s]
+
+# %% ../nbs/05_report_tables.ipynb #5e1a7c24
+def with_steps(df:pd.DataFrame, # a table with a `model` column (others are returned as they are)
+               steps:dict|None=None, # {model: training step or None}
+              )->pd.DataFrame:
+    "`df` with each checkpoint's training step as a nullable Int64 column after `model` (and `ref_step` after `ref_model`)."
+    if 'model' not in df.columns: return df
+    col = 'training_step' if 'step' in df.columns else 'step'
+    get = lambda c: pd.array([(steps or {}).get(str(m)) for m in df[c]], dtype='Int64')
+    out = df.copy()
+    out.insert(out.columns.get_loc('model') + 1, col, get('model'))
+    if 'ref_model' in out.columns: out.insert(out.columns.get_loc('ref_model') + 1, f'ref_{col}', get('ref_model'))
+    return out
 
 # %% ../nbs/05_report_tables.ipynb #f1238c59
 def _cluster_ci(sums:np.ndarray, counts:np.ndarray, z:float=1.96):
@@ -479,6 +502,48 @@ def aligned_change_by_decile(scored:pd.DataFrame, # teacher-forced tokens (model
                             entropy_mean=float(p[m].to_numpy()[sel].mean()), delta_mean=mean, ci_low=lo, ci_high=hi))
     return pd.DataFrame(out, columns=['model', 'ref_model', 'bin', 'n', 'ref_entropy_mean', 'entropy_mean',
                                       'delta_mean', 'ci_low', 'ci_high'])
+
+# %% ../nbs/05_report_tables.ipynb #ad6f2b79
+def aligned_groups(state:dict, # a scoring state (`RunStore.scoring_state()`)
+                   models:Sequence[str]|None=None, # the checkpoints covered, in order (None: every one of the groups)
+                  )->list[dict]:
+    "Per vocabulary group with a covered checkpoint: group, models (scored on its sequences), unscored, vocabulary, vocab_size, sequences, n_sequences."
+    done = state.get('done') or {}
+    groups = state.get('groups') or ([dict(models=list(done), sequences=state.get('sequences'))] if done else [])
+    out = []
+    for g in groups:
+        ms = [m for m in (g['models'] if models is None else models) if m in g['models']]
+        ok = [m for m in ms if m in done and ('fingerprint' not in g or done[m].get('fingerprint') == g['fingerprint'])]
+        if ms: out.append(dict(group=len(out) + 1, models=ok, unscored=[m for m in ms if m not in ok], vocabulary=g.get('vocabulary'),
+                               vocab_size=g.get('vocab_size'), sequences=g.get('sequences'), n_sequences=g.get('n_sequences')))
+    return out
+
+# %% ../nbs/05_report_tables.ipynb #d09c5ea2
+def sequences_label(sequences:str|None # a group's sequences: 'reference' or a checkpoint name
+                   )->str:
+    "How the report names a group's sequences."
+    return 'the reference answers' if sequences == 'reference' else f"{sequences}'s generations" if sequences else 'unknown'
+
+def groups_table(groups:list[dict], # from `aligned_groups`
+                )->pd.DataFrame:
+    "One row per vocabulary group: group, checkpoints, n_checkpoints, vocabulary, vocab_size, sequences, n_sequences, aligned."
+    cols = ['group', 'checkpoints', 'n_checkpoints', 'vocabulary', 'vocab_size', 'sequences', 'n_sequences', 'aligned']
+    return pd.DataFrame([dict(group=g['group'], checkpoints=', '.join(g['models'] + g['unscored']), n_checkpoints=len(g['models']) + len(g['unscored']),
+                              vocabulary=g['vocabulary'], vocab_size=g['vocab_size'], sequences=sequences_label(g['sequences']),
+                              n_sequences=g['n_sequences'],
+                              aligned=f"{len(g['models'])} checkpoints compared" if len(g['models']) > 1 else 'one checkpoint: nothing to compare')
+                         for g in groups], columns=cols).astype({'vocabulary': 'Int64', 'vocab_size': 'Int64', 'n_sequences': 'Int64'})
+
+# %% ../nbs/05_report_tables.ipynb #03c2f8d5
+def by_group(fn, # an aligned analysis: fn(scored, models, **kwargs) -> DataFrame
+             scored:pd.DataFrame, # teacher-forced tokens of every group
+             groups:list[dict], # from `aligned_groups`
+             **kwargs # passed to `fn`
+            )->pd.DataFrame:
+    "`fn` within every group of two or more scored checkpoints, concatenated, with a `group` column first."
+    parts = [fn(scored, g['models'], **kwargs).assign(group=g['group']) for g in groups if len(g['models']) > 1]
+    out = pd.concat(parts, ignore_index=True) if parts else fn(scored.iloc[:0], [], **kwargs).assign(group=pd.Series(dtype='int64'))
+    return out[['group'] + [c for c in out.columns if c != 'group']]
 
 # %% ../nbs/05_report_tables.ipynb #b1a70f5e
 READ_ME = {

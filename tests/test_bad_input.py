@@ -128,7 +128,9 @@ def test_different_config_in_used_output_dir(tiny_pair, tmp_path, capsys, data_f
     assert main(args[:-1] + ["5", "--overwrite"]) == 0
 
 
-def test_score_needs_shared_vocabulary(tmp_path, capsys, data_file):
+def test_score_mixed_vocabularies_is_not_an_error(tmp_path, capsys, data_file):
+    "Two vocabularies once stopped score; now each vocabulary group scores its own sequences (and an unknown --sequences is refused)."
+    from reasoning_entropy.store import RunStore
     from reasoning_entropy.testing import make_tiny_checkpoint
     a = make_tiny_checkpoint(tmp_path / "a", seed=1)
     b = make_tiny_checkpoint(tmp_path / "b", seed=2, extra_tokens=("<extra>",))
@@ -136,9 +138,13 @@ def test_score_needs_shared_vocabulary(tmp_path, capsys, data_file):
     assert main(["compare", "--model_paths", str(a), str(b), "--model_names", "A", "B", "--data_path", str(data_file),
                  "--output_dir", str(out), "--max_new_tokens", "3"]) == 0
     capsys.readouterr()
-    code, err = run_cli(["score", "--run_dir", str(out)], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "vocabular" in err
+    code, err = run_cli(["score", "--run_dir", str(out), "--sequences", "Z"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "reasoning-entropy score: error: --sequences: 'Z' is not a checkpoint of the run (A, B) nor 'reference'"]
     assert not (out / "data" / "scored").exists()
+    code, err = run_cli(["score", "--run_dir", str(out)], capsys)
+    assert code == 0, err
+    assert [g["models"] for g in RunStore(out).scoring_state()["groups"]] == [["A"], ["B"]]
 
 
 def test_console_script_subprocess_no_traceback(tmp_path):
