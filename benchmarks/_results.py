@@ -16,3 +16,11 @@ def write_section(name: str, text: str, path: Path = RESULTS) -> str:
         new = old.rstrip('\n') + '\n\n' + section
     path.write_text(new)
     return section
+
+
+def publish(section: str, lines: list, path: Path = RESULTS) -> str:
+    "Write `lines` as `section` of RESULTS.md, and print them."
+    text = '\n'.join(lines)
+    write_section(section, text, path)
+    print(text)
+    return text

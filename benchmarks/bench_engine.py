@@ -307,11 +307,9 @@ def whole_main(a):
                           prompts_ok=[n_prompt_ok, n_prompt_ok_orig], missing=missing, generation_seconds=gen_s, workdir=str(work)), indent=1))
 
 def publish(section: str, lines: list):
-    "Write `lines` as `section` of benchmarks/RESULTS.md, and print them."
-    text = '\n'.join(lines)
-    sys.path.insert(0, str(HERE)); from _results import write_section
-    write_section(section, text)
-    print(text)
+    "Write `lines` as `section` of benchmarks/RESULTS.md, and print them (`_results.publish`)."
+    sys.path.insert(0, str(HERE)); from _results import publish as _publish
+    _publish(section, lines)
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--rss', nargs='*'); ap.add_argument('--quick', action='store_true')
