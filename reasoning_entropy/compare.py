@@ -48,8 +48,8 @@ class RunPlan:
     progress:bool = True # tqdm bars (rank 0 only under a launch)
 
 # %% ../nbs/07_compare.ipynb #9b83d80a
-def _encode_all(ckpt:Checkpoint, tok, prompts:list, data_path, max_new_tokens:int, max_positions:int|None)->list:
-    "The prompts as `PromptInput`s of `ckpt`'s tokenizer `tok`; raise if one does not fit the context."
+def _encode_all(ckpt:Checkpoint, tok, prompts:list, data_path, max_new_tokens:int, max_positions:int|None, samples:int=1)->list:
+    "The prompts as `PromptInput`s of `ckpt`'s tokenizer `tok`, `samples` of each; raise if one does not fit the context."
     from reasoning_entropy.engine import PromptInput
     out = []
     for p in prompts:
@@ -58,7 +58,7 @@ def _encode_all(ckpt:Checkpoint, tok, prompts:list, data_path, max_new_tokens:in
         if max_positions and len(ids) + max_new_tokens > max_positions:
             raise InputError(f"{data_path}:{p.line}: prompt {p.prompt_id!r} is {len(ids)} tokens; with --max_new_tokens "
                              f"{max_new_tokens} it exceeds {ckpt.name}'s context of {max_positions} tokens")
-        out.append(PromptInput(p.prompt_id, text, ids))
+        out += [PromptInput(p.prompt_id, text, ids, k) for k in range(samples)]
     return out
 
 # %% ../nbs/07_compare.ipynb #41f70c44
@@ -78,10 +78,11 @@ def plan_run(config:RunConfig, # the run's settings
     decoding = DecodingConfig(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k, seed=s.seed)
     toks = load_tokenizers(ckpts, s.trust_remote_code)
-    inputs = {c.name: _encode_all(c, toks[c.name], prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions']) for c in ckpts}
+    inputs = {c.name: _encode_all(c, toks[c.name], prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions'], s.num_samples)
+              for c in ckpts}
     config = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step)
                           for c in ckpts],
-                  decoding=decoding.to_dict(), top_k_alternatives=s.top_k_alternatives,
+                  decoding=decoding.to_dict(), num_samples=s.num_samples, top_k_alternatives=s.top_k_alternatives,
                   dtype=str(dt).replace('torch.', ''), device_type=dev.type)
     invocation = dict(data_path=str(data_path.resolve()), num_examples=s.num_examples, skipped_rows=stats.skipped,
                       prompts_fingerprint=prompts_fingerprint(prompts))
@@ -109,8 +110,8 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     "Generate for `ckpt`'s outstanding prompts, committing each batch; return timing information."
     ranks = ranks or Ranks()
     todo_all = plan.inputs[ckpt.name] if prompts is None else prompts
-    done = store.done_prompts(ckpt.name)
-    todo = [p for p in todo_all if p.prompt_id not in done]
+    done = store.done_units(ckpt.name)
+    todo = [p for p in todo_all if (p.prompt_id, p.sample) not in done]
     index = store.prompt_indices()  # the run's positions: a grown run's new prompts follow the stored ones
     n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
     s = plan.settings

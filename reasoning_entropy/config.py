@@ -96,7 +96,8 @@ class RunConfig:
     temperature:float = setting(1.0, 'sampling temperature', positive_number, group=DECODING)
     top_p:float = setting(1.0, 'nucleus sampling mass (1.0: off)', mass, group=DECODING)
     top_k:int = setting(0, 'sample among the k most likely tokens (0: off)', non_negative, group=DECODING)
-    seed:int = setting(0, 'random seed for sampling', group=DECODING)
+    seed:int = setting(0, 'random seed for sampling (each prompt and sample draws from its own stream of it)', group=DECODING)
+    num_samples:int = setting(1, 'samples per prompt (more than 1 needs --do_sample)', positive, group=DECODING)
     top_k_alternatives:int = setting(5, 'most likely alternatives kept per token, 0-20', within(0, 20))
     output_dir:str = setting('results', 'run directory')
     save_detailed_tokens:bool = setting(False, 'also write {model_name}_all_tokens_detailed.csv (can be large)')
@@ -117,6 +118,8 @@ class RunConfig:
     def __post_init__(self):
         for f in fields(self):
             if f.metadata['rule']: f.metadata['rule'](f'--{f.name}', getattr(self, f.name))
+        if self.num_samples > 1 and not self.do_sample:
+            raise InputError(f'--num_samples {self.num_samples}: needs --do_sample (greedy samples would all be the same)')
 
     def to_dict(self)->dict:
         "The settings as plain JSON-able values (paths as text), for the manifest."
@@ -147,7 +150,7 @@ def as_config(config=None, # a `RunConfig`, or the value of field `first`
 # %% ../nbs/00b_config.ipynb #d6c7e6e2
 _RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
         'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
-        'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
+        'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
 
 @dataclass
 class Command:
@@ -164,7 +167,8 @@ COMMANDS = {
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
                       _RUN + ('run_dir', 'sequences', 'heatmap_prompts')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',
-                    ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report'),
+                    ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
+                     'do_sample', 'num_samples', 'seed'),
                     dict(output_dir='demo_run', num_examples=100, max_new_tokens=96)),
 }
 

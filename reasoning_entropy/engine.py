@@ -174,7 +174,7 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
 
 # %% ../nbs/03_engine.ipynb #36b0aaad
 def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], f:np.ndarray, lrank:np.ndarray,
-                 tids:np.ndarray|None, k:int, texts:_Texts, sampling:bool)->pd.DataFrame:
+                 tids:np.ndarray|None, k:int, texts:_Texts, sampling:bool, samples:list[int]|None=None)->pd.DataFrame:
     "Long token table from [B, T] arrays, keeping the first n[b] steps of row b."
     T = toks.shape[1]
     b, t = np.nonzero(np.arange(T)[None, :] < n[:, None])
@@ -182,7 +182,8 @@ def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], 
     prev = np.where(t == 0, np.asarray(last, dtype=np.int64)[b], toks[b, np.maximum(t - 1, 0)])
     k_lp = f[b, t, 4:4+k].astype(np.float64); k_id = tids[b, t] if k else np.zeros((len(b), 0), np.int64)
     return pd.DataFrame({
-        'prompt_id': np.asarray(pids, dtype=object)[b], 'step': (t + 1).astype(np.int64), 'token_id': tid,
+        'prompt_id': np.asarray(pids, dtype=object)[b],
+        'sample': np.asarray(samples, dtype=np.int64)[b] if samples is not None else np.zeros(len(b), np.int64), 'step': (t + 1).astype(np.int64), 'token_id': tid,
         'current_token': texts(prev.tolist()), 'next_token': texts(tid.tolist()),
         'entropy': f[b, t, 0].astype(np.float64), 'logprob': f[b, t, 1].astype(np.float64),
         'probability': np.exp(f[b, t, 1].astype(np.float32)).astype(np.float64),
@@ -235,9 +236,9 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
             pids = [p.prompt_id for p in batch]
             toks = r['l'][:, :, 0]
             tdf = _token_frame(pids, toks, r['n'], [p.token_ids[-1] for p in batch], r['f'], r['l'][:, :, 1],
-                               r['l'][:, :, 2:], k, texts, d.do_sample)
+                               r['l'][:, :, 2:], k, texts, d.do_sample, [p.sample for p in batch])
             gen_ids = [toks[b, :r['n'][b]].astype(np.int64).tolist() for b in range(len(batch))]
-            gdf = pd.DataFrame({'prompt_id': pids, 'prompt_text': [p.prompt_text for p in batch],
+            gdf = pd.DataFrame({'prompt_id': pids, 'sample': np.array([p.sample for p in batch], dtype=np.int64), 'prompt_text': [p.prompt_text for p in batch],
                                 'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
                                 'generated_token_ids': gen_ids,
                                 'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],

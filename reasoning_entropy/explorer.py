@@ -118,15 +118,19 @@ from .store import RunStore
 from .report_figures import checkpoint_colors
 
 # %% ../nbs/09_explorer.ipynb #e3a77591
-def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None)->pd.DataFrame:
-    "Token rows of one prompt for `models` from a hive-partitioned directory (only what is asked is read)."
+def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None,
+               sample:int|None=None, # only this sample's rows (None: every row of the prompt)
+              )->pd.DataFrame:
+    "Rows of one prompt for `models` (and `sample`) from a hive-partitioned directory (only what is asked is read)."
     if not root.exists() or not models: return pd.DataFrame(columns=['model', 'prompt_id', 'step'])
     d = ds.dataset(str(root), format='parquet', partitioning='hive')
     filt = (ds.field('prompt_id') == str(prompt_id)) & ds.field('model').isin([str(m) for m in models])
+    if sample is not None: filt = filt & (ds.field('sample') == int(sample))
     df = d.to_table(filter=filt, columns=columns).to_pandas()
     df['model'] = df['model'].astype(str)
     order = {m: i for i, m in enumerate(models)}
-    return df.assign(_m=df.model.map(order)).sort_values(['_m', 'step']).drop(columns='_m').reset_index(drop=True)
+    by = ['_m'] + [c for c in ('sample', 'step') if c in df.columns]
+    return df.assign(_m=df.model.map(order)).sort_values(by, kind='stable').drop(columns='_m').reset_index(drop=True)
 
 # %% ../nbs/09_explorer.ipynb #2188e7e6
 def _prompt_label(messages_json:str, width:int=60)->str:
@@ -151,10 +155,13 @@ class Explorer:
         self.results = (pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c != 'generated_text')
                         if plr.exists() else pd.DataFrame(columns=['prompt_id', 'model', 'entropy_mean', 'correct']))
         self.scored = self.store.scored_dir.exists()
+        self.n_samples = int((self.store.manifest.get('config') or {}).get('num_samples') or 1)
         self._labels = {r.prompt_id: _prompt_label(r.messages) for r in self.prompts.itertuples()}
         ids = list(self.prompts.prompt_id)
         self.w_search = W.Text(placeholder='search prompt text…', description='search')
         self.w_prompt = W.Dropdown(options=self._options(ids), description='prompt', layout=W.Layout(width='60%'))
+        self.w_sample = W.Dropdown(options=[(f'{i} of {self.n_samples}', i) for i in range(self.n_samples)], value=0, description='sample',
+                                   layout=W.Layout(width='200px'))
         self.w_models = W.SelectMultiple(options=self.all_models, value=tuple(models or self.all_models), description='checkpoints', rows=min(6, len(self.all_models)))
         self.w_metric = W.ToggleButtons(options=['entropy', 'probability'] + (['delta_entropy'] if self.scored else []), description='colour')
         self.w_quantile = W.FloatSlider(value=0.8, min=0.5, max=0.99, step=0.01, description='outline >q')
@@ -166,8 +173,9 @@ class Explorer:
         self.figure = None
         self.w_search.observe(lambda ch: self.search(ch['new']), 'value')
         self.w_rank.on_click(lambda _: self.rank_by_change(self.w_from.value, self.w_to.value))
-        for w in (self.w_prompt, self.w_models, self.w_metric, self.w_quantile): w.observe(lambda ch: self.render(), 'value')
-        self.widget = W.VBox([W.HBox([self.w_prompt, self.w_search]), W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
+        for w in (self.w_prompt, self.w_sample, self.w_models, self.w_metric, self.w_quantile): w.observe(lambda ch: self.render(), 'value')
+        top = [self.w_prompt] + ([self.w_sample] if self.n_samples > 1 else []) + [self.w_search]  # a sample control only when there is a choice
+        self.widget = W.VBox([W.HBox(top), W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
                               W.HBox([self.w_from, self.w_to, self.w_rank]), self.w_html, self.w_plot])
         self.render()
 
@@ -204,23 +212,35 @@ def rank_by_change(self:Explorer, a:str, # checkpoint to compare from
 @patch
 def tokens(self:Explorer, prompt_id:str, # the prompt
            models:list, # checkpoints
-           metric:str='entropy' # 'delta_entropy' reads the scored sequences
+           metric:str='entropy', # 'delta_entropy' reads the scored sequences
+           sample:int=0, # which of the prompt's samples (a run of several)
           )->pd.DataFrame:
     "The token rows shown for `prompt_id` (scored rows with a `delta_entropy` column for that metric)."
-    if metric != 'delta_entropy': return _read_rows(self.store.tokens_dir, prompt_id, list(models))
+    if metric != 'delta_entropy': return _read_rows(self.store.tokens_dir, prompt_id, list(models), sample=sample if self.n_samples > 1 else None)
     t = _read_rows(self.store.scored_dir, prompt_id, list(models))
     ref = t[t.model == models[0]].set_index('step')['entropy']
     return t.assign(delta_entropy=t.entropy - t.step.map(ref))
 
 @patch
+def _verdicts(self:Explorer, prompt_id:str, models:list, sample:int)->dict:
+    "{(model, prompt_id): correct} of the shown generations: the per-prompt results, or with several samples the chosen one's answer graded here."
+    if self.n_samples == 1:
+        r = self.results[self.results.prompt_id == prompt_id]
+        return {(m, prompt_id): (c if not isinstance(c, str) else c == 'True') for m, c in zip(r.model, r.correct)
+                if isinstance(c, (bool, np.bool_)) or c in ('True', 'False', 0, 1)}
+    from reasoning_entropy.grading import extract_boxed, answers_match
+    ref = self.prompts.loc[self.prompts.prompt_id == prompt_id, 'reference_answer']
+    if not len(ref) or ref.iloc[0] is None or pd.isna(ref.iloc[0]): return {}
+    g = _read_rows(self.store.generations_dir, prompt_id, list(models), ['model', 'prompt_id', 'sample', 'generated_text'], sample=sample)
+    return {(m, prompt_id): answers_match(extract_boxed(t), ref.iloc[0]) for m, t in zip(g.model, g.generated_text)}
+
+@patch
 def render(self:Explorer):
     "Redraw the token view and the per-step curve for the current controls."
-    pid, models, metric = self.w_prompt.value, list(self.w_models.value), self.w_metric.value
+    pid, models, metric, sample = self.w_prompt.value, list(self.w_models.value), self.w_metric.value, self.w_sample.value
     if pid is None or not models: self.w_html.value = '<i>pick a prompt and at least one checkpoint</i>'; return
-    t = self.tokens(pid, models, metric)
-    r = self.results[self.results.prompt_id == pid]
-    correct = {(m, pid): bool(c) for m, c in zip(r.model, r.correct) if isinstance(c, (bool, np.bool_)) or c in ('True', 'False', 0, 1)}
-    correct = {k: (v if not isinstance(v, str) else v == 'True') for k, v in correct.items()}
+    t = self.tokens(pid, models, metric, sample)
+    correct = self._verdicts(pid, models, sample) if metric != 'delta_entropy' or self.n_samples == 1 else {}
     self.w_html.value = token_heatmap(t, metric, models=models, prompt_ids=[pid], highlight_quantile=self.w_quantile.value, correct=correct)
     from matplotlib.figure import Figure
     import io
@@ -230,7 +250,8 @@ def render(self:Explorer):
     for m in models:
         g = t[t.model == m]
         ax.plot(g.step, g.entropy, label=m, lw=1.2, color=colours[m])
-    ax.set(xlabel='step', ylabel='entropy (nats)', title=f'prompt {pid}' + (' (scored sequence)' if metric == 'delta_entropy' else ''))
+    what = ' (scored sequence)' if metric == 'delta_entropy' else f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''
+    ax.set(xlabel='step', ylabel='entropy (nats)', title=f'prompt {pid}{what}')
     ax.legend(fontsize=8)
     self.figure = fig
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90)

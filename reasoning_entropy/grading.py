@@ -9,7 +9,7 @@ from fractions import Fraction
 import pandas as pd
 
 # %% auto #0
-__all__ = ['extract_boxed', 'normalize_answer', 'answers_match']
+__all__ = ['extract_boxed', 'normalize_answer', 'answers_match', 'pass_at_k', 'pass_ks', 'majority_answer']
 
 # %% ../nbs/00c_grading.ipynb #ac76d73b
 def extract_boxed(text:str|None, # text that may contain `\boxed{...}`
@@ -79,3 +79,40 @@ def answers_match(pred:str|None, # the extracted answer of a generation
     if a == b: return True
     x, y = _as_number(a), _as_number(b)
     return x is not None and y is not None and x == y
+
+# %% ../nbs/00c_grading.ipynb #c2b1f6a3
+def pass_at_k(n:int, # samples drawn for the prompt
+              c:int, # how many of them are correct
+              k:int, # samples allowed (1 ≤ k ≤ n)
+             )->float:
+    "Unbiased estimate of pass@k from `n` samples with `c` correct (Chen et al. 2021): 1 − C(n−c, k)/C(n, k)."
+    if not 1 <= k <= n: raise ValueError(f'pass_at_k: k must be from 1 to n={n}, got {k}')
+    if not 0 <= c <= n: raise ValueError(f'pass_at_k: c must be from 0 to n={n}, got {c}')
+    if n - c < k: return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+# %% ../nbs/00c_grading.ipynb #c6f5dae7
+def pass_ks(n:int # samples per prompt
+           )->list[int]:
+    "k = 1, 2, 4, … up to `n` (just [1] for one sample)."
+    return [2 ** i for i in range(max(int(n), 1).bit_length())]
+
+# %% ../nbs/00c_grading.ipynb #c9c80d1a
+def _answer_key(s:str|None):
+    "A key equal for two answers exactly when `answers_match` says they match (None for no answer)."
+    a = normalize_answer(s)
+    if a is None: return None
+    x = _as_number(a)
+    return ('number', x) if x is not None else ('text', a)
+
+def majority_answer(answers # the extracted answers of one prompt's samples, in sample order (None: no answer)
+                   )->str|None:
+    "The most common answer among `answers` (grouped as `answers_match` does); ties: the group seen first; None if none."
+    groups = {}
+    for a in answers:
+        k = _answer_key(a)
+        if k is None: continue
+        if k not in groups: groups[k] = [a, 0]
+        groups[k][1] += 1
+    if not groups: return None
+    return max(groups.values(), key=lambda g: g[1])[0]  # max keeps the first of equal counts: the group seen first

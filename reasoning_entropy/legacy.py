@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from typing import Sequence
 
 from .errors import InputError
-from .grading import extract_boxed, answers_match
+from .grading import extract_boxed, answers_match, majority_answer, pass_at_k, pass_ks
 from .store import RunStore, LEGACY_FILES, to_jsonable, write_csv, write_json, save_figure
 from .report_tables import QUANTILES, entropy_by_step
 from .report_figures import checkpoint_colors
@@ -24,10 +24,10 @@ from .report_figures import checkpoint_colors
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROMPT_RESULTS_COLUMNS', 'DETAILED_COLUMNS', 'in_bits', 'token_stats', 'references_frame',
-           'prompt_level_results', 'detailed_tokens', 'results_summary', 'write_legacy_tables',
-           'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures', 'legacy_file_names',
-           'write_legacy_outputs']
+__all__ = ['log', 'PROMPT_RESULTS_COLUMNS', 'SAMPLE_RESULTS_COLUMNS', 'DETAILED_COLUMNS', 'in_bits', 'token_stats',
+           'references_frame', 'sample_level_results', 'prompt_level_results', 'detailed_tokens', 'results_summary',
+           'write_legacy_tables', 'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures',
+           'legacy_file_names', 'write_legacy_outputs']
 
 # %% ../nbs/06b_legacy.ipynb #18759a8c
 def in_bits(tokens:pd.DataFrame # a tokens table with entropies in nats
@@ -66,7 +66,8 @@ def token_stats(tokens:pd.DataFrame # tokens of ONE checkpoint (next_token, entr
 # %% ../nbs/06b_legacy.ipynb #c8617a18
 PROMPT_RESULTS_COLUMNS = ['prompt_id', 'model', 'n_tokens', 'entropy_mean', 'entropy_median', 'entropy_std',
                           'entropy_min', 'entropy_max', 'probability_mean', 'finished', 'generated_text',
-                          'extracted_answer', 'reference_answer', 'correct']
+                          'extracted_answer', 'reference_answer', 'correct', 'n_samples', 'n_correct']
+SAMPLE_RESULTS_COLUMNS = PROMPT_RESULTS_COLUMNS[:1] + ['sample'] + PROMPT_RESULTS_COLUMNS[1:-2]
 
 def references_frame(records # PromptRecords (data.load_prompts / iter_prompts)
                     )->pd.DataFrame:
@@ -75,14 +76,18 @@ def references_frame(records # PromptRecords (data.load_prompts / iter_prompts)
     return pd.DataFrame({'prompt_id': pd.Series([str(r.prompt_id) for r in records], dtype=str),
                          'reference_answer': pd.Series([r.reference_answer for r in records], dtype=object)})
 
-def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, entropy, probability)
-                         generations:pd.DataFrame, # the generations table (model, prompt_id, finished, generated_text)
+def _with_sample(df:pd.DataFrame)->pd.DataFrame:
+    "`df` with a `sample` column: sample 0 where it has none (a frame of one sample per prompt)."
+    return df if 'sample' in df.columns else df.assign(sample=np.zeros(len(df), np.int64))
+
+def sample_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, sample, entropy, probability)
+                         generations:pd.DataFrame, # the generations table (model, prompt_id, sample, finished, generated_text)
                          references:pd.DataFrame|None=None # prompt_id, reference_answer; None when the data has none
                         )->pd.DataFrame:
-    "One row per (prompt, model) in the generations' order: token statistics, finished, answer, correctness."
-    stats = _entropy_agg(tokens, ['model', 'prompt_id']).rename(columns={'count': 'n_tokens'})
-    out = generations[['model', 'prompt_id', 'finished', 'generated_text']].merge(
-        stats, on=['model', 'prompt_id'], how='left', validate='one_to_one')
+    "One row per (prompt, sample, model) in the generations' order: token statistics, finished, answer, correctness."
+    key = ['model', 'prompt_id', 'sample']
+    stats = _entropy_agg(_with_sample(tokens), key).rename(columns={'count': 'n_tokens'})
+    out = _with_sample(generations)[key + ['finished', 'generated_text']].merge(stats, on=key, how='left', validate='one_to_one')
     out['n_tokens'] = out['n_tokens'].fillna(0).astype('int64')
     out['finished'] = out['finished'].astype(bool)
     out['extracted_answer'] = pd.Series([extract_boxed(t) for t in out['generated_text']], index=out.index, dtype=object)
@@ -93,6 +98,31 @@ def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_
     else: out['reference_answer'] = pd.Series([None]*len(out), index=out.index, dtype=object)
     out['correct'] = pd.array([pd.NA if r is None else answers_match(p, r)
                                for p, r in zip(out['extracted_answer'], out['reference_answer'])], dtype='boolean')
+    return out[SAMPLE_RESULTS_COLUMNS].reset_index(drop=True)
+
+def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, entropy, probability; `sample` if several)
+                         generations:pd.DataFrame, # the generations table (model, prompt_id, finished, generated_text; `sample`)
+                         references:pd.DataFrame|None=None, # prompt_id, reference_answer; None when the data has none
+                         samples:pd.DataFrame|None=None, # `sample_level_results` of the same tables, when already made
+                        )->pd.DataFrame:
+    "One row per (prompt, model) in the generations' order, over its samples: token statistics, finished, (majority) answer, correctness, n_samples, n_correct."
+    s = sample_level_results(tokens, generations, references) if samples is None else samples
+    key = ['model', 'prompt_id']
+    stats = _entropy_agg(_with_sample(tokens), key).rename(columns={'count': 'n_tokens'})
+    ordered = s.sort_values('sample', kind='stable')  # within a prompt, in sample order
+    by = ordered.groupby(key, sort=False)
+    per = by.agg(finished=('finished', 'all'), n_samples=('sample', 'size'), n_verdicts=('correct', 'count'), n_correct=('correct', 'sum'))
+    per['extracted_answer'] = by['extracted_answer'].agg(list).map(majority_answer)
+    first = ordered.drop_duplicates(key)[key + ['generated_text', 'reference_answer']]  # each prompt's sample 0
+    out = s[key].drop_duplicates().merge(per.reset_index(), on=key, how='left', validate='one_to_one')
+    out = out.merge(first, on=key, how='left', validate='one_to_one').merge(stats, on=key, how='left', validate='one_to_one')
+    out['n_tokens'] = out['n_tokens'].fillna(0).astype('int64')
+    out['finished'] = out['finished'].astype(bool)
+    for c in ('extracted_answer', 'reference_answer'): out[c] = out[c].astype(object).where(out[c].notna(), None)
+    out['correct'] = pd.array([pd.NA if r is None else answers_match(p, r)
+                               for p, r in zip(out['extracted_answer'], out['reference_answer'])], dtype='boolean')
+    out['n_samples'] = out['n_samples'].astype('int64')
+    out['n_correct'] = pd.array([int(c) if h else pd.NA for c, h in zip(out['n_correct'], out['n_verdicts'] > 0)], dtype='Int64')
     return out[PROMPT_RESULTS_COLUMNS].reset_index(drop=True)
 
 # %% ../nbs/06b_legacy.ipynb #7b93e537
@@ -101,8 +131,10 @@ DETAILED_COLUMNS = ['prompt_id', 'step', 'token_id', 'current_token', 'next_toke
 
 def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
                    )->pd.DataFrame:
-    "The token columns of one checkpoint, top-k lists as JSON strings."
-    t = _one_model(tokens, 'detailed_tokens')[DETAILED_COLUMNS].copy()
+    "The token columns of one checkpoint, top-k lists as JSON strings; `sample` after `prompt_id` when there are several."
+    t = _one_model(tokens, 'detailed_tokens')
+    several = 'sample' in t and bool((t['sample'] != 0).any())
+    t = t[DETAILED_COLUMNS[:1] + ['sample'] * several + DETAILED_COLUMNS[1:]].copy()
     t['top_ids'] = [json.dumps([int(i) for i in v]) for v in t['top_ids']]
     t['top_logprobs'] = [json.dumps([float(x) for x in v]) for v in t['top_logprobs']]
     return t.reset_index(drop=True)
@@ -122,10 +154,23 @@ def _describe(x:np.ndarray)->dict:
     return {'mean': x.mean(), 'median': np.median(x), 'std': x.std(), 'min': x.min(), 'max': x.max(),
             'quantiles': {f'{q:g}': v for q, v in zip(QUANTILES, qs)}}
 
+def _pass_at_k(p:pd.DataFrame)->tuple:
+    "(samples per prompt, {k: mean pass@k over prompts with a reference and ≥ k samples}) of one checkpoint's prompt rows."
+    n = p['n_samples'].to_numpy(int) if 'n_samples' in p else np.ones(len(p), int)
+    c = p['n_correct'] if 'n_correct' in p else p['correct'].astype('Int64')
+    has = c.notna().to_numpy(bool); c = c.fillna(0).to_numpy(int)
+    if not len(p): return None, {}
+    out = {}
+    for k in pass_ks(n.max()):
+        sel = has & (n >= k)
+        out[str(k)] = np.mean([pass_at_k(int(a), int(b), k) for a, b in zip(n[sel], c[sel])]) if sel.any() else None
+    return int(n.max()), out
+
 def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, probability)
                     prompt_results:pd.DataFrame, # from `prompt_level_results`
                     manifest:dict, # the run's manifest (`RunStore.manifest`)
                     models:list|None=None, # the checkpoints' order (default: the manifest's)
+                    samples:pd.DataFrame|None=None, # from `sample_level_results`: lengths and finished per generation
                    )->dict:
     "The run summary: run facts at the top, statistics per model (see above); JSON-ready."
     config, progress = manifest.get('config', {}), manifest.get('progress', {})
@@ -135,9 +180,11 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
     models = {}
     for m in order:
         t, p = tokens[tokens['model'] == m], prompt_results[prompt_results['model'] == m]
+        gen = p if samples is None else samples[samples['model'] == m]  # one row per generation
         has_ref = p['correct'].notna()
         pg = progress.get(m, {})
-        lens = p['n_tokens'].to_numpy(dtype=float)
+        lens = gen['n_tokens'].to_numpy(dtype=float)
+        num_samples, pak = _pass_at_k(p)
         models[m] = {
             'model_path': _model_fact(config, m, 'path'), 'training_step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
             'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
@@ -146,9 +193,10 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
             'generation_length': {'mean': lens.mean() if len(lens) else None,
                                   'median': np.median(lens) if len(lens) else None,
                                   'max': int(lens.max()) if len(lens) else None},
-            'finished_share': p['finished'].mean() if len(p) else None,
+            'finished_share': gen['finished'].mean() if len(gen) else None,
             'accuracy': p.loc[has_ref, 'correct'].astype(bool).mean() if has_ref.any() else None,
             'num_with_reference': int(has_ref.sum()),
+            'num_samples': num_samples, 'pass_at_k': pak,
             'seconds': pg.get('seconds'),
             'tokens_per_second': pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None),
             'progress': pg}
@@ -175,9 +223,10 @@ def write_legacy_tables(store:RunStore, # the run
         written.append(write_csv(token_stats(tokens[tokens['model'] == m]), store.legacy_path('token_stats', m)))
         if save_detailed_tokens:
             written.append(write_csv(detailed_tokens(store.read_tokens([m])), store.legacy_path('all_tokens_detailed', m)))
-    pr = prompt_level_results(tokens, gens, references)
+    samples = sample_level_results(tokens, gens, references)
+    pr = prompt_level_results(tokens, gens, references, samples=samples)
     written.append(write_csv(pr, store.legacy_path('prompt_level_results.csv')))
-    written.append(write_json(results_summary(tokens, pr, store.manifest, models), store.legacy_path('results_summary.json')))
+    written.append(write_json(results_summary(tokens, pr, store.manifest, models, samples), store.legacy_path('results_summary.json')))
     return written
 
 # %% ../nbs/06b_legacy.ipynb #88f73931
@@ -245,17 +294,19 @@ def plot_entropy_over_steps(tokens:pd.DataFrame, # the tokens table (model, prom
     top.set_ylabel(f'mean entropy ({unit})'); top.set_title('Mean token entropy per generation step (95% band)')
     if models: top.legend(fontsize='small')
     top.grid(alpha=0.3)
-    samples = list(dict.fromkeys(tokens['prompt_id']))[:n_samples]
+    several = 'sample' in tokens and bool((tokens['sample'] != 0).any())
+    first = tokens[tokens['sample'] == 0] if several else tokens  # one trace per prompt: its sample 0
+    samples = list(dict.fromkeys(first['prompt_id']))[:n_samples]
     for m in models:
         for k, pid in enumerate(samples):
-            t = tokens[(tokens['model'] == m) & (tokens['prompt_id'] == pid)]
+            t = first[(first['model'] == m) & (first['prompt_id'] == pid)]
             bottom.plot(t['step'], t['entropy'], color=colors[m], linestyle=_STYLES[k % len(_STYLES)],
                         linewidth=1.1, label=f'{m} | prompt {pid}')
     handles = [Line2D([], [], color=colors[m], label=m) for m in models]
     handles += [Line2D([], [], color='grey', linestyle=_STYLES[k % len(_STYLES)], label=f'prompt {p}') for k, p in enumerate(samples)]
     if handles: bottom.legend(handles=handles, fontsize='small', ncol=2)
     bottom.set_xlabel('generation step'); bottom.set_ylabel(f'entropy ({unit})')
-    bottom.set_title(f'Sample prompts ({len(samples)})'); bottom.grid(alpha=0.3)
+    bottom.set_title(f'Sample prompts ({len(samples)}' + ('; sample 0 of each)' if several else ')')); bottom.grid(alpha=0.3)
     return _finish(fig, path)
 
 # %% ../nbs/06b_legacy.ipynb #a96fc59f

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'FIGURE_ANALYSES', 'READ_ME', 'checkpoint_colors', 'fig_entropy_hist_log', 'fig_low_entropy',
            'fig_entropy_by_step', 'fig_entropy_by_position', 'fig_token_ranking', 'fig_forking_overlap',
            'fig_think_vs_answer', 'fig_accuracy', 'fig_entropy_by_correctness', 'fig_entropy_vs_accuracy',
-           'fig_distances', 'fig_paired_differences', 'fig_aligned']
+           'fig_distances', 'fig_paired_differences', 'fig_pass_at_k', 'fig_aligned']
 
 # %% ../nbs/06_report_figures.ipynb #2b06bbac
 def checkpoint_colors(models:Sequence[str], # checkpoints in order
@@ -116,7 +116,9 @@ def fig_entropy_by_step(tokens:pd.DataFrame, # tokens table
     t = R.entropy_by_step(tokens, order, max_step=max_step, min_count=min_count)
     fig, ax = _fig()
     _bands(ax, t, 'step', checkpoint_colors(order))
-    ax.set_xlabel('generation step'); ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small')
+    ax.set_xlabel('generation step'); ax.set_ylabel('mean entropy (nats)')
+    if len(t): ax.legend(fontsize='small')
+    else: _empty(ax, f'no step is reached by {min_count} prompts')
     ax.set_title(f'Entropy by step (steps with ≥ {min_count} prompts)')
     return fig
 
@@ -300,6 +302,32 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
     ax.set_title('Paired change in mean entropy per prompt (95% CI)')
     return fig
 
+# %% ../nbs/06_report_figures.ipynb #f8c1b2c3
+def fig_pass_at_k(results:pd.DataFrame, # prompt results (model, prompt_id, correct, n_samples, n_correct)
+                  models:Sequence[str]|None=None, # checkpoint order
+                  steps:dict|None=None, # {model: training step}: named in the legend when every checkpoint has a distinct one
+                 )->Figure:
+    "pass@k against k (log₂ axis) with 95% bands, one line per checkpoint, and its majority-vote accuracy at k = N."
+    order = R.model_order(results, models); colors = checkpoint_colors(order)
+    t, mv = R.pass_at_k_table(results, order), R.majority_vote(results, order).set_index('model')
+    s = R.step_axis(order, steps)
+    fig, ax = _fig(w=7.5, h=4.5)
+    for i, (m, g) in enumerate(t.groupby('model', sort=False)):
+        ax.plot(g.k, g.pass_at_k, 'o-', color=colors[m], lw=1.6, ms=4, label=m if s is None else f'{m} (step {s[order.index(m)]})')
+        ax.fill_between(g.k, g.ci_low, g.ci_high, color=colors[m], alpha=0.15, lw=0)
+        r = mv.loc[m]
+        if r.n_scored and r.n_samples > 1:
+            x = r.n_samples * 2 ** (0.05 * (i - (len(order) - 1) / 2))  # side by side on the log axis
+            ax.errorbar([x], [r.majority_accuracy], yerr=[[r.majority_accuracy - r.ci_low], [r.ci_high - r.majority_accuracy]],
+                        fmt='D', mfc='none', color=colors[m], capsize=3, ms=7)
+    ks = sorted(set(t.k))
+    ax.set_xscale('log', base=2); ax.set_xticks(ks or [1], [str(k) for k in ks] or ['1']); ax.minorticks_off()
+    ax.set_ylim(0, 1.02); ax.set_xlabel('k (samples allowed per prompt, log₂ scale)'); ax.set_ylabel('pass@k')
+    if len(t): ax.legend(fontsize='small', loc='lower right', title='◇ majority vote at k = N', title_fontsize='small')
+    else: _empty(ax, 'no prompt has a reference answer')
+    ax.set_title('pass@k per checkpoint (95% band over prompts)')
+    return fig
+
 # %% ../nbs/06_report_figures.ipynb #7960eafd
 def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
                 models:Sequence[str]|None=None, # checkpoint order; the first is the reference
@@ -343,6 +371,7 @@ FIGURE_ANALYSES = {
     'fig_entropy_vs_accuracy': ['entropy_vs_accuracy'],
     'fig_distances': ['distribution_distances'],
     'fig_paired_differences': ['paired_differences'],
+    'fig_pass_at_k': ['pass_at_k_table', 'majority_vote'],
     'fig_aligned': ['aligned_top_overlap', 'aligned_change_by_decile'],
 }
 READ_ME = {f: ' '.join(R.READ_ME[k] for k in ks) for f, ks in FIGURE_ANALYSES.items()}

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from fastcore.meta import delegates
+from .grading import pass_at_k, pass_ks
 
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ __all__ = ['log', 'QUANTILES', 'SEGMENTS', 'READ_ME', 'model_order', 'step_axis'
            'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position',
            'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
            'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'wasserstein1', 'ks_distance',
-           'distribution_distances', 'bootstrap_mean_ci', 'paired_differences', 'aligned_top_overlap',
-           'aligned_change_by_decile', 'aligned_groups', 'sequences_label', 'groups_table', 'by_group']
+           'distribution_distances', 'bootstrap_mean_ci', 'paired_differences', 'pass_at_k_table', 'majority_vote',
+           'sample_entropy_spread', 'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_decile',
+           'aligned_groups', 'sequences_label', 'groups_table', 'by_group']
 
 # %% ../nbs/05_report_tables.ipynb #87de5f7b
 def model_order(df:pd.DataFrame, # any frame with a `model` column
@@ -176,14 +178,16 @@ def percentile_thresholds(tokens:pd.DataFrame, # tokens table
 def entropy_by_step(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
                     max_step:int|None=None, # drop steps beyond this
-                    min_count:int=1, # drop (model, step) cells with fewer tokens
+                    min_count:int=1, # drop (model, step) cells with fewer prompts
                    )->pd.DataFrame:
-    "Per checkpoint and step: n, mean entropy and a 95% normal interval (ci_low, ci_high) over prompts."
+    "Per checkpoint and step: n prompts, mean entropy and a 95% normal interval (ci_low, ci_high) over prompts (a prompt's samples averaged first)."
     order, groups = _by_model(tokens, models)
     out = []
     for m in order:
-        g = groups[m][['step', 'entropy']].dropna()
+        g = groups[m][['prompt_id', 'step', 'entropy']].dropna()
         if max_step is not None: g = g[g.step <= max_step]
+        if g.duplicated(['prompt_id', 'step']).any():  # several samples: each prompt's mean at the step
+            g = g.groupby(['prompt_id', 'step'], sort=False)['entropy'].mean().reset_index()
         a = g.groupby('step')['entropy'].agg(['count', 'mean', 'std']).reset_index()
         h = 1.96 * a['std'] / np.sqrt(a['count'])
         out.append(pd.DataFrame(dict(model=m, step=a.step.astype('int64'), n=a['count'], mean=a['mean'],
@@ -196,12 +200,13 @@ def entropy_by_position(tokens:pd.DataFrame, # tokens table
                         models:Sequence[str]|None=None, # checkpoint order
                         n_bins:int=20, # bins of relative position
                        )->pd.DataFrame:
-    "Per checkpoint and relative-position bin (step/length): n tokens, n_prompts, mean entropy, 95% interval over generations."
+    "Per checkpoint and relative-position bin (step/length): n tokens, n_prompts, mean entropy, 95% interval clustered by prompt."
     order, groups = _by_model(tokens, models)
     out = []
     for m in order:
-        g = groups[m][['prompt_id', 'step', 'entropy']].dropna()
-        length = g.groupby('prompt_id')['step'].transform('max')
+        gen = ['prompt_id'] + (['sample'] if 'sample' in groups[m] else [])  # one generation
+        g = groups[m][gen + ['step', 'entropy']].dropna()
+        length = g.groupby(gen)['step'].transform('max')
         pos = (g['step'] - 0.5) / length
         b = np.minimum((pos * n_bins).astype(int), n_bins - 1)
         c = g.assign(bin=b).groupby(['bin', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
@@ -273,16 +278,17 @@ def forking_overlap(tokens:pd.DataFrame, # tokens table
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_report_tables.ipynb #c5b6b70f
-def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, next_token)
+def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, next_token; `sample` if several)
                    close_tag:str='</think>', # the text that ends the reasoning
                    token_col:str='next_token', # the token-string column
                   )->pd.Series:
     "Per token row: 'think' (up to and including the closing tag), 'answer' (after it) or 'unclosed' (no tag in the generation)."
-    s = tokens.reset_index(drop=True).sort_values(['model', 'prompt_id', 'step'], kind='stable')
+    gen = ['model', 'prompt_id'] + (['sample'] if 'sample' in tokens.columns else [])  # one generation
+    s = tokens.reset_index(drop=True).sort_values(gen + ['step'], kind='stable')
     txt = s[token_col].fillna('').astype(str).to_numpy(object)
     lens = np.fromiter(map(len, txt), dtype=np.int64, count=len(txt))
     seg = np.full(len(s), 'unclosed', dtype=object)
-    for idx in s.groupby(['model', 'prompt_id'], sort=False, observed=True).indices.values():
+    for idx in s.groupby(gen, sort=False, observed=True).indices.values():
         i = ''.join(txt[idx]).find(close_tag)      # idx: positions in s, in step order
         if i < 0: continue
         k = int(np.searchsorted(np.cumsum(lens[idx]), i + len(close_tag), 'left'))
@@ -298,20 +304,21 @@ def think_vs_answer(tokens:pd.DataFrame, # tokens table
                     close_tag:str='</think>', # the text that ends the reasoning
                     token_col:str='next_token', # the token-string column
                    )->pd.DataFrame:
-    "Per checkpoint and segment (think/answer/unclosed): n_generations, n_tokens, entropy mean (cluster 95% interval) and median."
+    "Per checkpoint and segment (think/answer/unclosed): n_generations, n_tokens, entropy mean (95% interval clustered by prompt) and median."
     order = model_order(tokens, models)
     t = tokens[tokens['model'].astype(str).isin(order)]
-    t = pd.DataFrame(dict(model=t['model'].astype(str), prompt_id=t['prompt_id'], entropy=t['entropy'],
-                          segment=think_segments(t, close_tag, token_col))).dropna(subset=['entropy'])
-    per_gen = t.groupby(['model', 'segment', 'prompt_id'], observed=True)['entropy'].agg(['sum', 'count'])
+    t = pd.DataFrame(dict(model=t['model'].astype(str), prompt_id=t['prompt_id'], sample=t['sample'] if 'sample' in t else 0,
+                          entropy=t['entropy'], segment=think_segments(t, close_tag, token_col))).dropna(subset=['entropy'])
+    per_prompt = t.groupby(['model', 'segment', 'prompt_id'], observed=True)['entropy'].agg(['sum', 'count'])
+    n_gen = t.drop_duplicates(['model', 'segment', 'prompt_id', 'sample']).groupby(['model', 'segment']).size()
     medians = t.groupby(['model', 'segment'])['entropy'].median()
     rows = []
     for m in order:
         for sname in SEGMENTS:
             if (m, sname) not in medians.index: continue
-            c = per_gen.loc[(m, sname)]
+            c = per_prompt.loc[(m, sname)]
             mean, lo, hi = _cluster_ci(c['sum'].to_numpy(), c['count'].to_numpy())
-            rows.append(dict(model=m, segment=sname, n_generations=len(c), n_tokens=int(c['count'].sum()),
+            rows.append(dict(model=m, segment=sname, n_generations=int(n_gen[(m, sname)]), n_tokens=int(c['count'].sum()),
                              entropy_mean=mean, ci_low=lo, ci_high=hi, entropy_median=float(medians[(m, sname)])))
     return pd.DataFrame(rows, columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low',
                                        'ci_high', 'entropy_median'])
@@ -455,6 +462,105 @@ def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id,
     return pd.DataFrame(rows, columns=['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high',
                                        'median_diff', 'share_lower'])
 
+# %% ../nbs/05_report_tables.ipynb #e1a2b3c4
+def _mean01_ci(x, # per-prompt values in [0, 1]
+               z:float=1.96, # the normal quantile of the coverage
+              )->tuple[float, float]:
+    "(low, high): Wilson score interval for the mean of values in [0, 1] at the effective sample size x̄(1−x̄)/var(x̄); NaN under 2 values."
+    x = np.asarray(x, float); x = x[np.isfinite(x)]; n = len(x)
+    if n < 2: return np.nan, np.nan
+    m, v = x.mean(), x.var(ddof=1) / n
+    n_eff = m * (1 - m) / v if v > 1e-12 * m * (1 - m) else n  # equal values: as many Bernoulli prompts as there are
+    lo, hi = _wilson(m * n_eff, n_eff, z)
+    return min(lo, m), max(hi, m)
+
+# %% ../nbs/05_report_tables.ipynb #e4a5b6c7
+def _samples_correct(results:pd.DataFrame)->tuple:
+    "(n samples, n correct, has a verdict) per row of prompt results; a frame without `n_samples` has one sample per prompt."
+    n = results['n_samples'].to_numpy(int) if 'n_samples' in results else np.ones(len(results), int)
+    c = results['n_correct'] if 'n_correct' in results else results['correct'].astype('boolean').astype('Int64')
+    return n, c.fillna(0).to_numpy(int), c.notna().to_numpy(bool)
+
+def pass_at_k_table(results:pd.DataFrame, # prompt results (model, prompt_id, n_samples, n_correct)
+                    models:Sequence[str]|None=None, # checkpoint order
+                    ks:Sequence[int]|None=None, # the k to report (default: 1, 2, 4, … up to each checkpoint's samples)
+                   )->pd.DataFrame:
+    "Per checkpoint and k: n_samples, n_prompts (with a reference and ≥ k samples), pass_at_k (mean unbiased estimate) with a 95% interval over prompts."
+    order, groups = _by_model(results, models)
+    rows = []
+    for m in order:
+        n, c, has = _samples_correct(groups[m])
+        for k in (ks or pass_ks(n.max() if len(n) else 1)):
+            x = [pass_at_k(int(a), int(b), k) for a, b in zip(n[has & (n >= k)], c[has & (n >= k)])]
+            lo, hi = _mean01_ci(x)
+            rows.append(dict(model=m, k=int(k), n_samples=int(n.max()) if len(n) else 0, n_prompts=len(x),
+                             pass_at_k=float(np.mean(x)) if x else np.nan, ci_low=lo, ci_high=hi))
+    return pd.DataFrame(rows, columns=['model', 'k', 'n_samples', 'n_prompts', 'pass_at_k', 'ci_low', 'ci_high'])
+
+# %% ../nbs/05_report_tables.ipynb #e9aabbdc
+def majority_vote(results:pd.DataFrame, # prompt results (model, prompt_id, correct, n_samples, n_correct)
+                  models:Sequence[str]|None=None, # checkpoint order
+                 )->pd.DataFrame:
+    "Per checkpoint: n_samples, n_scored, n_correct (majority right), majority_accuracy with a Wilson 95% interval, pass_at_1, pass_at_n."
+    order, groups = _by_model(results, models)
+    rows = []
+    for m in order:
+        g = groups[m]; s = _scored(g); k, n = int(s['correct'].sum()), len(s)
+        ns, nc, has = _samples_correct(g)
+        lo, hi = _wilson(k, n)
+        full = has & (ns == (ns.max() if len(ns) else 0))
+        rows.append(dict(model=m, n_samples=int(ns.max()) if len(ns) else 0, n_scored=n, n_correct=k,
+                         majority_accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi,
+                         pass_at_1=float(np.mean(nc[has] / ns[has])) if has.any() else np.nan,
+                         pass_at_n=float(np.mean(nc[full] > 0)) if full.any() else np.nan))
+    return pd.DataFrame(rows, columns=['model', 'n_samples', 'n_scored', 'n_correct', 'majority_accuracy', 'ci_low', 'ci_high',
+                                       'pass_at_1', 'pass_at_n'])
+
+# %% ../nbs/05_report_tables.ipynb #eeae0112
+def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean)
+                          models:Sequence[str]|None=None, # checkpoint order
+                          col:str='entropy_mean', # the per-sample value
+                          n_boot:int=2000, # bootstrap resamples
+                          seed:int=0, # bootstrap seed
+                         )->pd.DataFrame:
+    "Per checkpoint: n_prompts (≥ 2 samples), n_samples, within_sd (pooled within-prompt SD of per-sample mean entropy) with 95% interval, between_sd, within_share."
+    order, groups = _by_model(samples, models)
+    rows = []
+    for m in order:
+        g = groups[m][['prompt_id', col]].dropna()
+        by = g.groupby('prompt_id', sort=False)[col]
+        k = by.transform('size'); g = g[k >= 2]
+        by = g.groupby('prompt_id', sort=False)[col]
+        var = by.var(ddof=1).to_numpy()
+        lo, hi = bootstrap_mean_ci(var, n_boot=n_boot, seed=seed) if len(var) >= 2 else (np.nan, np.nan)
+        ss_within, ss_total = float(((g[col] - by.transform('mean')) ** 2).sum()), float(((g[col] - g[col].mean()) ** 2).sum())
+        rows.append(dict(model=m, n_prompts=len(var), n_samples=int(by.size().max()) if len(var) else 0,
+                         within_sd=math.sqrt(var.mean()) if len(var) else np.nan, ci_low=math.sqrt(lo) if np.isfinite(lo) else np.nan,
+                         ci_high=math.sqrt(hi) if np.isfinite(hi) else np.nan,
+                         between_sd=float(by.mean().std(ddof=1)) if len(var) >= 2 else np.nan,
+                         within_share=ss_within / ss_total if ss_total > 0 else np.nan))
+    return pd.DataFrame(rows, columns=['model', 'n_prompts', 'n_samples', 'within_sd', 'ci_low', 'ci_high', 'between_sd', 'within_share'])
+
+# %% ../nbs/05_report_tables.ipynb #f3b35667
+def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean, correct)
+                                 models:Sequence[str]|None=None, # checkpoint order
+                                 col:str='entropy_mean', # the per-sample value
+                                 n_boot:int=2000, # bootstrap resamples
+                                 seed:int=0, # bootstrap seed
+                                )->pd.DataFrame:
+    "Per checkpoint, over prompts with right and wrong samples: n_prompts, entropy_correct, entropy_incorrect, mean_diff (wrong − right) with bootstrap 95% interval, share_higher."
+    order, groups = _by_model(samples, models)
+    rows = []
+    for m in order:
+        s = _scored(groups[m]).dropna(subset=[col])
+        w = s.pivot_table(index='prompt_id', columns='correct', values=col, aggfunc='mean').reindex(columns=[True, False]).dropna()
+        d = (w[False] - w[True]).to_numpy()
+        lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, seed=seed) if len(d) >= 2 else (np.nan, np.nan)
+        rows.append(dict(model=m, n_prompts=len(d), entropy_correct=float(w[True].mean()) if len(d) else np.nan,
+                         entropy_incorrect=float(w[False].mean()) if len(d) else np.nan, mean_diff=float(d.mean()) if len(d) else np.nan,
+                         ci_low=lo, ci_high=hi, share_higher=float((d > 0).mean()) if len(d) else np.nan))
+    return pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'share_higher'])
+
 # %% ../nbs/05_report_tables.ipynb #434fab1f
 def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
     "(order, wide frame indexed by (prompt_id, step) with one column per checkpoint)."
@@ -557,11 +663,15 @@ READ_ME = {
     'forking_tokens': "For each checkpoint, the token strings most often generated in its top 20% of entropy (its 'forking' tokens, where the reasoning can branch).",
     'forking_overlap': "Jaccard overlap of the forking-token sets with the previous and with the first checkpoint; values near 1 mean training kept the same decision words, low values that it moved them.",
     'think_vs_answer': "Mean entropy inside <think>…</think> versus in the answer after it (generations that never close the tag apart); reasoning usually carries more uncertainty than the answer.",
-    'accuracy_by_model': "The share of \\boxed{} answers that match the reference, per checkpoint, with a Wilson 95% interval.",
+    'accuracy_by_model': "The share of \\boxed{} answers that match the reference, per checkpoint, with a Wilson 95% interval (with several samples per prompt, a prompt's answer is its samples' majority vote).",
     'entropy_by_correctness': "Mean per-answer entropy of correct versus incorrect answers per checkpoint; a gap means entropy signals when the checkpoint is likely wrong.",
     'entropy_vs_accuracy': "Each point is a checkpoint (mean token entropy, accuracy), joined in training order; a path up and to the left means the model got surer and more accurate together.",
     'distribution_distances': "Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, consecutive and against the first checkpoint; consecutive distances shrinking means training is settling.",
     'paired_differences': "Per-prompt mean entropy of each checkpoint minus the first's, averaged over prompts with a bootstrap 95% interval; an interval wholly below zero means the checkpoint is reliably less uncertain on the same prompts.",
     'aligned_top_overlap': "On identical (teacher-forced) sequences, the share of the first checkpoint's top-20% entropy positions that are still top-20% in each later checkpoint, against the chance level of about 0.2.",
+    'pass_at_k_table': "The chance that at least one of k samples is right (the unbiased per-prompt estimate, Chen et al. 2021), averaged over prompts with a 95% interval over prompts; how far the curve rises from k = 1 to N is what sampling more buys, and a curve that flattens early means the samples have little diversity left.",
+    'majority_vote': "The share of prompts whose most common sampled answer is right (maj@N, self-consistency) with a Wilson 95% interval over prompts, beside pass@1 (the share of right samples) and pass@N; majority above pass@1 means the wrong samples disagree among themselves while the right ones agree.",
+    'sample_entropy_spread': "How much a prompt's samples differ in mean token entropy (the pooled within-prompt standard deviation, 95% interval over prompts) against how much prompts differ (between_sd); a small within_share means uncertainty belongs to the prompt, a large one that it depends on the sampled path.",
+    'entropy_correct_vs_incorrect': "Within prompts that have both right and wrong samples, the mean entropy of the wrong samples minus that of the right ones, with a bootstrap 95% interval over prompts; above zero means that on the same question the samples that go wrong are the uncertain ones.",
     'aligned_change_by_decile': "On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of the first checkpoint's entropy; below zero in the top bins means training resolved the first checkpoint's uncertain positions.",
 }

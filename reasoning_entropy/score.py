@@ -26,6 +26,7 @@ def _generated_items(store:RunStore, name:str)->list[tuple[str, list[int], list[
     if name not in store.models:
         raise InputError(f"--sequences: {name!r} is not a checkpoint of the run ({', '.join(store.models)}) nor 'reference'")
     g = store.read_generations([name])
+    g = g[g['sample'] == 0]
     return [(r.prompt_id, list(map(int, r.prompt_token_ids)), list(map(int, r.generated_token_ids)))
             for r in g.itertuples() if len(r.generated_token_ids)]
 

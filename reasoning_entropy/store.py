@@ -187,7 +187,7 @@ def remove_owned(output_dir # a run directory
 
 # %% ../nbs/04_store.ipynb #10d6d863
 TOKENS_SCHEMA = pa.schema([
-    ('prompt_id', pa.string()), ('step', pa.int64()), ('token_id', pa.int64()),
+    ('prompt_id', pa.string()), ('sample', pa.int64()), ('step', pa.int64()), ('token_id', pa.int64()),
     ('current_token', pa.string()), ('next_token', pa.string()),
     ('entropy', pa.float64()), ('logprob', pa.float64()), ('probability', pa.float64()),
     ('rank', pa.int64()), ('varentropy', pa.float64()),
@@ -195,7 +195,7 @@ TOKENS_SCHEMA = pa.schema([
     ('sampling_entropy', pa.float64())])
 
 GENERATIONS_SCHEMA = pa.schema([
-    ('prompt_id', pa.string()), ('prompt_index', pa.int64()), ('prompt_text', pa.string()),
+    ('prompt_id', pa.string()), ('sample', pa.int64()), ('prompt_index', pa.int64()), ('prompt_text', pa.string()),
     ('prompt_token_ids', pa.list_(pa.int64())), ('generated_token_ids', pa.list_(pa.int64())),
     ('generated_text', pa.string()), ('finished', pa.bool_()), ('n_tokens', pa.int64())])
 
@@ -203,7 +203,8 @@ TOKENS_COLUMNS = TOKENS_SCHEMA.names
 GENERATIONS_COLUMNS = GENERATIONS_SCHEMA.names
 
 def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str)->pa.Table:
-    "`df` (less any `model` column) as an Arrow table with `schema`, extra columns kept after it."
+    "`df` (less any `model` column) as an Arrow table with `schema`, extra columns kept after it; no `sample` column: sample 0."
+    if 'sample' not in df.columns: df = df.assign(sample=np.zeros(len(df), np.int64))
     missing = [c for c in schema.names if c not in df.columns]
     if missing: raise ValueError(f'{what} frame lacks columns {missing}')
     extra = [c for c in df.columns if c not in schema.names and c != 'model']
@@ -430,12 +431,18 @@ def _all_gen_parts(self:RunStore)->list:
     return [(md.name[len('model='):].replace('%25', '%'), f) for md in (sorted(gd.glob('model=*')) if gd.is_dir() else [])
             for f in sorted(md.glob('part-*.parquet'))]
 
+def _units(table:pa.Table)->list[tuple[str, int]]:
+    "(prompt_id, sample) of each row of a generations or tokens table (sample 0 when it has no `sample` column)."
+    ids = table.column('prompt_id').to_pylist()
+    samples = table.column('sample').to_pylist() if 'sample' in table.column_names else [0] * len(ids)
+    return list(zip(ids, samples))
+
 @patch
 def _scan_done(self:RunStore, model:str)->set:
-    ids = set()
+    units = set()
     for m, f in self._all_gen_parts():
-        if m == model: ids.update(pq.read_table(f, columns=['prompt_id']).column('prompt_id').to_pylist())
-    return ids
+        if m == model: units.update(_units(pq.read_table(f, columns=[c for c in ('prompt_id', 'sample') if c in pq.read_schema(f).names])))
+    return units
 
 # %% ../nbs/04_store.ipynb #50f6e54f
 @patch
@@ -449,11 +456,11 @@ def write_batch(self:RunStore, model:str, # the checkpoint's name (the `model=` 
     _check_model_name(model)
     gt = _to_table(generations_df, GENERATIONS_SCHEMA, 'generations')
     tt = _to_table(tokens_df, TOKENS_SCHEMA, 'tokens')
-    ids = gt.column('prompt_id').to_pylist()
+    ids = _units(gt)
     done = self._done.setdefault(model, set())
-    if len(set(ids)) != len(ids): raise ValueError(f'{model}: duplicate prompt_id in one batch')
+    if len(set(ids)) != len(ids): raise ValueError(f'{model}: duplicate (prompt_id, sample) in one batch')
     if again := done.intersection(ids): raise ValueError(f'{model}: prompts already done: {sorted(again)[:5]}')
-    if stray := set(tt.column('prompt_id').to_pylist()) - set(ids):
+    if stray := set(_units(tt)) - set(ids):
         raise ValueError(f'{model}: tokens of prompts not in the batch: {sorted(stray)[:5]}')
     n = self._next.get(model, 0)
     name = f'{self._prefix}{n:05d}.parquet'
@@ -471,10 +478,15 @@ def write_batch(self:RunStore, model:str, # the checkpoint's name (the `model=` 
     return n
 
 @patch
-def done_prompts(self:RunStore, model:str)->set[str]:
-    "The prompt ids of `model` already committed (by any shard, as of `open` plus this store's writes)."
+def done_units(self:RunStore, model:str)->set[tuple[str, int]]:
+    "The (prompt_id, sample) pairs of `model` already committed (by any shard, as of `open` plus this store's writes)."
     if model not in self._done: self._done[model] = self._scan_done(model)
     return set(self._done[model])
+
+@patch
+def done_prompts(self:RunStore, model:str)->set[str]:
+    "The prompt ids of `model` with at least one committed sample."
+    return {p for p, _ in self.done_units(model)}
 
 # %% ../nbs/04_store.ipynb #2a5f1c43
 @patch
@@ -553,8 +565,11 @@ def _read(root:Path, schema:pa.Schema, files:list, columns:list|None)->pd.DataFr
     if not files:
         empty = pa.schema([('model', pa.string())] + [schema.field(c) for c in cols[1:] if c in schema.names])
         return empty.empty_table().to_pandas()
-    dset = ds.dataset([str(f) for f in files], format='parquet', partitioning=_HIVE, partition_base_dir=str(root))
-    return dset.to_table(columns=cols).to_pandas()
+    full = pa.schema([pa.field('model', pa.string())] + list(schema))  # parts written before a column existed read it as null
+    dset = ds.dataset([str(f) for f in files], schema=full, format='parquet', partitioning=_HIVE, partition_base_dir=str(root))
+    df = dset.to_table(columns=cols).to_pandas()
+    if 'sample' in df.columns: df['sample'] = df['sample'].fillna(0).astype('int64')  # those are of sample 0
+    return df
 
 @patch
 def _only_prompts(self:RunStore, df:pd.DataFrame)->pd.DataFrame:
@@ -576,24 +591,24 @@ def read_generations(self:RunStore, models:list[str]|None=None # names (in this 
     g = _read(self.generations_dir, GENERATIONS_SCHEMA, files, None)
     g = self._only_prompts(g)
     g['_m'] = g['model'].map(key)
-    return (g.sort_values(['_m', 'prompt_index', 'prompt_id'], kind='stable')
+    return (g.sort_values(['_m', 'prompt_index', 'prompt_id', 'sample'], kind='stable')
              .drop(columns='_m').reset_index(drop=True))
 
 @patch
 def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this order); None for all, in run order
-                 columns:list[str]|None=None # token columns to read; `model`, `prompt_id`, `step` always come
+                 columns:list[str]|None=None # token columns to read; `model`, `prompt_id`, `sample`, `step` always come
                 )->pd.DataFrame:
     "The committed token rows, sorted by (model order, prompt_index, step)."
     key = self._order_key(models)
     gen_files = [f for m, f in self._all_gen_parts() if m in key]
     files = [self.tokens_dir/f.parent.name/f.name for f in gen_files]
     files = [f for f in files if f.exists()]
-    cols = None if columns is None else ['prompt_id', 'step'] + [c for c in columns if c not in ('model', 'prompt_id', 'step')]
+    cols = None if columns is None else ['prompt_id', 'sample', 'step'] + [c for c in columns if c not in ('model', 'prompt_id', 'sample', 'step')]
     t = _read(self.tokens_dir, TOKENS_SCHEMA, files, cols)
-    idx = _read(self.generations_dir, GENERATIONS_SCHEMA, gen_files, ['prompt_id', 'prompt_index'])
-    t = self._only_prompts(t.merge(idx, on=['model', 'prompt_id'], how='left', validate='many_to_one'))
+    idx = _read(self.generations_dir, GENERATIONS_SCHEMA, gen_files, ['prompt_id', 'sample', 'prompt_index'])
+    t = self._only_prompts(t.merge(idx, on=['model', 'prompt_id', 'sample'], how='left', validate='many_to_one'))
     t['_m'] = t['model'].map(key)
-    t = t.sort_values(['_m', 'prompt_index', 'prompt_id', 'step'], kind='stable')
+    t = t.sort_values(['_m', 'prompt_index', 'prompt_id', 'sample', 'step'], kind='stable')
     return t.drop(columns=['_m', 'prompt_index']).reset_index(drop=True)
 
 # %% ../nbs/04_store.ipynb #98ebbf84
@@ -658,9 +673,11 @@ def _merge_prompts(self:RunStore, new:pd.DataFrame, # this invocation's prompts 
 def _expect(self:RunStore, prompt_ids:list, # the invocation's prompts
             models:list, # the invocation's checkpoints
            ):
-    "Mark each of `models` that has not committed all of `prompt_ids` as incomplete."
+    "Mark each of `models` that has not committed every sample of every one of `prompt_ids` as incomplete."
+    n = (self.manifest.get('config') or {}).get('num_samples', 1)
+    need = {(p, s) for p in prompt_ids for s in range(n)}
     for m in models:
-        if not set(prompt_ids) <= self.done_prompts(m):
+        if not need <= self.done_units(m):
             self._manifest['progress'].setdefault(m, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})['complete'] = False
 
 @patch
@@ -721,4 +738,4 @@ def read_scored(self:RunStore, models:list|None=None, # names in order (default:
     df = self._only_prompts(df)
     df = df[df.model.isin(order)].assign(_m=lambda d: d.model.map({m: i for i, m in enumerate(order)}),
                                          _p=lambda d: d.prompt_id.map(pidx))
-    return df.sort_values(['_m', '_p', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)
+    return df.sort_values(['_m', '_p', 'sample', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)

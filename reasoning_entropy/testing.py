@@ -102,6 +102,7 @@ def synthetic_run_dir(run_dir, # directory to create
                   batch:int=200, # prompts per Parquet part
                   seed:int=0, # random seed
                   k:int=5, # alternatives per token
+                  samples:int=1, # generations per prompt (`--num_samples`)
                  )->Path:
     "Write a complete synthetic run (store, prompts, prompt_level_results.csv); entropy falls and accuracy rises with the checkpoint."
     from reasoning_entropy.store import RunStore, write_csv
@@ -113,28 +114,30 @@ def synthetic_run_dir(run_dir, # directory to create
     prompts = [PromptRecord(str(i), i, [{'role': 'user', 'content': f'What is {i} + {i}?'}], f'<think>{i}+{i}</think>\n\nAnswer: \\boxed{{{2*i}}}', str(2*i), i+1)
                for i in range(n_prompts)]
     config = dict(models=[dict(name=m, path=f'/synthetic/{m}', fingerprint='0') for m in models], data=dict(path='synthetic', prompts=n_prompts),
-                  decoding=dict(max_new_tokens=max_steps, do_sample=False), top_k_alternatives=k)
+                  decoding=dict(max_new_tokens=max_steps, do_sample=samples > 1), num_samples=samples, top_k_alternatives=k)
     store = RunStore(run_dir).open(config)
     store.write_prompts(prompts)
     words = np.array([' the', ' answer', ' is', ' so', '\n', ' wait', ' 4', '2', '<think>', '</think>', ' \\boxed{', '}'])
-    lens = rng.integers(max(2, max_steps // 4), max_steps + 1, size=n_prompts)
+    lens = rng.integers(max(2, max_steps // 4), max_steps + 1, size=(n_prompts, samples))
     for j, m in enumerate(models):
         scale = 1.5 / (1 + j)
         for s in range(0, n_prompts, batch):
-            ids = range(s, min(n_prompts, s + batch))
-            n = lens[list(ids)]; tot = int(n.sum())
+            units = [(i, x) for i in range(s, min(n_prompts, s + batch)) for x in range(samples)]  # (prompt, sample)
+            n = np.array([lens[i, x] for i, x in units]); tot = int(n.sum())
             tid = rng.integers(0, len(words), size=tot)
             ent = rng.exponential(scale, size=tot)
             lp = -rng.exponential(scale / 2, size=tot)
-            tok = pd.DataFrame({'prompt_id': np.repeat([str(i) for i in ids], n), 'step': np.concatenate([np.arange(1, x + 1) for x in n]),
+            tok = pd.DataFrame({'prompt_id': np.repeat([str(i) for i, _ in units], n), 'sample': np.repeat([x for _, x in units], n),
+                                'step': np.concatenate([np.arange(1, y + 1) for y in n]),
                                 'token_id': tid, 'current_token': words[np.roll(tid, 1)], 'next_token': words[tid], 'entropy': ent,
                                 'logprob': lp, 'probability': np.exp(lp), 'rank': rng.integers(1, 3, size=tot), 'varentropy': ent / 2,
                                 'top_ids': list(rng.integers(0, len(words), size=(tot, k))), 'top_logprobs': list(-np.sort(rng.exponential(1, size=(tot, k)), axis=1)),
                                 'sampling_entropy': np.nan})
             right = rng.random(len(n)) < (j + 1) / (len(models) + 1)
-            gen = pd.DataFrame({'prompt_id': [str(i) for i in ids], 'prompt_index': list(ids), 'prompt_text': [f'What is {i} + {i}?' for i in ids],
-                                'prompt_token_ids': [[1, 2, 3]] * len(n), 'generated_token_ids': [list(tid[:x]) for x in n],
-                                'generated_text': [f'<think>…</think> Answer: \\boxed{{{2*i if r else 2*i+1}}}' for i, r in zip(ids, right)],
+            gen = pd.DataFrame({'prompt_id': [str(i) for i, _ in units], 'sample': [x for _, x in units], 'prompt_index': [i for i, _ in units],
+                                'prompt_text': [f'What is {i} + {i}?' for i, _ in units],
+                                'prompt_token_ids': [[1, 2, 3]] * len(n), 'generated_token_ids': [list(tid[:y]) for y in n],
+                                'generated_text': [f'<think>…</think> Answer: \\boxed{{{2*i if r else 2*i+1}}}' for (i, _), r in zip(units, right)],
                                 'finished': True, 'n_tokens': n})
             store.write_batch(m, tok, gen, seconds=1.0)
         store.mark_model_complete(m)
@@ -150,8 +153,11 @@ def synthetic_run(n_models:int=4, # checkpoints
                   min_len:int=30, # shortest generation
                   max_len:int=80, # longest generation
                   seed:int=0, # numpy seed
-                 )->tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    "(tokens, results, scored) of a synthetic run where entropy falls and accuracy rises with the checkpoint."
+                  samples:int=1, # sampled generations per prompt
+                  with_samples:bool=False, # also return the per-sample results (a fourth frame)
+                 )->tuple:
+    "(tokens, results, scored[, sample results]) of a synthetic run where entropy falls and accuracy rises with the checkpoint."
+    if samples > 1 or with_samples: return _sampled_run(n_models, n_prompts, min_len, max_len, seed, samples, with_samples)
     rng = np.random.default_rng(seed)
     names = [f"ckpt_{i + 1}" for i in range(n_models)]
     toks, res, sc = [], [], []
@@ -174,6 +180,39 @@ def synthetic_run(n_models:int=4, # checkpoints
             res.append(dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
                             entropy_median=float(np.median(ent)), finished=True, correct=correct))
     return pd.concat(toks, ignore_index=True), pd.DataFrame(res), pd.concat(sc, ignore_index=True)
+
+def _sampled_run(n_models, n_prompts, min_len, max_len, seed, samples, with_samples):
+    "`synthetic_run` with `samples` generations per prompt (see above)."
+    from reasoning_entropy.legacy import sample_level_results, prompt_level_results
+    rng = np.random.default_rng(seed)
+    names = [f"ckpt_{i + 1}" for i in range(n_models)]
+    base = rng.exponential(1.0, size=(n_prompts, max_len))
+    skill = rng.normal(0, 1.2, n_prompts)                     # prompt difficulty, shared by the checkpoints
+    toks, gens, sc = [], [], []
+    for i, m in enumerate(names):
+        scale = 1.0 / (1 + i)
+        level = np.log((0.2 + 0.6 * i / max(n_models - 1, 1)) / (0.8 - 0.6 * i / max(n_models - 1, 1)))
+        q = 1 / (1 + np.exp(-(level + skill)))                # each prompt's chance of a right sample
+        for p in range(n_prompts):
+            for s in range(samples):
+                L = int(rng.integers(min_len, max_len + 1)); close = int(L * 0.7)
+                right = bool(rng.random() < q[p])
+                words = rng.choice(np.array(_WORDS, dtype=object), size=L)
+                words[0], words[close - 1] = '<think>', '</think>'
+                ent = scale * base[p, :L] * np.where(np.arange(L) < close, 1.0, 0.3) * rng.exponential(1.0, L) * (1.0 if right else 2.0)
+                ent[rng.random(L) < 0.3 + 0.1 * i] = 0.0
+                step = np.arange(1, L + 1)
+                toks.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent,
+                                              probability=np.exp(-ent))))
+                if s == 0: sc.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step,
+                                                       entropy=scale * base[p, :L] * rng.uniform(0.8, 1.2, L))))
+                answer = p if right else p + 1 + int(rng.integers(0, 2))
+                gens.append(dict(model=m, prompt_id=f"p{p}", sample=s, finished=True, generated_text=f"</think> \\boxed{{{answer}}}"))
+    tokens, gens = pd.concat(toks, ignore_index=True), pd.DataFrame(gens)
+    refs = pd.DataFrame(dict(prompt_id=[f"p{p}" for p in range(n_prompts)], reference_answer=[str(p) for p in range(n_prompts)]))
+    per_sample = sample_level_results(tokens, gens, refs)
+    out = tokens, prompt_level_results(tokens, gens, refs, samples=per_sample), pd.concat(sc, ignore_index=True)
+    return out + (per_sample,) if with_samples else out
 
 # %% ../nbs/14_testing.ipynb #bc29c545
 def reference_metrics(logits, # [rows, V] logits of any float dtype

@@ -6,7 +6,7 @@ import pytest
 
 TOKEN_STATS_COLS = ["token", "count", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max", "probability_mean"]
 PROMPT_COLS = ["prompt_id", "model", "n_tokens", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max",
-               "probability_mean", "finished", "generated_text", "extracted_answer", "reference_answer", "correct"]
+               "probability_mean", "finished", "generated_text", "extracted_answer", "reference_answer", "correct", "n_samples", "n_correct"]
 DETAILED_COLS = ["prompt_id", "step", "token_id", "current_token", "next_token", "entropy", "logprob", "probability", "rank",
                  "varentropy", "top_ids", "top_logprobs", "sampling_entropy"]
 TIMING = ("seconds", "tokens_per_second", "progress", "wall_seconds", "completed", "created")

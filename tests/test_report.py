@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 SECTIONS = ["Entropy across checkpoints", "Overview", "Distributions", "Steps", "Tokens", "Reasoning structure",
-            "Between checkpoints", "Aligned (teacher-forced)", "Token heatmap"]
+            "Between checkpoints", "Samples", "Aligned (teacher-forced)", "Token heatmap"]
 FIGURES = ["entropy_hist_log", "low_entropy", "entropy_by_step", "entropy_by_position", "token_ranking", "forking_overlap",
            "think_vs_answer", "accuracy", "entropy_by_correctness", "entropy_vs_accuracy", "distances", "paired_differences", "aligned"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -42,6 +42,8 @@ def test_report_cli(reported):
     html = (reported / "report.html").read_text()
     check_html(html, 2)
     assert sorted(p.stem for p in (reported / "figures").glob("*.png")) == sorted(FIGURES)
+    assert "This run has one sample per prompt, so pass@1 is the accuracy above" in html     # the sample section says so
+    assert not (reported / "tables" / "pass_at_k.csv").exists()
     nb = json.loads((reported / "report.ipynb").read_text())
     assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
     # inputs are hidden in the HTML

@@ -21,7 +21,7 @@ def frames(model: str, pids: list, index: dict):
         n = i + 1
         for s in range(1, n + 1):
             e = (zlib.crc32(f"{model}|{p}|{s}".encode()) % 1000) / 250.0
-            rows.append(dict(prompt_id=p, step=s, token_id=100 + s, current_token=f' t{s-1}', next_token=f' t{s}',
+            rows.append(dict(prompt_id=p, sample=0, step=s, token_id=100 + s, current_token=f' t{s-1}', next_token=f' t{s}',
                              entropy=e, logprob=-e / 3, probability=float(np.exp(-e / 3)), rank=1 + s % 3,
                              varentropy=e / 2, top_ids=[100 + s, 7, 8], top_logprobs=[-e / 3, -2.0, -2.5],
                              sampling_entropy=np.nan))
