@@ -221,8 +221,11 @@ def fig_accuracy(results:pd.DataFrame, # prompt results (model, correct)
     x, unit, is_step = _ckpt_x(order, steps)
     ax.bar(x, a.accuracy.fillna(0), 0.8 * unit, yerr=np.nan_to_num(err), capsize=3, color=[colors[m] for m in order])
     ax.set_ylim(0, 1); ax.set_ylabel('accuracy (\\boxed{} matches the reference)')
-    names = [str(int(v)) for v in x] if is_step else order
-    _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(names, a.n_correct, a.n_scored)])
+    if is_step:  # steps may sit close together: the counts go upright inside the plot, not side by side under it
+        _ckpt_axis(ax, order, steps, [str(int(v)) for v in x])
+        for xi, hi, k, n in zip(x, a.ci_high.fillna(0), a.n_correct, a.n_scored):  # above the interval, inside the axes
+            ax.annotate(f'{k}/{n}', (xi, min(hi + 0.03, 0.75)), ha='center', va='bottom', rotation=90, fontsize='small')
+    else: _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n_scored)])
     ax.set_title('Answer accuracy')
     return fig
 
