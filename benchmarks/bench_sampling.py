@@ -80,30 +80,28 @@ def _med_time(f, n):
 
 def profile_step(vocab, rows, n):
     """Milliseconds per decoding step of the vocabulary work on random [rows, vocab] logits: greedy's metrics, sampling's
-    (`_sample`, then the metrics at the drawn ids) and `_sample`'s parts, each in `_sample`'s own row chunks."""
+    at T = 1 (the draw inside `token_metrics`), its parts (`_draw`, `_rank`), and the warped path (`_sample`, then the
+    metrics at the drawn ids) with its top-p / top-k warpers, each in the metrics' own row chunks."""
     from reasoning_entropy.engine import DecodingConfig, _sample, _warp
-    from reasoning_entropy.metrics import _chunk_rows, distribution_entropy, token_metrics
+    from reasoning_entropy.metrics import _chunk_rows, _draw, _moments, _rank, token_metrics
     g = torch.Generator().manual_seed(0)
     z = torch.randn(rows, vocab, generator=g) * 3
     u = torch.rand(rows, dtype=torch.float64, generator=g)
     d = DecodingConfig(do_sample=True, temperature=1.0, seed=SEED)
     c = _chunk_rows(vocab, None)
-    zs = [z[s:s+c] for s in range(0, rows, c)]
-    ws = [_warp(x, d) for x in zs]; ps = [w.softmax(-1) for w in ws]; qs = [p.double() for p in ps]
-    cs = [q.cumsum(-1) for q in qs]; ats = [(u[s:s+c] * x[:, -1])[:, None] for s, x in zip(range(0, rows, c), cs)]
-    chosen = _sample(z, d, u)[0]
-    each = lambda f, xs: (lambda: [f(*x) if isinstance(x, tuple) else f(x) for x in xs])
+    zs = [z[s:s+c] for s in range(0, rows, c)]; us = [u[s:s+c] for s in range(0, rows, c)]
+    es = [_moments(x, x.amax(-1, keepdim=True))[3] for x in zs]
+    chosen = token_metrics(z, None, K_ALT, u=u)['chosen']
+    cs = [z.gather(1, chosen[:, None])[s:s+c] for s in range(0, rows, c)]
+    each = lambda f, xs: (lambda: [f(*x) for x in xs])
     parts = {'greedy: `token_metrics(logits, None)`': lambda: token_metrics(z, None, K_ALT),
-             'sampled: `_sample`': lambda: _sample(z, d, u),
-             'sampled: `token_metrics(logits, chosen)`': lambda: token_metrics(z, chosen, K_ALT),
-             '`_sample`: `_warp`': each(lambda x: _warp(x, d), zs),
-             '`_sample`: `distribution_entropy`': each(lambda w: distribution_entropy(w, chunk_rows=c), ws),
-             '`_sample`: softmax': each(lambda w: w.softmax(-1), ws),
-             '`_sample`: → float64': each(lambda p: p.double(), ps),
-             '`_sample`: float64 cumsum': each(lambda q: q.cumsum(-1), qs),
-             '`_sample`: searchsorted': each(lambda x, a: torch.searchsorted(x, a, right=True), list(zip(cs, ats))),
-             'top-p 0.95: `_warp` (sort …)': each(lambda x: _warp(x, DecodingConfig(do_sample=True, top_p=0.95)), zs),
-             'top-k 50: `_warp` (topk, mask)': each(lambda x: _warp(x, DecodingConfig(do_sample=True, top_k=50)), zs)}
+             'sampled T = 1: `token_metrics(logits, None, u=u)`': lambda: token_metrics(z, None, K_ALT, u=u),
+             'of which `_draw`': each(_draw, list(zip(es, us))),
+             'of which `_rank`': each(_rank, list(zip(zs, cs))),
+             'warped: `_sample` (T = 1 given as a warper)': lambda: _sample(z, d, u),
+             'warped: `token_metrics(logits, chosen)`': lambda: token_metrics(z, chosen, K_ALT),
+             'top-p 0.95: `_warp` (sort …)': each(lambda x: _warp(x, DecodingConfig(do_sample=True, top_p=0.95)), [(x,) for x in zs]),
+             'top-k 50: `_warp` (topk, mask)': each(lambda x: _warp(x, DecodingConfig(do_sample=True, top_k=50)), [(x,) for x in zs])}
     with torch.inference_mode():
         return {k: 1e3 * _med_time(f, n) for k, f in parts.items()}
 
@@ -166,10 +164,10 @@ def main():
     ok = lambda b: 'PASS' if b else 'FAIL'
     fmt = lambda d: ', '.join(f'batch {k[1]} {x:.3f}' for k, x in d.items())
     pv = lambda v: ' | '.join(f'{x:.2f}' for x in prof[v].values())
-    G, S, M, ENT, SM, F64, CUM, TOPP = (next(k for k in prof[V] if k.endswith(key)) for key in (
-        'None)`', 'sampled: `_sample`', 'chosen)`', '`distribution_entropy`', 'softmax', 'float64', 'cumsum', '(sort …)'))
+    G, S, DR, RK, WS, WM, TOPP = (next(k for k in prof[V] if k.startswith(key)) for key in (
+        'greedy', 'sampled T = 1', 'of which `_draw`', 'of which `_rank`', 'warped: `_sample`', 'warped: `token_metrics', 'top-p'))
     per = lambda v, k: f'{prof[v][k] / prof_rows:.2f}'
-    extra = lambda v: (prof[v][S] + prof[v][M] - prof[v][G]) / prof_rows
+    extra = lambda v: (prof[v][S] - prof[v][G]) / prof_rows
     big = max(a.batches)
     gap = lambda v: 1e3 * (np.median(res[v][1][(big, 'sampled')]['times']) - np.median(res[v][1][(big, 'greedy')]['times'])) \
         / res[v][1][(big, 'greedy')]['tokens']
@@ -223,13 +221,12 @@ def main():
         f'The body (hidden 32, 2 layers) is tiny, so a step is mostly vocabulary work: a greedy token takes {step(GEMMA_V):.2f} ms '
         f'at batch {big} (the 32×{GEMMA_V:,} projection, the final softcapping, `token_metrics` {per(GEMMA_V, G)} ms: one top-k, '
         f'one pass of softmax moments); sampling measured {gap(GEMMA_V):+.2f} ms per token, profile {extra(GEMMA_V):+.2f} ms per '
-        f'row: `_sample` {per(GEMMA_V, S)} ms, and `token_metrics` at the drawn ids costs {per(GEMMA_V, M)} ms (the rank is one '
-        f'more pass). In `_sample`: the entropy of the warped logits {per(GEMMA_V, ENT)} ms (at T = 1 without top-k/top-p the '
-        f"metrics' entropy again), softmax {per(GEMMA_V, SM)}, float64 copy {per(GEMMA_V, F64)} and cumsum {per(GEMMA_V, CUM)} "
-        f'ms over all {GEMMA_V:,} probabilities. Reusing the metrics\' entropy when the warp is the identity and drawing in two '
-        f'levels (float64 sums of blocks, then the cumsum of the chosen block only) would remove up to '
-        f'{(prof[GEMMA_V][ENT] + prof[GEMMA_V][F64] + prof[GEMMA_V][CUM]) / prof_rows:.2f} ms of the {extra(GEMMA_V):.2f} ms per row '
-        '(engine work, not measured here); with a real Gemma-3 body (≥ 1B parameters) the same milliseconds are a smaller share.',
+        f'row. At T = 1 without top-k/top-p the draw happens inside `token_metrics` on the exponentials its entropy needs '
+        f'(`metrics._draw`: float32 sums of 256-entry blocks, a float64 running sum over the blocks, then over the chosen block '
+        f'only: {per(GEMMA_V, DR)} ms per row), and the sampled token\'s rank is one more comparison pass (`metrics._rank`, '
+        f'{per(GEMMA_V, RK)} ms per row); the sampling entropy is the metrics\' entropy. A warped distribution (any temperature '
+        f'≠ 1, top-k, top-p) still needs its own exponentials: `_sample` {per(GEMMA_V, WS)} ms, then `token_metrics` at the '
+        f'drawn ids {per(GEMMA_V, WM)} ms per row.',
         f"- Top-p 0.95 sorts each row's whole vocabulary ({per(V, TOPP)} ms per row at {V:,}, {per(GEMMA_V, TOPP)} ms at "
         f'{GEMMA_V:,}); its rows are {fmt_all("top-p")} times greedy, top-k 50 rows {fmt_all("top-k")}: extra rows, '
         'far over 1.15 wherever the vocabulary work is not hidden by the forward; a top-k pre-selection before the sort '

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .config import check_setting
 from .checkpoints import eos_token_ids
-from .metrics import token_metrics, distribution_entropy, _chunk_rows
+from .metrics import token_metrics, _chunk_rows, _moments, _draw
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,20 @@ def _warp(z:torch.Tensor, d:DecodingConfig)->torch.Tensor:
         z = z.masked_fill(torch.zeros_like(drop).scatter_(-1, si, drop), -math.inf)
     return z
 
+def _plain(d:DecodingConfig, V:int)->bool:
+    "Whether sampling with `d` draws from the raw distribution itself (temperature 1, no top-k, no top-p)."
+    return d.temperature == 1 and not 0 < d.top_k < V and d.top_p >= 1
+
 def _sample(logits:torch.Tensor, d:DecodingConfig, u:torch.Tensor, chunk_rows:int|None=None):
     "(sampled ids, entropy of the warped distribution) per row, each row's id drawn by inverse CDF at its uniform `u`."
     rows, V = logits.shape
     ids = torch.empty(rows, dtype=torch.long, device=logits.device)
     ent = torch.empty(rows, dtype=torch.float32, device=logits.device)
     n = _chunk_rows(V, chunk_rows)
-    acc = torch.float32 if logits.device.type == 'mps' else torch.float64  # a float32 running sum over 262,144 terms drifts
     for s in range(0, rows, n):
         w = _warp(logits[s:s+n], d)
-        ent[s:s+n] = distribution_entropy(w, chunk_rows=n)
-        cdf = w.softmax(-1).to(acc).cumsum(-1)
-        at = (u[s:s+n].to(device=cdf.device, dtype=acc) * cdf[:, -1])[:, None]
-        ids[s:s+n] = torch.searchsorted(cdf, at, right=True)[:, 0].clamp_(max=V - 1)  # masked tokens have no width: never drawn
+        _, ent[s:s+n], _, e = _moments(w, w.amax(-1, keepdim=True))
+        ids[s:s+n] = _draw(e, u[s:s+n])  # masked tokens have no width: never drawn
     return ids, ent
 
 def _stream(seed:int, # the run's seed
@@ -148,9 +149,12 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
     nxt = pos[:, -1:] + 1
     if u is not None: u = torch.from_numpy(u).to(dev)  # [B, T]: each row's uniforms, one per step
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
-    steps = 0
+    steps, plain = 0, _plain(d, logits.shape[-1])
     for t in range(T):
-        if d.do_sample:
+        if d.do_sample and plain:  # the raw distribution: drawn in the metrics' own pass
+            m = token_metrics(logits, None, k, u=u[:, t]); chosen = m['chosen']
+            fbuf[:, t, 3] = m['entropy']
+        elif d.do_sample:
             chosen, fbuf[:, t, 3] = _sample(logits, d, u[:, t])
             m = token_metrics(logits, chosen, k)
         else:

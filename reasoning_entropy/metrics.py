@@ -21,7 +21,7 @@ def _chunk_rows(vocab:int, chunk_rows:int|None)->int:
 def _moments(z:torch.Tensor, # [rows, V] float32 logits
              m:torch.Tensor, # [rows, 1] their row maxima
             ):
-    "(log S, entropy, varentropy) of softmax rows, from the shifted logits (see above)."
+    "(log S, entropy, varentropy, e^s) of softmax rows, from the shifted logits (see above); e^s are the unnormalised probabilities."
     zs = (z - m).clamp_(min=_FLOOR)
     e = zs.exp()
     se = e.sum(-1, keepdim=True)
@@ -29,7 +29,7 @@ def _moments(z:torch.Tensor, # [rows, V] float32 logits
     mu = torch.linalg.vecdot(e, zs, dim=-1)[:, None] / se
     H = ls - mu
     ve = torch.linalg.vecdot(e, zs.sub_(mu).square_(), dim=-1)[:, None] / se
-    return ls, H[:, 0], ve[:, 0]
+    return ls, H[:, 0], ve[:, 0], e
 
 # %% ../nbs/02_metrics.ipynb #2f5aa9a6
 def distribution_entropy(logits:torch.Tensor, # [..., V] logits of any float dtype
@@ -63,22 +63,56 @@ def _block_topk(z:torch.Tensor, # [rows, V] float32
     v, j = cand.topk(k, dim=-1)
     return v, idx.gather(1, j)
 
+# %% ../nbs/02_metrics.ipynb #b8d2e3f4
+_BLOCK = 256  # entries per block of the inverse CDF
+
+def _last_positive(w:torch.Tensor)->torch.Tensor:
+    "Index of the last positive entry of each row of `w` (0 when none)."
+    return w.shape[-1] - 1 - (w > 0).flip(-1).to(torch.uint8).argmax(-1)
+
+def _draw(w:torch.Tensor, # [rows, V] non-negative float32 weights (unnormalised probabilities)
+          u:torch.Tensor, # [rows] uniforms in [0, 1)
+         )->torch.Tensor:
+    "Token ids drawn by inverse CDF at `u` from `w`: the first id whose running sum of weights exceeds u · total."
+    rows, V = w.shape
+    acc = torch.float32 if w.device.type == 'mps' else torch.float64  # mps has no float64
+    full = V // _BLOCK * _BLOCK
+    bs = w[:, :full].unflatten(1, (-1, _BLOCK)).sum(-1)
+    if full < V: bs = torch.cat([bs, w[:, full:].sum(-1, keepdim=True)], 1)
+    cum = bs.to(acc).cumsum(-1)
+    at = u.to(device=w.device, dtype=acc)[:, None] * cum[:, -1:]
+    b = torch.minimum(torch.searchsorted(cum, at, right=True)[:, 0], _last_positive(bs))
+    before = torch.where(b > 0, cum.gather(1, (b - 1).clamp(min=0)[:, None])[:, 0], 0)
+    idx = b[:, None] * _BLOCK + torch.arange(_BLOCK, device=w.device)
+    vals = w.gather(1, idx.clamp(max=V - 1)) * (idx < V)
+    j = torch.searchsorted(vals.to(acc).cumsum(-1) + before[:, None], at, right=True)[:, 0]
+    return b * _BLOCK + torch.minimum(j, _last_positive(vals))
+
+# %% ../nbs/02_metrics.ipynb #f2b6c7d8
+def _rank(z:torch.Tensor, # [rows, V] float32 logits
+          zc:torch.Tensor, # [rows, 1] the chosen tokens' logits
+         )->torch.Tensor:
+    "1 + the number of logits strictly greater than the chosen one, per row."
+    return torch.gt(z, zc, out=torch.empty_like(z)).sum(-1).long() + 1
+
 # %% ../nbs/02_metrics.ipynb #93c45812
 def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
                   chosen:torch.Tensor|None=None, # [rows] chosen token ids; None: greedy (the argmax)
                   k:int=5, # number of top alternatives (0-20)
                   chunk_rows:int|None=None, # rows per chunk (default: ~2 MB temporaries)
+                  u:torch.Tensor|None=None, # [rows] uniforms in [0, 1): draw the chosen ids from softmax(logits) (`chosen` must be None)
                  )->dict[str, torch.Tensor]:
     "Per-row entropy, logprob, probability, rank, varentropy, top_ids, top_logprobs and the chosen ids (float32)."
     rows, V = logits.shape
     dev, f32, i64 = logits.device, torch.float32, torch.long
-    greedy = chosen is None
-    if not greedy: chosen = chosen.reshape(-1).to(dev, i64)
+    if u is not None and chosen is not None: raise ValueError('token_metrics: pass `chosen` or `u`, not both')
+    greedy, drawn = chosen is None and u is None, u is not None
+    if chosen is not None: chosen = chosen.reshape(-1).to(dev, i64)
     k = min(int(k), V); kk = min(max(k, 2), V)  # the top two also decide the greedy choice
     out = dict(entropy=torch.empty(rows, dtype=f32, device=dev), logprob=torch.empty(rows, dtype=f32, device=dev),
                rank=torch.ones(rows, dtype=i64, device=dev), varentropy=torch.empty(rows, dtype=f32, device=dev),
                top_ids=torch.empty(rows, k, dtype=i64, device=dev), top_logprobs=torch.empty(rows, k, dtype=f32, device=dev),
-               chosen=torch.empty(rows, dtype=i64, device=dev) if greedy else chosen)
+               chosen=chosen if chosen is not None else torch.empty(rows, dtype=i64, device=dev))
     n = _chunk_rows(V, chunk_rows)
     for s in range(0, rows, n):
         z = logits[s:s+n].float()
@@ -90,10 +124,10 @@ def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
                 tie = tv[:, 0] == tv[:, 1]
                 if dev.type != 'cpu' or bool(tie.any()): y = torch.where(tie[:, None], z.argmax(-1, keepdim=True), y)
             out['chosen'][s:s+n] = y[:, 0]
-        else:
-            y = chosen[s:s+n, None]
-            out['rank'][s:s+n] = (z > z.gather(1, y)).sum(-1) + 1
-        ls, H, ve = _moments(z, m)
+        elif not drawn: y = chosen[s:s+n, None]
+        ls, H, ve, e = _moments(z, m)
+        if drawn: y = _draw(e, u[s:s+n])[:, None]; out['chosen'][s:s+n] = y[:, 0]
+        if not greedy: out['rank'][s:s+n] = _rank(z, z.gather(1, y))
         out['logprob'][s:s+n] = (z.gather(1, y) - m - ls)[:, 0]   # exact even far in the tail (-inf stays -inf)
         out['entropy'][s:s+n], out['varentropy'][s:s+n] = H, ve
         if k: out['top_ids'][s:s+n] = ti[:, :k]; out['top_logprobs'][s:s+n] = tv[:, :k] - m - ls
