@@ -8,7 +8,7 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['distribution_entropy', 'token_metrics']
+__all__ = ['distribution_entropy', 'token_metrics', 'sample_tokens']
 
 # %% ../nbs/02_metrics.ipynb #dfdf926f
 _FLOOR = -1e4  # shifted logits below this have p == 0 exactly in float32 (exp(-104) underflows already)
@@ -133,3 +133,60 @@ def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
         if k: out['top_ids'][s:s+n] = ti[:, :k]; out['top_logprobs'][s:s+n] = tv[:, :k] - m - ls
     out['probability'] = out['logprob'].exp()
     return out
+
+# %% ../nbs/02_metrics.ipynb #bb22cc33
+def _warp(z:torch.Tensor, # [rows, V] float32 logits, already divided by the temperature
+          top_k:int=0, # keep the top_k most likely tokens, ties with the top_k-th included (0: all)
+          top_p:float=1.0, # then keep the smallest most-likely set whose mass reaches top_p
+         )->torch.Tensor:
+    "The logits to sample from over the whole vocabulary: top-k, then top-p masking to -inf (the reference)."
+    V = z.shape[-1]
+    if 0 < top_k < V: z = z.masked_fill(z < z.topk(top_k, dim=-1).values[:, -1:], -math.inf)
+    if top_p < 1:
+        sz, si = z.sort(dim=-1, descending=True)
+        p = sz.softmax(-1)
+        drop = (p.cumsum(-1) - p) >= top_p  # tokens after the first ones covering top_p; the top one always stays
+        z = z.masked_fill(torch.zeros_like(drop).scatter_(-1, si, drop), -math.inf)
+    return z
+
+# %% ../nbs/02_metrics.ipynb #dd44ee55
+_CANDIDATES = 256  # most likely tokens that may hold a top-p nucleus
+
+def _warped_rows(w:torch.Tensor, u:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
+    "(ids, entropy) drawn from softmax of already-warped logits `w` (-inf: excluded)."
+    _, H, _, e = _moments(w, w.amax(-1, keepdim=True))
+    return _draw(e, u), H
+
+def sample_tokens(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
+                  u:torch.Tensor, # [rows] uniforms in [0, 1), one per row
+                  temperature:float=1.0, # divide the logits by this first
+                  top_k:int=0, # then keep the top_k most likely tokens (0: all)
+                  top_p:float=1.0, # then the smallest most-likely set whose mass reaches top_p
+                  chunk_rows:int|None=None, # rows per chunk (default: ~2 MB temporaries)
+                 )->tuple[torch.Tensor, torch.Tensor]:
+    "(drawn ids, entropy of the warped distribution) per row: the support `_warp` leaves, drawn by `_draw` at `u`."
+    rows, V = logits.shape
+    dev = logits.device
+    ids, ent = torch.empty(rows, dtype=torch.long, device=dev), torch.empty(rows, dtype=torch.float32, device=dev)
+    limited, nucleus = 0 < top_k < V, top_p < 1
+    n = _chunk_rows(V, chunk_rows)
+    for s in range(0, rows, n):
+        w = logits[s:s+n].float()
+        if temperature != 1: w = w / temperature
+        uc = u[s:s+n].to(dev)
+        if not (limited or nucleus):  # temperature only: the whole vocabulary
+            ids[s:s+n], ent[s:s+n] = _warped_rows(w, uc); continue
+        cv, ci = _block_topk(w, top_k if limited else min(V, _CANDIDATES))
+        if limited: ok = torch.ge(w, cv[:, -1:], out=torch.empty_like(w)).sum(-1) == top_k  # no tie beyond the k-th
+        if nucleus:
+            lz = cv.logsumexp(-1, keepdim=True) if limited else cv[:, :1] + (w - cv[:, :1]).exp().sum(-1, keepdim=True).log()
+            p = (cv - lz).exp()
+            cv = cv.masked_fill((p.cumsum(-1) - p) >= top_p, -math.inf)
+            if not limited: ok = p.sum(-1) >= top_p  # the candidates hold the whole nucleus
+        ci, o = ci.sort(-1)  # vocabulary order, as `_draw` walks the whole vocabulary: the same token for the same u
+        j, ent[s:s+n] = _warped_rows(cv.gather(1, o), uc)
+        ids[s:s+n] = ci.gather(1, j[:, None])[:, 0]
+        bad = (~ok).nonzero()[:, 0]
+        if len(bad):  # ties beyond the k-th, or a nucleus wider than the candidates: the whole vocabulary
+            ids[s + bad], ent[s + bad] = _warped_rows(_warp(w[bad], top_k, top_p), uc[bad])
+    return ids, ent
