@@ -111,6 +111,10 @@ class RunConfig:
     run_dir:str|None = setting(None, 'an existing run directory (made by compare)')
     sequences:str|None = setting(None, "what the checkpoints of each vocabulary group score: 'reference' (the data's answers) or a checkpoint "
                                        "name (its generations; other groups score their first checkpoint's; default: the first checkpoint)")
+    generations:str|None = setting(None, 'generations made elsewhere (vLLM, SGLang, verl, TRL, chat completions; JSONL or Parquet) to import into '
+                                         '--output_dir and score exactly with every checkpoint of --model_paths', metavar='FILE')
+    skip_untokenizable:bool = setting(False, "skip (and count) imported generations whose text does not survive a checkpoint's tokenizer "
+                                             "(decode(encode(text)) != text) instead of stopping")
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
     cache_dir:str|None = setting(None, 'where the demo series is cached (default: $REASONING_ENTROPY_CACHE or the XDG cache)')
     no_report:bool = setting(False, 'compare only (no scoring, no report)')
@@ -120,6 +124,11 @@ class RunConfig:
             if f.metadata['rule']: f.metadata['rule'](f'--{f.name}', getattr(self, f.name))
         if self.num_samples > 1 and not self.do_sample:
             raise InputError(f'--num_samples {self.num_samples}: needs --do_sample (greedy samples would all be the same)')
+        if self.generations is not None:
+            if not self.model_paths: raise InputError('--generations: needs --model_paths (the checkpoints that score them)')
+            for flag in ('run_dir', 'sequences'):
+                if getattr(self, flag) is not None:
+                    raise InputError(f'--{flag}: not with --generations (the imported generations are the sequences, scored into --output_dir)')
 
     def to_dict(self)->dict:
         "The settings as plain JSON-able values (paths as text), for the manifest."
@@ -162,8 +171,10 @@ class Command:
 
 COMMANDS = {
     'compare': Command("generate with every checkpoint on the same prompts and write token entropies and the original script's files", _RUN),
-    'score': Command('teacher-force one set of sequences through every checkpoint of a run, within each vocabulary group (aligned per-token values)',
-                     ('run_dir', 'sequences', 'batch_size', 'device', 'dtype', 'trust_remote_code'), required=('run_dir',)),
+    'score': Command('teacher-force one set of sequences through every checkpoint of a run, within each vocabulary group (aligned per-token '
+                     'values); or, with --generations FILE --model_paths …, import generations made elsewhere and score them with every checkpoint',
+                     ('run_dir', 'sequences', 'generations', 'model_paths', 'model_names', 'steps', 'output_dir', 'overwrite',
+                      'skip_bad_lines', 'skip_untokenizable', 'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code')),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
                       _RUN + ('run_dir', 'sequences', 'heatmap_prompts')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',

@@ -11,14 +11,17 @@ import pandas as pd
 from .errors import InputError
 from .config import RunConfig, as_config
 from .data import encode_prompt
-from .checkpoints import Checkpoint, VocabularyGroup, vocabulary_groups, load_tokenizer, load_tokenizers, loaded, pick_device, pick_dtype
-from .store import RunStore
-from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
+from .checkpoints import (Checkpoint, VocabularyGroup, vocabulary_groups, load_tokenizer, load_tokenizers, loaded, pick_device,
+                                           pick_dtype, resolve_checkpoints, check_checkpoint_files, validate_checkpoint, checkpoint_fingerprint)
+from .generations import ImportedGenerations, load_generations, tokenize_generations, prompt_records
+from .store import RunStore, TOKENS_COLUMNS, IMPORTED_COLUMNS, file_fingerprint
+from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank, launched_world_size
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'score_items', 'group_sequences', 'sequences_fingerprint', 'score_run', 'run']
+__all__ = ['log', 'score_items', 'group_sequences', 'sequences_fingerprint', 'score_run', 'ImportPlan', 'plan_import',
+           'score_generations', 'run']
 
 # %% ../nbs/07b_score.ipynb #7233a8a6
 def _generated_items(store:RunStore, name:str)->list[tuple[str, list[int], list[int]]]:
@@ -119,6 +122,17 @@ def _run_checkpoints(store:RunStore, # the run
     entries = {m['name']: m for m in store.manifest['config']['models']}
     return [Checkpoint(n, Path(entries[n]['path']), entries[n].get('step')) for n in store.select(models).models if n in entries]
 
+# %% ../nbs/07b_score.ipynb #08d899d5
+def _own_sequences(store:RunStore, name:str, plan:dict)->bool:
+    "Whether checkpoint `name`'s generations (sample 0) are the sequences of its group's `plan`."
+    return sequences_fingerprint(_generated_items(store, name)) == plan['fingerprint']
+
+def _copy_scored(store:RunStore, name:str)->float:
+    "Write `name`'s tokens of sample 0 as its scores (an imported run's tokens are teacher-forced); return 0 seconds."
+    t = store.read_tokens([name])
+    store.write_scored(name, t[t['sample'] == 0].drop(columns='model'))
+    return 0.0
+
 # %% ../nbs/07b_score.ipynb #3a6d48b0
 def _group_plan(group:VocabularyGroup, sequences:str, items:list)->dict:
     "What the scoring state records of one group."
@@ -159,7 +173,8 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
         for c in g.checkpoints:
             if c.name in state['done']: log.info('%s: already scored', c.name); continue
             collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
-            secs = _score_checkpoint(mystore, c, mine, order, s, toks[c.name], k, ranks, progress)
+            if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp): secs = _copy_scored(main, c.name)
+            else: secs = _score_checkpoint(mystore, c, mine, order, s, toks[c.name], k, ranks, progress)
             def mark():
                 n = main.scored_rows(c.name)
                 state['done'][c.name] = dict(tokens=n, seconds=secs, tokens_per_second=n/secs if secs else None, processes=ranks.world_size,
@@ -169,8 +184,126 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
             collective(ranks, mark, main_only=True)
     return main.scored_dir
 
+# %% ../nbs/07b_score.ipynb #147d47f8
+@dataclass
+class ImportPlan:
+    "What an import needs, validated: the checkpoints, the file, each group's sequences, the run's configuration."
+    settings:RunConfig # the settings
+    checkpoints:list # `Checkpoint`s, in the order given
+    imported:ImportedGenerations # the file, read
+    groups:list # `VocabularyGroup`s
+    sequences:list # per group: `tokenize_generations`' frame (its first checkpoint's ids)
+    tokenizers:dict # name -> tokenizer
+    config:dict # what identifies the run (checkpoints grown, the rest compared on resume)
+    prompts:list # `PromptRecord`s
+    units:list # (prompt_id, sample) pairs scored
+    invocation:dict # what the manifest records of this invocation
+    device:object = None # torch device
+    dtype:object = None # torch dtype
+
+# %% ../nbs/07b_score.ipynb #b7f8d1fb
+def _check_fits(frame:pd.DataFrame, name:str, facts:dict, path):
+    "Raise `InputError` naming the line when a sequence is empty of prompt, has an id outside `name`'s vocabulary or exceeds its context."
+    V, mp = facts.get('vocab_size'), facts.get('max_positions')
+    for r in frame.itertuples():
+        where = f"{path}:{r.line}: prompt {r.prompt_id!r} sample {r.sample}"
+        if not len(r.prompt_token_ids): raise InputError(f"{where}: the prompt has no token")
+        top = max(list(r.prompt_token_ids) + list(r.generated_token_ids))
+        if V and top >= V: raise InputError(f"{where}: token id {top} is outside {name}'s vocabulary of {V} tokens")
+        n = len(r.prompt_token_ids) + len(r.generated_token_ids)
+        if mp and n > mp: raise InputError(f"{where}: {n} tokens (prompt + completion) exceed {name}'s context of {mp} positions")
+
+def plan_import(config:RunConfig # the settings: generations, model_paths (model_names, steps), output_dir, …
+               )->ImportPlan:
+    "Validate checkpoints and the generations file (cheapest first), and tokenize the file for each vocabulary group."
+    s = config
+    ckpts = resolve_checkpoints(s.model_paths, s.model_names, s.steps)
+    for c in ckpts: check_checkpoint_files(c, s.trust_remote_code)
+    imported = load_generations(s.generations, s.skip_bad_lines)
+    facts = {c.name: validate_checkpoint(c, s.trust_remote_code) for c in ckpts}  # transformers: only once the cheap checks passed
+    dev = pick_device(s.device); dt = pick_dtype(dev, s.dtype)
+    toks = load_tokenizers(ckpts, s.trust_remote_code)
+    groups = vocabulary_groups(ckpts, s.trust_remote_code)
+    made = [tokenize_generations(imported, toks[g.names[0]], g.names[0], s.skip_untokenizable) for g in groups]
+    drop = {(p, smp) for _, sk in made for _, p, smp in sk}
+    seqs = [f[[(p, smp) not in drop for p, smp in zip(f.prompt_id, f['sample'])]].reset_index(drop=True) for f, _ in made]
+    if not len(seqs[0]): raise InputError(f"{imported.path}: no generation survives every checkpoint's tokenizer ({len(drop)} skipped)")
+    for g, f in zip(groups, seqs):
+        for c in g.checkpoints: _check_fits(f, c.name, facts[c.name], imported.path)
+    units = list(zip(seqs[0].prompt_id, seqs[0]['sample'].astype(int)))
+    kept = {p for p, _ in units}
+    gen = dict(imported.summary(), fingerprint=file_fingerprint(imported.path))
+    cfg = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step) for c in ckpts],
+               generations=gen, decoding=None, num_samples=int(seqs[0]['sample'].max()) + 1, top_k_alternatives=s.top_k_alternatives,
+               dtype=str(dt).replace('torch.', ''), device_type=dev.type)
+    invocation = dict(data_path=gen['path'], skipped_untokenizable=len(drop),
+                      ids_as_given={g.names[0]: int(f.from_ids.sum()) for g, f in zip(groups, seqs)})  # the rest of the rows: tokenized text
+    return ImportPlan(s, ckpts, imported, groups, seqs, toks, cfg, [p for p in prompt_records(imported) if p.prompt_id in kept], units,
+                      invocation, dev, dt)
+
+# %% ../nbs/07b_score.ipynb #abcd9bf7
+def _generation_rows(frame:pd.DataFrame, index:dict)->pd.DataFrame:
+    "The store's generations rows of tokenized generations (`index`: the run's prompt positions)."
+    return frame.drop(columns=['line', 'from_ids']).assign(prompt_index=frame.prompt_id.map(index).astype('int64'))
+
+def _import_checkpoint(store:RunStore, # the open run
+                       ckpt:Checkpoint, # the checkpoint that scores
+                       frame:pd.DataFrame, # its group's sequences (`tokenize_generations`' frame)
+                       plan:ImportPlan, # device, dtype, settings
+                       progress:bool=True, # a tqdm bar
+                      )->dict:
+    "Score `ckpt`'s outstanding imported generations, committing each batch; return counts and seconds."
+    from reasoning_entropy.engine import score
+    s, done, index = plan.settings, store.done_units(ckpt.name), store.prompt_indices()
+    todo = frame[[(p, int(x)) not in done for p, x in zip(frame.prompt_id, frame['sample'])]].reset_index(drop=True)
+    empty = todo[todo.n_tokens == 0]
+    if len(empty): store.write_batch(ckpt.name, pd.DataFrame(columns=TOKENS_COLUMNS), _generation_rows(empty, index))
+    todo = todo[todo.n_tokens > 0].reset_index(drop=True)
+    n_tok, seconds = 0, 0.0
+    if not len(todo): return dict(new_generations=0, new_tokens=0, new_seconds=0.0)
+    items = [(str(i), list(map(int, p)), list(map(int, c))) for i, (p, c) in enumerate(zip(todo.prompt_token_ids, todo.generated_token_ids))]
+    with loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, tokenizer=plan.tokenizers[ckpt.name]) as (model, tok):
+        t0 = time.perf_counter()
+        for df in score(model, tok, items, s.batch_size, s.top_k_alternatives, progress=progress, desc=f'score {ckpt.name}'):
+            pos = df.prompt_id.astype(int)
+            rows = todo.iloc[sorted(set(pos))]
+            df = df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos])
+            dt = time.perf_counter() - t0
+            store.write_batch(ckpt.name, df, _generation_rows(rows, index), seconds=dt)
+            n_tok += len(df); seconds += dt
+            t0 = time.perf_counter()
+    log.info('%s: scored %d tokens of %d imported generations in %.1f s (%.1f tokens/s)', ckpt.name, n_tok, len(todo), seconds,
+             n_tok / seconds if seconds else float('nan'))
+    return dict(new_generations=len(todo), new_tokens=n_tok, new_seconds=seconds)
+
+# %% ../nbs/07b_score.ipynb #68d2a0ee
+def score_generations(config:RunConfig, # the settings: generations, model_paths, output_dir, …
+                      progress:bool=True, # tqdm bars
+                      **settings # `RunConfig` fields to set
+                     )->Path:
+    "Import a generations file and score it with every checkpoint into a run (tokens, generations, scores, the original script's files); return the run directory."
+    s = as_config(config, **settings)
+    if launched_world_size() > 1: raise InputError('score --generations runs as one process: run it without torchrun/accelerate')
+    plan = plan_import(s)
+    store = RunStore(s.output_dir).open(plan.config, overwrite=s.overwrite, settings=s.to_dict(), prompts=plan.prompts,
+                                        invocation=plan.invocation, units=plan.units)
+    for g, frame in zip(plan.groups, plan.sequences):
+        for c in g.checkpoints:
+            if store.is_complete([c.name]): log.info('%s: complete, skipped', c.name); continue
+            _import_checkpoint(store, c, frame, plan, progress)
+            store.mark_model_complete(c.name, {'processes': 1})
+    names = [c.name for c in plan.checkpoints]
+    score_run(as_config(s, run_dir=s.output_dir, generations=None, sequences=None), progress=progress, models=names)
+    from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw
+    write_legacy_outputs(store.select(names, [p.prompt_id for p in plan.prompts]))
+    return Path(s.output_dir)
+
 # %% ../nbs/07b_score.ipynb #bba4bc80
 def run(config:RunConfig # the settings of `reasoning-entropy score`
        )->int:
-    "Run `reasoning-entropy score` (one rank of it under torchrun / `accelerate launch`)."
+    "Run `reasoning-entropy score` (one rank of it under torchrun / `accelerate launch`): a run's sequences, or imported generations."
+    if config.generations is not None: return run_as_rank('score', lambda: f"imported run: {score_generations(config)}")
+    if config.run_dir is None:
+        raise InputError('give --run_dir RUN (score the sequences of a run) or --generations FILE --model_paths … '
+                         '(import generations made elsewhere and score them)')
     return run_as_rank('score', lambda: f"scores: {score_run(config)}")

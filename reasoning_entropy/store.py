@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR', 'PROMPTS_FILE', 'SCORING_STATE', 'LEGACY_FILES',
            'LEGACY_MODEL_FILES', 'FIGURES_DIR', 'TABLES_DIR', 'REPORT_NOTEBOOK', 'REPORT_HTML', 'DATA_DIRS',
-           'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS', 'PROMPTS_COLUMNS',
-           'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'write_json', 'write_csv',
-           'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths', 'remove_owned',
-           'runtime_versions', 'RunStore']
+           'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS',
+           'IMPORTED_COLUMNS', 'PROMPTS_COLUMNS', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
+           'to_jsonable', 'write_json', 'write_csv', 'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff',
+           'owned_paths', 'remove_owned', 'runtime_versions', 'RunStore']
 
 # %% ../nbs/04_store.ipynb #06dc194f
 _TMP_MARK = '.tmp-'
@@ -199,17 +199,23 @@ GENERATIONS_SCHEMA = pa.schema([
     ('prompt_token_ids', pa.list_(pa.int64())), ('generated_token_ids', pa.list_(pa.int64())),
     ('generated_text', pa.string()), ('finished', pa.bool_()), ('n_tokens', pa.int64())])
 
+IMPORTED_SCHEMA = pa.schema([('reward', pa.float64()), ('correct', pa.bool_())])  # imported generations only: the file's reward and verdict
+
 TOKENS_COLUMNS = TOKENS_SCHEMA.names
 GENERATIONS_COLUMNS = GENERATIONS_SCHEMA.names
+IMPORTED_COLUMNS = IMPORTED_SCHEMA.names
 
-def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str)->pa.Table:
+def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str,
+              optional:pa.Schema|None=None, # columns typed by this schema when the frame has them
+             )->pa.Table:
     "`df` (less any `model` column) as an Arrow table with `schema`, extra columns kept after it; no `sample` column: sample 0."
     if 'sample' not in df.columns: df = df.assign(sample=np.zeros(len(df), np.int64))
     missing = [c for c in schema.names if c not in df.columns]
     if missing: raise ValueError(f'{what} frame lacks columns {missing}')
     extra = [c for c in df.columns if c not in schema.names and c != 'model']
     df = df[schema.names + extra].reset_index(drop=True)
-    fields = list(schema) + [pa.Schema.from_pandas(df[extra], preserve_index=False).field(c) for c in extra]
+    typed = {f.name: f for f in (optional or [])}
+    fields = list(schema) + [typed[c] if c in typed else pa.Schema.from_pandas(df[[c]], preserve_index=False).field(c) for c in extra]
     return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
 
 # %% ../nbs/04_store.ipynb #73c94531
@@ -315,6 +321,12 @@ def require(self:RunStore, flag:str='--run_dir' # how the user named the directo
     if not self.exists: raise InputError(f'{flag} {self.dir}: not a run directory (no {MANIFEST_NAME})')
     return self
 
+# %% ../nbs/04_store.ipynb #095c23b5
+@patch(as_prop=True)
+def imported(self:RunStore)->dict|None:
+    "The record of the generations file an imported run scored (path, fingerprint, layout, counts), or None for a run the kit generated."
+    return (self.manifest.get('config') or {}).get('generations') if self.exists or self._manifest is not None else None
+
 # %% ../nbs/04_store.ipynb #b4d6f8a0
 def _model_diff(old:dict, new:dict)->list:
     "Differences between two entries of one checkpoint (its `path` may change while its `fingerprint` stays)."
@@ -346,6 +358,7 @@ def open(self:RunStore, config:dict, # what defines the run: `models` (grown) an
           settings:dict|None=None, # the invocation's settings (`RunConfig.to_dict()`), kept as the manifest's `run_config`
           prompts:list|None=None, # this invocation's `PromptRecord`s, added to the run's prompts
           invocation:dict|None=None, # more to record about this invocation (e.g. its data file)
+          units:list|None=None, # the (prompt_id, sample) pairs this invocation expects (default: every prompt × the configuration's num_samples)
          )->RunStore:
     "Create the run in `output_dir`, or resume or grow the run there; returns `self`."
     d = self.dir
@@ -387,7 +400,7 @@ def open(self:RunStore, config:dict, # what defines the run: `models` (grown) an
         self._save_manifest()
     self._recover()
     if self.shard is None:
-        if prompts is not None: self._expect([p.prompt_id for p in prompts], _config_models(config))
+        if prompts is not None: self._expect([p.prompt_id for p in prompts], _config_models(config), units)
         self.refresh_progress()
     return self
 
@@ -454,7 +467,7 @@ def write_batch(self:RunStore, model:str, # the checkpoint's name (the `model=` 
     "Commit one batch: tokens part, then generations part (the commit record), then the manifest; returns the part number."
     if self._manifest is None: raise RuntimeError('call open(config) before write_batch')
     _check_model_name(model)
-    gt = _to_table(generations_df, GENERATIONS_SCHEMA, 'generations')
+    gt = _to_table(generations_df, GENERATIONS_SCHEMA, 'generations', IMPORTED_SCHEMA)
     tt = _to_table(tokens_df, TOKENS_SCHEMA, 'tokens')
     ids = _units(gt)
     done = self._done.setdefault(model, set())
@@ -585,10 +598,11 @@ def _order_key(self:RunStore, models)->dict:
 @patch
 def read_generations(self:RunStore, models:list[str]|None=None # names (in this order); None for all, in run order
                      )->pd.DataFrame:
-    "The committed generations, one row per (model, prompt), sorted by (model order, prompt_index)."
+    "The committed generations, one row per (model, prompt), sorted by (model order, prompt_index); an imported run's with `IMPORTED_COLUMNS`."
     key = self._order_key(models)
     files = [f for m, f in self._all_gen_parts() if m in key]
-    g = _read(self.generations_dir, GENERATIONS_SCHEMA, files, None)
+    schema = pa.schema(list(GENERATIONS_SCHEMA) + list(IMPORTED_SCHEMA)) if self.imported else GENERATIONS_SCHEMA
+    g = _read(self.generations_dir, schema, files, None)
     g = self._only_prompts(g)
     g['_m'] = g['model'].map(key)
     return (g.sort_values(['_m', 'prompt_index', 'prompt_id', 'sample'], kind='stable')
@@ -672,10 +686,11 @@ def _merge_prompts(self:RunStore, new:pd.DataFrame, # this invocation's prompts 
 @patch
 def _expect(self:RunStore, prompt_ids:list, # the invocation's prompts
             models:list, # the invocation's checkpoints
+            units:list|None=None, # the (prompt_id, sample) pairs expected (default: every prompt × num_samples)
            ):
-    "Mark each of `models` that has not committed every sample of every one of `prompt_ids` as incomplete."
+    "Mark each of `models` that has not committed every sample of every one of `prompt_ids` (or every one of `units`) as incomplete."
     n = (self.manifest.get('config') or {}).get('num_samples', 1)
-    need = {(p, s) for p in prompt_ids for s in range(n)}
+    need = {(p, s) for p in prompt_ids for s in range(n)} if units is None else set(map(tuple, units))
     for m in models:
         if not need <= self.done_units(m):
             self._manifest['progress'].setdefault(m, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})['complete'] = False
