@@ -13,6 +13,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from . import report_tables as R
+from .stats import MIN_N, BEYOND
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ def _ckpt_axis(ax, order:Sequence[str], steps:dict|None=None, labels:Sequence[st
 
 def _empty(ax, what:str='no data'):
     ax.text(0.5, 0.5, what, ha='center', va='center', transform=ax.transAxes)
+
+def _too_few(ax, x:float, n:int, y:float=0.0):
+    "In place of a bar or point that cannot be estimated: 'n = k, too few' standing at (x, y) in data coordinates."
+    ax.annotate(f'n = {int(n)}\ntoo few', (x, y), ha='center', va='bottom', fontsize='x-small', color='grey', rotation=90)
 
 # %% ../nbs/06_report_figures.ipynb #6eff1695
 def fig_entropy_hist_log(tokens:pd.DataFrame, # tokens table
@@ -223,9 +228,9 @@ def fig_accuracy(results:pd.DataFrame, # prompt results (model, correct)
     ax.set_ylim(0, 1); ax.set_ylabel('accuracy (\\boxed{} matches the reference)')
     if is_step:  # steps may sit close together: the counts go upright inside the plot, not side by side under it
         _ckpt_axis(ax, order, steps, [str(int(v)) for v in x])
-        for xi, hi, k, n in zip(x, a.ci_high.fillna(0), a.n_correct, a.n_scored):  # above the interval, inside the axes
+        for xi, hi, k, n in zip(x, a.ci_high.fillna(0), a.n_correct, a.n):  # above the interval, inside the axes
             ax.annotate(f'{k}/{n}', (xi, min(hi + 0.03, 0.75)), ha='center', va='bottom', rotation=90, fontsize='small')
-    else: _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n_scored)])
+    else: _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n)])
     ax.set_title('Answer accuracy')
     return fig
 
@@ -234,16 +239,18 @@ def fig_entropy_by_correctness(results:pd.DataFrame, # prompt results (model, co
                                models:Sequence[str]|None=None, # checkpoint order
                                steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                               )->Figure:
-    "Grouped bars per checkpoint: mean per-answer entropy of correct and of incorrect answers, with 95% intervals."
+    "Grouped bars per checkpoint: mean per-answer entropy of correct and of incorrect answers, with 95% t intervals and n; too few prompts: a note."
     order = R.model_order(results, models)
     t = R.entropy_by_correctness(results, order)
     fig, ax = _fig(w=max(6, 1.0 * len(order) + 2), h=4)
     x, unit, _ = _ckpt_x(order, steps)
     for j, (ok, lab, c) in enumerate(((True, 'correct', 'tab:green'), (False, 'incorrect', 'tab:red'))):
-        g = t[t.correct == ok].set_index('model').reindex(order)
-        err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)
-        ax.bar(x + (j - 0.5) * 0.4 * unit, g.entropy_mean.fillna(0), 0.4 * unit, yerr=np.nan_to_num(err),
-               capsize=2, color=c, label=lab)
+        g = t[t.correct == ok].set_index('model').reindex(order); g['n_prompts'] = g.n_prompts.fillna(0)
+        xs = x + (j - 0.5) * 0.4 * unit; big = (g.n_prompts >= MIN_N).to_numpy()
+        err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)[:, big]
+        bars = ax.bar(xs[big], g.entropy_mean[big], 0.4 * unit, yerr=err, capsize=2, color=c, label=lab)
+        ax.bar_label(bars, [f'n={int(n)}' for n in g.n_prompts[big]], fontsize='xx-small', padding=2)
+        for xi, n in zip(xs[~big], g.n_prompts[~big]): _too_few(ax, xi, n)
     _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy per answer (nats)'); ax.legend(fontsize='small')
     ax.set_title('Entropy of correct vs incorrect answers')
     return fig
@@ -270,16 +277,20 @@ def fig_distances(tokens:pd.DataFrame, # tokens table
                   models:Sequence[str]|None=None, # checkpoint order
                   steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                  )->Figure:
-    "Wasserstein-1 (left) and Kolmogorov–Smirnov (right) distances of entropy distributions: consecutive and vs the first checkpoint."
+    "Wasserstein-1 (left) and Kolmogorov–Smirnov (right) distances of entropy distributions, consecutive and vs the first, over their noise floors."
     order = R.model_order(tokens, models)
     d = R.distribution_distances(tokens, order)
     fig, axes = _fig(1, 2, w=10, h=4)
     pos = dict(zip(order, _ckpt_x(order, steps)[0]))
     for ax, col, lab in zip(axes, ('wasserstein', 'ks'), ('Wasserstein-1 (nats)', 'Kolmogorov–Smirnov D')):
-        for comp, st in (('consecutive', 'o-'), ('vs_first', 's--')):
-            g = d[d.comparison == comp]
-            ax.plot([pos[m] for m in g.model], g[col], st, label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
-        _ckpt_axis(ax, order, steps); ax.set_ylabel(lab); ax.set_ylim(bottom=0); ax.legend(fontsize='small')
+        for comp, st, c in (('consecutive', 'o-', 'tab:blue'), ('vs_first', 's--', 'tab:orange')):
+            g = d[d.comparison == comp]; xs = np.array([pos[m] for m in g.model], float); y = g[col].to_numpy(float)
+            ax.plot(xs, y, st, color=c, mfc='white', label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
+            ax.fill_between(xs, 0, g[f'{col}_floor'].to_numpy(float), color=c, alpha=0.15, lw=0)
+            hit = (g.verdict == BEYOND).to_numpy(bool)
+            ax.scatter(xs[hit], y[hit], color=c, marker=st[0], zorder=3)
+        _ckpt_axis(ax, order, steps, pad=True); ax.set_ylabel(lab); ax.set_ylim(bottom=0)
+        ax.legend(fontsize='small', title='band: noise floor (95%)\nfilled: beyond chance', title_fontsize='x-small')
     if not len(d): _empty(axes[0], 'one checkpoint: nothing to compare')
     axes[0].set_title('Earth-mover distance'); axes[1].set_title('Largest CDF gap')
     return fig
@@ -287,22 +298,22 @@ def fig_distances(tokens:pd.DataFrame, # tokens table
 # %% ../nbs/06_report_figures.ipynb #aef2e98d
 def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean)
                            models:Sequence[str]|None=None, # checkpoint order
-                           n_boot:int=2000, # bootstrap resamples
-                           seed:int=0, # bootstrap seed
                            steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                           )->Figure:
-    "Mean per-prompt entropy difference (checkpoint − first) with bootstrap 95% intervals, one point per checkpoint."
+    "Mean per-prompt entropy difference (checkpoint − first) with Hall's 95% intervals and n; filled: beyond chance (Holm); too few prompts: a note."
     order = R.model_order(results, models); colors = checkpoint_colors(order)
-    p = R.paired_differences(results, order, n_boot=n_boot, seed=seed)
+    p = R.paired_differences(results, order)
     fig, ax = _fig(w=max(5, 0.8 * len(order) + 2), h=4)
     ax.axhline(0, color='grey', lw=1)
     x = dict(zip(order, _ckpt_x(order, steps)[0]))
     for r in p.itertuples():
+        if r.n_prompts < MIN_N: _too_few(ax, x[r.model], r.n_prompts); continue
         ax.errorbar([x[r.model]], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
-                    color=colors[r.model], capsize=4)
+                    color=colors[r.model], mfc=colors[r.model] if r.verdict == BEYOND else 'white', capsize=4)
+        ax.annotate(f'n={r.n_prompts}', (x[r.model], r.ci_high), xytext=(0, 3), textcoords='offset points', ha='center', fontsize='x-small')
     _ckpt_axis(ax, order, steps, pad=True)
     ax.set_ylabel(f'mean entropy − {order[0]} (nats, per prompt)')
-    ax.set_title('Paired change in mean entropy per prompt (95% CI)')
+    ax.set_title('Paired change in mean entropy per prompt (95% CI; filled: beyond chance, Holm)')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #f8c1b2c3
@@ -341,23 +352,27 @@ def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, 
     "Left: overlap of top-entropy positions with the first checkpoint's; right: mean entropy change by the first's entropy percentile bin."
     order = R.model_order(scored, models); colors = checkpoint_colors(order)
     o = R.aligned_top_overlap(scored, order, q=q)
-    c = R.aligned_change_by_decile(scored, order, n_bins=n_bins)
+    c = R.aligned_change_by_percentile(scored, order, n_bins=n_bins)
     fig, (a, b) = _fig(1, 2, w=11, h=4.2)
     x = _ckpt_x(order, steps)[0][1:]
-    a.plot(x, o.overlap, 'o-', color='tab:blue', label='overlap')
-    a.plot(x, o.chance, ':', color='grey', label='chance')
+    a.plot(x, o.overlap, 'o-', color='tab:blue', mfc='white', label='overlap (filled: beyond chance)')
+    a.plot(x, o.chance, ':', color='grey', label='chance (shuffled within prompts)')
+    a.fill_between(x, 0, o.floor.to_numpy(float), color='grey', alpha=0.2, lw=0, label='95% floor')
+    hit = (o.verdict == BEYOND).to_numpy(bool); a.scatter(x[hit], o.overlap.to_numpy(float)[hit], color='tab:blue', zorder=3)
     a.set_ylim(0, 1.05); a.set_ylabel(f'share of {order[0]} top-{round((1 - q) * 100)}% positions kept')
     _ckpt_axis(a, order, steps, pad=True); a.legend(fontsize='small')
     a.set_title('Do uncertain positions stay uncertain?')
     b.axhline(0, color='grey', lw=1)
     for m, g in c.groupby('model', sort=False):
-        b.plot(g['bin'], g.delta_mean, 'o-', color=colors[m], ms=3, label=m)
-        b.fill_between(g['bin'], g.ci_low, g.ci_high, color=colors[m], alpha=0.15, lw=0)
+        b.plot(g['bin'], g.delta_corrected, 'o-', color=colors[m], ms=3, mfc='white', label=f'{m}, regression-corrected')
+        b.fill_between(g['bin'].to_numpy(float), g.corrected_ci_low.to_numpy(float), g.corrected_ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
+        hit = (g.verdict == BEYOND).to_numpy(bool); b.scatter(g['bin'].to_numpy(float)[hit], g.delta_corrected.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
+        b.plot(g['bin'], g.delta, ':', color=colors[m], lw=1, label=f'{m}, raw (includes regression to the mean)')
     b.set_xlabel(f'percentile bin of {order[0]} entropy (1 = lowest of {n_bins})')
-    b.set_ylabel(f'mean entropy change vs {order[0]} (nats)')
+    b.set_ylabel(f'entropy change vs {order[0]} (nats)')
     if len(c): b.legend(fontsize='small')
     else: _empty(b, 'one checkpoint: nothing to compare')
-    b.set_title('Where entropy changed')
+    b.set_title('Where entropy changed (filled: beyond chance and regression)')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #2582a93f
@@ -375,6 +390,6 @@ FIGURE_ANALYSES = {
     'fig_distances': ['distribution_distances'],
     'fig_paired_differences': ['paired_differences'],
     'fig_pass_at_k': ['pass_at_k_table', 'majority_vote'],
-    'fig_aligned': ['aligned_top_overlap', 'aligned_change_by_decile'],
+    'fig_aligned': ['aligned_top_overlap', 'aligned_change_by_percentile'],
 }
 READ_ME = {f: ' '.join(R.READ_ME[k] for k in ks) for f, ks in FIGURE_ANALYSES.items()}

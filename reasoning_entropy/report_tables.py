@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 from fastcore.meta import delegates
 from .grading import pass_at_k, pass_ks
+from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, t_halfwidth, t_interval, hall_interval, wilson_interval,
+                                     mean01_interval, ratio_interval, holm, verdict, distance_null, overlap_null, change_by_percentile,
+                                     wasserstein1, ks_distance)
 
 
 log = logging.getLogger(__name__)
@@ -22,10 +25,10 @@ QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # the quantiles
 __all__ = ['log', 'QUANTILES', 'SEGMENTS', 'READ_ME', 'model_order', 'step_axis', 'with_steps', 'entropy_summary', 'log_bins',
            'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position',
            'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
-           'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'wasserstein1', 'ks_distance',
-           'distribution_distances', 'bootstrap_mean_ci', 'paired_differences', 'pass_at_k_table', 'majority_vote',
-           'sample_entropy_spread', 'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_decile',
-           'aligned_groups', 'sequences_label', 'groups_table', 'by_group']
+           'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'distribution_distances',
+           'paired_differences', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
+           'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'aligned_groups',
+           'sequences_label', 'groups_table', 'by_group']
 
 # %% ../nbs/05_report_tables.ipynb #87de5f7b
 def model_order(df:pd.DataFrame, # any frame with a `model` column
@@ -63,15 +66,6 @@ def _per_model(tokens:pd.DataFrame, models:Sequence[str]|None, fn)->pd.DataFrame
     order, groups = _by_model(tokens, models)
     return pd.DataFrame([dict(model=m, **fn(_values(groups[m]['entropy']))) for m in order])
 
-def _mean_ci(x:np.ndarray, z:float=1.96):
-    "(n, mean, low, high): the mean with a normal-approximation 95% interval (NaN band for n < 2)."
-    x = np.asarray(x, float); n = len(x)
-    if n == 0: return 0, np.nan, np.nan, np.nan
-    m = x.mean()
-    if n < 2: return n, m, np.nan, np.nan
-    h = z * x.std(ddof=1) / math.sqrt(n)
-    return n, m, m - h, m + h
-
 # %% ../nbs/05_report_tables.ipynb #2b8d4fa1
 def step_axis(models:Sequence[str], # checkpoints in order
               steps:dict|None=None, # {model: training step or None}
@@ -93,17 +87,6 @@ def with_steps(df:pd.DataFrame, # a table with a `model` column (others are retu
     out.insert(out.columns.get_loc('model') + 1, col, get('model'))
     if 'ref_model' in out.columns: out.insert(out.columns.get_loc('ref_model') + 1, f'ref_{col}', get('ref_model'))
     return out
-
-# %% ../nbs/05_report_tables.ipynb #f1238c59
-def _cluster_ci(sums:np.ndarray, counts:np.ndarray, z:float=1.96):
-    "(mean, low, high): token-level mean of clusters with sums `sums` and sizes `counts`, cluster-robust interval."
-    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
-    N, G = counts.sum(), len(counts)
-    if N == 0: return np.nan, np.nan, np.nan
-    m = sums.sum() / N
-    if G < 2: return m, np.nan, np.nan
-    se = math.sqrt(G / (G - 1) * np.sum((sums - m * counts) ** 2)) / N
-    return m, m - z * se, m + z * se
 
 # %% ../nbs/05_report_tables.ipynb #abe3c97f
 def entropy_summary(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
@@ -168,10 +151,10 @@ def percentile_thresholds(tokens:pd.DataFrame, # tokens table
                           q:float=0.8, # the percentile, as a fraction
                           models:Sequence[str]|None=None, # checkpoint order
                          )->pd.DataFrame:
-    "Per checkpoint: the q-quantile of token entropy (`threshold`) and the share of tokens above it."
+    "Per checkpoint: n_tokens, the q-quantile of token entropy (`threshold`) and the share of tokens above it."
     def above(x):
         t = float(np.quantile(x, q)) if len(x) else np.nan
-        return dict(q=q, threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan)
+        return dict(q=q, n_tokens=len(x), threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan)
     return _per_model(tokens, models, above)
 
 # %% ../nbs/05_report_tables.ipynb #ce0553fa
@@ -180,7 +163,7 @@ def entropy_by_step(tokens:pd.DataFrame, # tokens table
                     max_step:int|None=None, # drop steps beyond this
                     min_count:int=1, # drop (model, step) cells with fewer prompts
                    )->pd.DataFrame:
-    "Per checkpoint and step: n prompts, mean entropy and a 95% normal interval (ci_low, ci_high) over prompts (a prompt's samples averaged first)."
+    "Per checkpoint and step: n prompts, mean entropy and a 95% Student-t interval (ci_low, ci_high) over prompts (a prompt's samples averaged first)."
     order, groups = _by_model(tokens, models)
     out = []
     for m in order:
@@ -189,7 +172,7 @@ def entropy_by_step(tokens:pd.DataFrame, # tokens table
         if g.duplicated(['prompt_id', 'step']).any():  # several samples: each prompt's mean at the step
             g = g.groupby(['prompt_id', 'step'], sort=False)['entropy'].mean().reset_index()
         a = g.groupby('step')['entropy'].agg(['count', 'mean', 'std']).reset_index()
-        h = 1.96 * a['std'] / np.sqrt(a['count'])
+        h = t_halfwidth(a['std'].to_numpy(), a['count'].to_numpy())
         out.append(pd.DataFrame(dict(model=m, step=a.step.astype('int64'), n=a['count'], mean=a['mean'],
                                      ci_low=a['mean'] - h, ci_high=a['mean'] + h)))
     r = pd.concat(out, ignore_index=True)
@@ -211,9 +194,9 @@ def entropy_by_position(tokens:pd.DataFrame, # tokens table
         b = np.minimum((pos * n_bins).astype(int), n_bins - 1)
         c = g.assign(bin=b).groupby(['bin', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
         for k, cb in c.groupby('bin'):
-            mean, lo, hi = _cluster_ci(cb['sum'].to_numpy(), cb['count'].to_numpy())
-            out.append(dict(model=m, bin=int(k), position=(k + 0.5) / n_bins, n=int(cb['count'].sum()),
-                            n_prompts=len(cb), mean=mean, ci_low=lo, ci_high=hi))
+            r = ratio_interval(cb['sum'].to_numpy(), cb['count'].to_numpy())
+            out.append(dict(model=m, bin=int(k), position=(k + 0.5) / n_bins, n=r['n'],
+                            n_prompts=r['n_clusters'], mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
     return pd.DataFrame(out, columns=['model', 'bin', 'position', 'n', 'n_prompts', 'mean', 'ci_low', 'ci_high'])
 
 # %% ../nbs/05_report_tables.ipynb #80b99485
@@ -235,18 +218,20 @@ def token_ranking(tokens:pd.DataFrame, # tokens table
 # %% ../nbs/05_report_tables.ipynb #6dfd395d
 def forking_tokens(tokens:pd.DataFrame, # tokens table
                    models:Sequence[str]|None=None, # checkpoint order
-                   q:float=0.8, # entropy percentile above which a token is forking
+                   q:float=0.8, # entropy percentile above which a position is forking
                    top_n:int=50, # size of each checkpoint's forking set
+                   min_count:int=5, # only token strings seen at least this often (per checkpoint)
                    token_col:str='next_token', # the token-string column
                   )->pd.DataFrame:
-    "Per checkpoint, its `top_n` most often forking token strings: model, threshold, rank, token, n_forking, count, forking_rate."
+    "Per checkpoint, its `top_n` token strings of highest forking rate (seen ≥ min_count times): model, threshold, rank, token, n_forking, count, forking_rate."
     def forks(m, g):
         g = g[[token_col, 'entropy']].dropna()
         t = float(np.quantile(g['entropy'], q)) if len(g) else np.nan
         a = (g.assign(fork=g['entropy'] > t).groupby(token_col, sort=False)['fork'].agg(['sum', 'count'])
              .reset_index().rename(columns={token_col: 'token', 'sum': 'n_forking'}))
-        a = a[a.n_forking > 0].sort_values(['n_forking', 'token'], ascending=[False, True]).head(top_n)
-        return a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1), forking_rate=a.n_forking / a['count'])
+        a = a.assign(forking_rate=a.n_forking / a['count'])
+        a = a[(a['count'] >= min_count) & (a.n_forking > 0)].sort_values(['forking_rate', 'count', 'token'], ascending=[False, False, True]).head(top_n)
+        return a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1))
     cols = ['model', 'threshold', 'rank', 'token', 'n_forking', 'count', 'forking_rate']
     return _concat_per_model(tokens, models, forks, cols).astype({'n_forking': 'int64', 'count': 'int64'})
 
@@ -262,9 +247,9 @@ def jaccard(a, # a set (or iterable)
 @delegates(forking_tokens)
 def forking_overlap(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
-                    **kwargs # how forking sets are made: `forking_tokens`' q, top_n, token_col
+                    **kwargs # how forking sets are made: `forking_tokens`' q, top_n, min_count, token_col
                    )->pd.DataFrame:
-    "Per checkpoint: n_set, Jaccard overlap of its forking set with the previous (jaccard_prev) and first (jaccard_first) checkpoint's, n_new/n_lost vs previous."
+    "Per checkpoint: n_set, Jaccard overlap of its forking-rate set with the previous (jaccard_prev) and first (jaccard_first) checkpoint's, n_new/n_lost vs previous."
     order = model_order(tokens, models)
     ft = forking_tokens(tokens, order, **kwargs)
     sets = {m: set(ft.loc[ft.model == m, 'token']) for m in order}
@@ -317,20 +302,13 @@ def think_vs_answer(tokens:pd.DataFrame, # tokens table
         for sname in SEGMENTS:
             if (m, sname) not in medians.index: continue
             c = per_prompt.loc[(m, sname)]
-            mean, lo, hi = _cluster_ci(c['sum'].to_numpy(), c['count'].to_numpy())
-            rows.append(dict(model=m, segment=sname, n_generations=int(n_gen[(m, sname)]), n_tokens=int(c['count'].sum()),
-                             entropy_mean=mean, ci_low=lo, ci_high=hi, entropy_median=float(medians[(m, sname)])))
+            r = ratio_interval(c['sum'].to_numpy(), c['count'].to_numpy())
+            rows.append(dict(model=m, segment=sname, n_generations=int(n_gen[(m, sname)]), n_tokens=r['n'],
+                             entropy_mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high'], entropy_median=float(medians[(m, sname)])))
     return pd.DataFrame(rows, columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low',
                                        'ci_high', 'entropy_median'])
 
 # %% ../nbs/05_report_tables.ipynb #b221124a
-def _wilson(k:int, n:int, z:float=1.96):
-    "Wilson score 95% interval of k successes in n trials."
-    if n == 0: return np.nan, np.nan
-    p = k / n; d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d; h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return min(c - h, p), max(c + h, p)  # the interval holds p; float rounding must not push it out (p = 0 or 1)
-
 def _scored(results:pd.DataFrame)->pd.DataFrame:
     "Rows of the prompt results that have a verdict, `correct` as bool."
     r = results[results['correct'].notna()]
@@ -339,30 +317,29 @@ def _scored(results:pd.DataFrame)->pd.DataFrame:
 def accuracy_by_model(results:pd.DataFrame, # prompt results (model, prompt_id, correct, finished)
                       models:Sequence[str]|None=None, # checkpoint order
                      )->pd.DataFrame:
-    "Per checkpoint: n_prompts, n_scored (with a reference), n_correct, accuracy with Wilson 95% interval, finished_rate."
+    "Per checkpoint: n (prompts with a reference), n_correct, accuracy with Wilson 95% interval, n_prompts, finished_rate."
     order, groups = _by_model(results, models)
     rows = []
     for m in order:
         g = groups[m]; s = _scored(g); k, n = int(s['correct'].sum()), len(s)
-        lo, hi = _wilson(k, n)
-        rows.append(dict(model=m, n_prompts=len(g), n_scored=n, n_correct=k, accuracy=k / n if n else np.nan,
-                         ci_low=lo, ci_high=hi,
+        lo, hi = wilson_interval(k, n)
+        rows.append(dict(model=m, n=n, n_correct=k, accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi, n_prompts=len(g),
                          finished_rate=float(g['finished'].astype(bool).mean()) if 'finished' in g else np.nan))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=['model', 'n', 'n_correct', 'accuracy', 'ci_low', 'ci_high', 'n_prompts', 'finished_rate'])
 
 # %% ../nbs/05_report_tables.ipynb #83a63114
 def entropy_by_correctness(results:pd.DataFrame, # prompt results (model, correct, entropy_mean)
                            models:Sequence[str]|None=None, # checkpoint order
                            col:str='entropy_mean', # the per-prompt value
                           )->pd.DataFrame:
-    "Per checkpoint and verdict (correct True/False): n_prompts, mean of the prompts' mean entropy with a 95% interval."
+    "Per checkpoint and verdict (correct True/False): n_prompts, mean of the prompts' mean entropy with a 95% Student-t interval."
     order, groups = _by_model(results, models)
     rows = []
     for m in order:
         s = _scored(groups[m])
         for ok in (True, False):
-            n, mean, lo, hi = _mean_ci(_values(s.loc[s['correct'] == ok, col]))
-            rows.append(dict(model=m, correct=ok, n_prompts=n, entropy_mean=mean, ci_low=lo, ci_high=hi))
+            r = t_interval(_values(s.loc[s['correct'] == ok, col]))
+            rows.append(dict(model=m, correct=ok, n_prompts=r['n'], entropy_mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_report_tables.ipynb #b8a006ab
@@ -378,101 +355,56 @@ def entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tokens,
         rows.append(dict(model=m, checkpoint=i,
                          entropy_mean=float((g['entropy_mean'] * w).sum() / w.sum()) if w.sum() else np.nan,
                          prompt_entropy_mean=float(g['entropy_mean'].mean()),
-                         accuracy=acc.loc[m, 'accuracy'], n_scored=int(acc.loc[m, 'n_scored'])))
+                         accuracy=acc.loc[m, 'accuracy'], n_scored=int(acc.loc[m, 'n'])))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_report_tables.ipynb #a79420bf
-def _ecdfs(u, v):
-    "Sorted merged sample and both empirical CDFs evaluated at it."
-    u = np.sort(np.asarray(u, float)); v = np.sort(np.asarray(v, float))
-    u, v = u[np.isfinite(u)], v[np.isfinite(v)]
-    if not len(u) or not len(v): return None
-    x = np.concatenate([u, v]); x.sort()
-    return x, np.searchsorted(u, x, 'right') / len(u), np.searchsorted(v, x, 'right') / len(v)
-
-def wasserstein1(u, # one sample
-                 v, # another
-                )->float:
-    "Wasserstein-1 (earth mover's) distance between two empirical distributions; NaN if one is empty."
-    e = _ecdfs(u, v)
-    if e is None: return float('nan')
-    x, fu, fv = e
-    return float(np.sum(np.abs(fu[:-1] - fv[:-1]) * np.diff(x)))
-
-def ks_distance(u, # one sample
-                v, # another
-               )->float:
-    "Two-sample Kolmogorov–Smirnov statistic sup|F_u − F_v|; NaN if one is empty."
-    e = _ecdfs(u, v)
-    return float('nan') if e is None else float(np.max(np.abs(e[1] - e[2])))
-
 # %% ../nbs/05_report_tables.ipynb #81819ce9
-def distribution_distances(tokens:pd.DataFrame, # tokens table
+def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
                            models:Sequence[str]|None=None, # checkpoint order
                            col:str='entropy', # the value column
+                           n_perm:int=999, # permutations by prompt for the noise floor (≥ 20 × the table's 2 × rows tests, so Holm can reach 0.05)
+                           seed:int=0, # seed of the permutations
+                           level:float=0.95, # the floor's quantile of the null
                           )->pd.DataFrame:
-    "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, wasserstein, ks, n, n_ref."
+    "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), verdict."
     order, groups = _by_model(tokens, models)
-    x = {m: _values(groups[m][col]) for m in order}
-    rows = []
+    x = {m: groups[m][['prompt_id', col]].dropna() for m in order}
+    x = {m: (g[col].to_numpy(float), g['prompt_id'].astype(str).to_numpy()) for m, g in x.items()}
+    cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
+            'ks', 'ks_floor', 'ks_p', 'p_adj', 'verdict']
+    rows, done = [], {}
     for i, m in enumerate(order[1:], 1):
         for comp, ref in (('consecutive', order[i - 1]), ('vs_first', order[0])):
-            rows.append(dict(model=m, comparison=comp, ref_model=ref, wasserstein=wasserstein1(x[m], x[ref]),
-                             ks=ks_distance(x[m], x[ref]), n=len(x[m]), n_ref=len(x[ref])))
-    return pd.DataFrame(rows, columns=['model', 'comparison', 'ref_model', 'wasserstein', 'ks', 'n', 'n_ref'])
-
-# %% ../nbs/05_report_tables.ipynb #25b3a07b
-def bootstrap_mean_ci(x, # sample (NaNs dropped)
-                      n_boot:int=2000, # resamples
-                      ci:float=0.95, # coverage
-                      seed:int=0, # seed of the numpy Generator
-                      max_cells:int=4_000_000, # resample matrix cells per chunk (memory bound)
-                     )->tuple[float, float]:
-    "Percentile-bootstrap interval (low, high) of the mean, vectorised in chunks of resamples."
-    x = np.asarray(x, float); x = x[np.isfinite(x)]; n = len(x)
-    if n == 0: return (float('nan'), float('nan'))
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot); step = max(1, max_cells // n)
-    for s in range(0, n_boot, step):
-        k = min(step, n_boot - s)
-        means[s:s + k] = x[rng.integers(0, n, size=(k, n))].mean(1)
-    a = (1 - ci) / 2
-    lo, hi = np.quantile(means, [a, 1 - a])
-    return float(lo), float(hi)
+            if (m, ref) not in done: done[m, ref] = distance_null(x[m][0], x[m][1], x[ref][0], x[ref][1], n_perm=n_perm, level=level, seed=seed, grid=1024)
+            rows.append(dict(model=m, comparison=comp, ref_model=ref, n=len(x[m][0]), n_ref=len(x[ref][0]), **done[m, ref]))
+    t = pd.DataFrame(rows, columns=cols)
+    pairs = list(done)                          # each pair once (the second checkpoint's two rows are one comparison)
+    adj = holm([done[k][c] for c in ('wasserstein_p', 'ks_p') for k in pairs])
+    p_adj = {k: np.fmin(adj[i], adj[len(pairs) + i]) for i, k in enumerate(pairs)}
+    t['p_adj'] = np.array([p_adj[k] for k in zip(t.model, t.ref_model)], float)
+    t['verdict'] = verdict(t['p_adj'].to_numpy(float))
+    return t
 
 # %% ../nbs/05_report_tables.ipynb #aa89e2ed
 def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean)
                        models:Sequence[str]|None=None, # checkpoint order
                        col:str='entropy_mean', # the per-prompt value
-                       n_boot:int=2000, # bootstrap resamples
-                       seed:int=0, # bootstrap seed
                        ci:float=0.95, # coverage
                       )->pd.DataFrame:
-    "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first), ci_low, ci_high, median_diff, share_lower."
+    "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first) with Hall's interval, p, p_adj (Holm), verdict, median_diff, share_lower."
     order = model_order(results, models)
     w = results[results['model'].astype(str).isin(order)].assign(model=lambda d: d['model'].astype(str))
     w = w.pivot_table(index='prompt_id', columns='model', values=col, aggfunc='mean')
+    cols = ['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'p', 'p_adj', 'verdict', 'median_diff', 'share_lower']
     rows = []
     for m in order[1:]:
-        d = (w[m] - w[order[0]]).dropna().to_numpy()
-        lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, ci=ci, seed=seed)
-        rows.append(dict(model=m, ref_model=order[0], n_prompts=len(d), mean_diff=d.mean() if len(d) else np.nan,
-                         ci_low=lo, ci_high=hi, median_diff=np.median(d) if len(d) else np.nan,
-                         share_lower=float((d < 0).mean()) if len(d) else np.nan))
-    return pd.DataFrame(rows, columns=['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high',
-                                       'median_diff', 'share_lower'])
-
-# %% ../nbs/05_report_tables.ipynb #e1a2b3c4
-def _mean01_ci(x, # per-prompt values in [0, 1]
-               z:float=1.96, # the normal quantile of the coverage
-              )->tuple[float, float]:
-    "(low, high): Wilson score interval for the mean of values in [0, 1] at the effective sample size x̄(1−x̄)/var(x̄); NaN under 2 values."
-    x = np.asarray(x, float); x = x[np.isfinite(x)]; n = len(x)
-    if n < 2: return np.nan, np.nan
-    m, v = x.mean(), x.var(ddof=1) / n
-    n_eff = m * (1 - m) / v if v > 1e-12 * m * (1 - m) else n  # equal values: as many Bernoulli prompts as there are
-    lo, hi = _wilson(m * n_eff, n_eff, z)
-    return min(lo, m), max(hi, m)
+        d = (w[m] - w[order[0]]).dropna().to_numpy() if m in w and order[0] in w else np.array([])
+        h = hall_interval(d, ci)
+        rows.append(dict(model=m, ref_model=order[0], n_prompts=len(d), mean_diff=h['mean'], ci_low=h['ci_low'], ci_high=h['ci_high'], p=h['p'],
+                         median_diff=np.median(d) if len(d) else np.nan, share_lower=float((d < 0).mean()) if len(d) else np.nan))
+    t = pd.DataFrame(rows, columns=cols)
+    t['p_adj'] = holm(t['p'].to_numpy(float)); t['verdict'] = verdict(t['p_adj'].to_numpy(float))
+    return t
 
 # %% ../nbs/05_report_tables.ipynb #e4a5b6c7
 def _samples_correct(results:pd.DataFrame)->tuple:
@@ -492,7 +424,7 @@ def pass_at_k_table(results:pd.DataFrame, # prompt results (model, prompt_id, n_
         n, c, has = _samples_correct(groups[m])
         for k in (ks or pass_ks(n.max() if len(n) else 1)):
             x = [pass_at_k(int(a), int(b), k) for a, b in zip(n[has & (n >= k)], c[has & (n >= k)])]
-            lo, hi = _mean01_ci(x)
+            r = mean01_interval(x); lo, hi = r['ci_low'], r['ci_high']
             rows.append(dict(model=m, k=int(k), n_samples=int(n.max()) if len(n) else 0, n_prompts=len(x),
                              pass_at_k=float(np.mean(x)) if x else np.nan, ci_low=lo, ci_high=hi))
     return pd.DataFrame(rows, columns=['model', 'k', 'n_samples', 'n_prompts', 'pass_at_k', 'ci_low', 'ci_high'])
@@ -507,7 +439,7 @@ def majority_vote(results:pd.DataFrame, # prompt results (model, prompt_id, corr
     for m in order:
         g = groups[m]; s = _scored(g); k, n = int(s['correct'].sum()), len(s)
         ns, nc, has = _samples_correct(g)
-        lo, hi = _wilson(k, n)
+        lo, hi = wilson_interval(k, n)
         full = has & (ns == (ns.max() if len(ns) else 0))
         rows.append(dict(model=m, n_samples=int(ns.max()) if len(ns) else 0, n_scored=n, n_correct=k,
                          majority_accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi,
@@ -520,8 +452,6 @@ def majority_vote(results:pd.DataFrame, # prompt results (model, prompt_id, corr
 def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean)
                           models:Sequence[str]|None=None, # checkpoint order
                           col:str='entropy_mean', # the per-sample value
-                          n_boot:int=2000, # bootstrap resamples
-                          seed:int=0, # bootstrap seed
                          )->pd.DataFrame:
     "Per checkpoint: n_prompts (≥ 2 samples), n_samples, within_sd (pooled within-prompt SD of per-sample mean entropy) with 95% interval, between_sd, within_share."
     order, groups = _by_model(samples, models)
@@ -532,7 +462,7 @@ def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, pro
         k = by.transform('size'); g = g[k >= 2]
         by = g.groupby('prompt_id', sort=False)[col]
         var = by.var(ddof=1).to_numpy()
-        lo, hi = bootstrap_mean_ci(var, n_boot=n_boot, seed=seed) if len(var) >= 2 else (np.nan, np.nan)
+        h = hall_interval(var); lo, hi = max(h['ci_low'], 0.0), h['ci_high']
         ss_within, ss_total = float(((g[col] - by.transform('mean')) ** 2).sum()), float(((g[col] - g[col].mean()) ** 2).sum())
         rows.append(dict(model=m, n_prompts=len(var), n_samples=int(by.size().max()) if len(var) else 0,
                          within_sd=math.sqrt(var.mean()) if len(var) else np.nan, ci_low=math.sqrt(lo) if np.isfinite(lo) else np.nan,
@@ -545,21 +475,22 @@ def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, pro
 def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean, correct)
                                  models:Sequence[str]|None=None, # checkpoint order
                                  col:str='entropy_mean', # the per-sample value
-                                 n_boot:int=2000, # bootstrap resamples
-                                 seed:int=0, # bootstrap seed
                                 )->pd.DataFrame:
-    "Per checkpoint, over prompts with right and wrong samples: n_prompts, entropy_correct, entropy_incorrect, mean_diff (wrong − right) with bootstrap 95% interval, share_higher."
+    "Per checkpoint, over prompts with right and wrong samples: n_prompts, entropy_correct, entropy_incorrect, mean_diff (wrong − right) with Hall's 95% interval, p, p_adj (Holm), verdict, share_higher."
     order, groups = _by_model(samples, models)
     rows = []
     for m in order:
         s = _scored(groups[m]).dropna(subset=[col])
         w = s.pivot_table(index='prompt_id', columns='correct', values=col, aggfunc='mean').reindex(columns=[True, False]).dropna()
         d = (w[False] - w[True]).to_numpy()
-        lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, seed=seed) if len(d) >= 2 else (np.nan, np.nan)
+        h = hall_interval(d)
         rows.append(dict(model=m, n_prompts=len(d), entropy_correct=float(w[True].mean()) if len(d) else np.nan,
-                         entropy_incorrect=float(w[False].mean()) if len(d) else np.nan, mean_diff=float(d.mean()) if len(d) else np.nan,
-                         ci_low=lo, ci_high=hi, share_higher=float((d > 0).mean()) if len(d) else np.nan))
-    return pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'share_higher'])
+                         entropy_incorrect=float(w[False].mean()) if len(d) else np.nan, mean_diff=h['mean'],
+                         ci_low=h['ci_low'], ci_high=h['ci_high'], p=h['p'], share_higher=float((d > 0).mean()) if len(d) else np.nan))
+    t = pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'p',
+                                    'p_adj', 'verdict', 'share_higher'])
+    t['p_adj'] = holm(t['p'].to_numpy(float)); t['verdict'] = verdict(t['p_adj'].to_numpy(float))
+    return t
 
 # %% ../nbs/05_report_tables.ipynb #434fab1f
 def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
@@ -575,39 +506,48 @@ def _against_first(scored:pd.DataFrame, models:Sequence[str]|None)->list:
     order, w = _aligned(scored, models)
     return [(order[0], m, w[[order[0], m]].dropna()) for m in order[1:]]
 
+def _prompts(p:pd.DataFrame)->np.ndarray:
+    "The prompt of each aligned position (the cluster of every interval and null)."
+    return p.index.get_level_values('prompt_id').astype(str).to_numpy()
+
+def _adjusted(t:pd.DataFrame)->pd.DataFrame:
+    "`t` with p_adj (Holm over all its rows) and verdict filled from its `p`."
+    return t.assign(p_adj=holm(t['p'].to_numpy(float)), verdict=verdict(holm(t['p'].to_numpy(float))))
+
 def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
                         models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                         q:float=0.8, # top positions = entropy above this percentile (per checkpoint)
+                        n_perm:int=999, # null draws (positions shuffled within prompts)
+                        seed:int=0, # seed of the null
+                        level:float=0.95, # the floor's quantile of the null
                        )->pd.DataFrame:
-    "Per checkpoint after the first: n_positions, n_top_ref, n_top_both, overlap (share of the first's top positions also top in k), chance."
+    "Per checkpoint after the first: n_positions, n_prompts, n_top_ref, n_top_both, overlap, chance, floor, p, p_adj (Holm), verdict."
     def overlap(ref, m, p):
-        top_r = p[ref] > np.quantile(p[ref], q) if len(p) else p[ref] > 0
-        top_k = p[m] > np.quantile(p[m], q) if len(p) else p[m] > 0
-        nr = int(top_r.sum())
-        return dict(model=m, ref_model=ref, n_positions=len(p), n_top_ref=nr, n_top_both=int((top_r & top_k).sum()),
-                    overlap=(top_r & top_k).sum() / nr if nr else np.nan, chance=float(top_k.mean()) if len(p) else np.nan)
-    return pd.DataFrame([overlap(*x) for x in _against_first(scored, models)],
-                        columns=['model', 'ref_model', 'n_positions', 'n_top_ref', 'n_top_both', 'overlap', 'chance'])
+        top_r = p[ref].to_numpy() > (np.quantile(p[ref], q) if len(p) else 0)
+        top_k = p[m].to_numpy() > (np.quantile(p[m], q) if len(p) else 0)
+        o = overlap_null(top_r, top_k, _prompts(p), n_perm=n_perm, level=level, seed=seed)
+        return dict(model=m, ref_model=ref, n_positions=len(p), n_prompts=o['n_prompts'], n_top_ref=o['n_top'], n_top_both=int((top_r & top_k).sum()),
+                    overlap=o['overlap'], chance=o['chance'], floor=o['floor'], p=o['p'])
+    cols = ['model', 'ref_model', 'n_positions', 'n_prompts', 'n_top_ref', 'n_top_both', 'overlap', 'chance', 'floor', 'p', 'p_adj', 'verdict']
+    return _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(scored, models)], columns=cols))
 
 # %% ../nbs/05_report_tables.ipynb #ab326747
-def aligned_change_by_decile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
-                             models:Sequence[str]|None=None, # checkpoint order; the first is the reference
-                             n_bins:int=10, # percentile bins of the first checkpoint's entropy
-                            )->pd.DataFrame:
-    "Per checkpoint after the first and bin of the first's entropy percentile: n, ref_entropy_mean, entropy_mean, delta_mean (k − first) with 95% interval."
+def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
+                                 models:Sequence[str]|None=None, # checkpoint order; the first is the reference
+                                 n_bins:int=10, # percentile bins of the first checkpoint's entropy
+                                 level:float=0.95, # coverage
+                                 n_boot:int=200, # bootstrap replicates over prompts
+                                 seed:int=0, # seed
+                                )->pd.DataFrame:
+    "Per checkpoint after the first and percentile bin of the first's entropy: n, n_prompts, means, delta (k − first) and delta_corrected (regression-corrected), each with its interval, p, p_adj (Holm), verdict."
+    cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high',
+            'delta_corrected', 'corrected_ci_low', 'corrected_ci_high', 'p', 'p_adj', 'verdict']
     out = []
     for ref, m, p in _against_first(scored, models):
-        n = len(p)
-        b = (p[ref].rank(method='first').to_numpy() - 1) * n_bins // max(n, 1) + 1
-        d = (p[m] - p[ref]).to_numpy()
-        for k in range(1, n_bins + 1):
-            sel = b == k
-            cnt, mean, lo, hi = _mean_ci(d[sel])
-            if not cnt: continue
-            out.append(dict(model=m, ref_model=ref, bin=k, n=cnt, ref_entropy_mean=float(p[ref].to_numpy()[sel].mean()),
-                            entropy_mean=float(p[m].to_numpy()[sel].mean()), delta_mean=mean, ci_low=lo, ci_high=hi))
-    return pd.DataFrame(out, columns=['model', 'ref_model', 'bin', 'n', 'ref_entropy_mean', 'entropy_mean',
-                                      'delta_mean', 'ci_low', 'ci_high'])
+        r = pd.DataFrame(change_by_percentile(p[ref].to_numpy(), p[m].to_numpy(), _prompts(p), n_bins, level, n_boot, seed))
+        out.append(r[r.n > 0].rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=ref))
+    t = pd.concat(out, ignore_index=True).reindex(columns=cols) if out else pd.DataFrame(columns=cols)
+    return _adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}))
 
 # %% ../nbs/05_report_tables.ipynb #ad6f2b79
 def aligned_groups(state:dict, # a scoring state (`RunStore.scoring_state()`)
@@ -657,21 +597,21 @@ READ_ME = {
     'entropy_histograms': "Each line is one checkpoint's share of tokens per log-spaced entropy bin (zero entropy clipped into the first bin); mass moving left means more tokens generated with near certainty.",
     'share_below': "The share of tokens generated with entropy below 0.01 nats, i.e. near-deterministically; a rise across checkpoints means the model is sure of more of what it writes.",
     'percentile_thresholds': "The entropy above which a checkpoint's top 20% ('forking') tokens lie; a falling threshold means even its most uncertain tokens became less uncertain.",
-    'entropy_by_step': "Mean entropy at each generation step with a 95% band over prompts; late steps average fewer, longer generations, so read the tail with its width in mind.",
-    'entropy_by_position': "Mean entropy by relative position in the generation (0 = start, 1 = end) with a 95% band over generations; it shows where in a reasoning chain each checkpoint hesitates.",
+    'entropy_by_step': "Mean entropy at each generation step with a 95% Student-t band over prompts (n = prompts reaching the step); late steps average fewer, longer generations, so read the tail with its width in mind.",
+    'entropy_by_position': "Mean entropy by relative position in the generation (0 = start, 1 = end) with a 95% band clustered by prompt; it shows where in a reasoning chain each checkpoint hesitates.",
     'token_ranking': "The token strings chosen with the highest and lowest mean entropy (at least min_count occurrences); high-entropy strings are where a checkpoint hesitates, low-entropy ones are formulaic.",
-    'forking_tokens': "For each checkpoint, the token strings most often generated in its top 20% of entropy (its 'forking' tokens, where the reasoning can branch).",
-    'forking_overlap': "Jaccard overlap of the forking-token sets with the previous and with the first checkpoint; values near 1 mean training kept the same decision words, low values that it moved them.",
+    'forking_tokens': "For each checkpoint, the token strings with the highest forking rate — the share of their occurrences in the checkpoint's top 20% of entropy (its 'forking' positions, where the reasoning can branch) — among strings seen at least min_count times, with their counts; ranking by rate rather than by count keeps frequent words from crowding out the decision words.",
+    'forking_overlap': "Jaccard overlap of the forking-rate token sets with the previous and with the first checkpoint; low values mean training changed its decision words; it is descriptive (no null) — whether the decision positions stay put is tested on aligned scores (aligned_top_overlap).",
     'think_vs_answer': "Mean entropy inside <think>…</think> versus in the answer after it (generations that never close the tag apart); reasoning usually carries more uncertainty than the answer.",
-    'accuracy_by_model': "The share of \\boxed{} answers that match the reference, per checkpoint, with a Wilson 95% interval (with several samples per prompt, a prompt's answer is its samples' majority vote).",
-    'entropy_by_correctness': "Mean per-answer entropy of correct versus incorrect answers per checkpoint; a gap means entropy signals when the checkpoint is likely wrong.",
+    'accuracy_by_model': "The share of \\boxed{} answers that match the reference, per checkpoint (n = prompts with a reference), with a Wilson 95% interval, which stays honest for small n and near 0 or 1 (with several samples per prompt, a prompt's answer is its samples' majority vote).",
+    'entropy_by_correctness': "Mean per-answer entropy of correct versus incorrect answers per checkpoint with a Student-t 95% interval over prompts (n per group; a group of one has no interval); a gap means entropy signals when the checkpoint is likely wrong.",
     'entropy_vs_accuracy': "Each point is a checkpoint (mean token entropy, accuracy), joined in training order; a path up and to the left means the model got surer and more accurate together.",
-    'distribution_distances': "Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, consecutive and against the first checkpoint; consecutive distances shrinking means training is settling.",
-    'paired_differences': "Per-prompt mean entropy of each checkpoint minus the first's, averaged over prompts with a bootstrap 95% interval; an interval wholly below zero means the checkpoint is reliably less uncertain on the same prompts.",
-    'aligned_top_overlap': "On identical (teacher-forced) sequences, the share of the first checkpoint's top-20% entropy positions that are still top-20% in each later checkpoint, against the chance level of about 0.2.",
+    'distribution_distances': "Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, consecutive and against the first checkpoint, each beside its noise floor (the 95th percentile when the two checkpoints' labels are swapped within random prompts); only a verdict 'beyond chance' (Holm-adjusted over the table) is a difference, 'not distinguishable' is what two interchangeable checkpoints give, and consecutive distances are not a rate of settling unless the steps between checkpoints are equal.",
+    'paired_differences': "Per-prompt mean entropy of each checkpoint minus the first's, averaged over n prompts with Hall's skewness-corrected 95% interval; the verdict is Holm-adjusted over all checkpoints: 'beyond chance' means the checkpoint is reliably more or less uncertain on the same prompts, 'not distinguishable' that the difference is within what interchangeable checkpoints give.",
+    'aligned_top_overlap': "On identical (teacher-forced) sequences, the share of the first checkpoint's top-20% entropy positions that are still top-20% in each later checkpoint, beside chance (positions shuffled within each prompt) and its 95% floor; 'beyond chance' (Holm-adjusted) means the checkpoints hesitate at the same places, not merely on the same prompts.",
     'pass_at_k_table': "The chance that at least one of k samples is right (the unbiased per-prompt estimate, Chen et al. 2021), averaged over prompts with a 95% interval over prompts; how far the curve rises from k = 1 to N is what sampling more buys, and a curve that flattens early means the samples have little diversity left.",
     'majority_vote': "The share of prompts whose most common sampled answer is right (maj@N, self-consistency) with a Wilson 95% interval over prompts, beside pass@1 (the share of right samples) and pass@N; majority above pass@1 means the wrong samples disagree among themselves while the right ones agree.",
-    'sample_entropy_spread': "How much a prompt's samples differ in mean token entropy (the pooled within-prompt standard deviation, 95% interval over prompts) against how much prompts differ (between_sd); a small within_share means uncertainty belongs to the prompt, a large one that it depends on the sampled path.",
-    'entropy_correct_vs_incorrect': "Within prompts that have both right and wrong samples, the mean entropy of the wrong samples minus that of the right ones, with a bootstrap 95% interval over prompts; above zero means that on the same question the samples that go wrong are the uncertain ones.",
-    'aligned_change_by_decile': "On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of the first checkpoint's entropy; below zero in the top bins means training resolved the first checkpoint's uncertain positions.",
+    'sample_entropy_spread': "How much a prompt's samples differ in mean token entropy (the pooled within-prompt standard deviation, Hall's 95% interval over prompts) against how much prompts differ (between_sd); a small within_share means uncertainty belongs to the prompt, a large one that it depends on the sampled path.",
+    'entropy_correct_vs_incorrect': "Within prompts that have both right and wrong samples, the mean entropy of the wrong samples minus that of the right ones, with Hall's 95% interval over prompts and a Holm-adjusted verdict; 'beyond chance' above zero means that on the same question the samples that go wrong are the uncertain ones.",
+    'aligned_change_by_percentile': "On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of the first checkpoint's entropy, and the regression-corrected change, which is 0 for interchangeable checkpoints; read the corrected change and its verdict (Holm over bins and checkpoints): 'beyond chance' means the bin moved beyond what chance and regression to the mean produce, while the raw change falls in the top bins and rises in the bottom ones even without any training.",
 }

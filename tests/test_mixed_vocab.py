@@ -42,7 +42,7 @@ def test_report_covers_each_vocabulary_group(mixed):
     assert groups.vocab_size.tolist() == [320, 320, 262_144]
     assert groups.sequences.tolist() == ["A's generations", "C's generations", "E's generations"]
     # the aligned tables compare within each group, against the group's first checkpoint; E (alone) is in none
-    for name in ("aligned_top_overlap", "aligned_change_by_decile"):
+    for name in ("aligned_top_overlap", "aligned_change_by_percentile"):
         t = csv(run, name)
         assert sorted(set(zip(t.group, t.model, t.ref_model))) == [(1, "B", "A"), (2, "D", "C")], name
         assert sorted(set(zip(t.model, t.step, t.ref_step))) == [("B", 2, 1), ("D", 10, 4)], name
@@ -69,9 +69,9 @@ def test_report_on_a_subset(mixed):
     r = cli("report", "--model_paths", paths[0], paths[2], "--model_names", "A", "C", "--steps", 1, 4,
             "--num_examples", 4, "--max_new_tokens", 8, "--output_dir", run)
     assert r.returncode == 0, r.stderr[-3000:]
-    for name in ("entropy_summary", "accuracy_by_model", "checkpoints", "share_below"):
+    for name in ("entropy_summary", "accuracy", "checkpoints", "share_below"):
         assert csv(run, name).model.tolist() == ["A", "C"], name
-    assert csv(run, "distribution_distances")[["model", "ref_model"]].drop_duplicates().values.tolist() == [["C", "A"]]
+    assert csv(run, "distances")[["model", "ref_model"]].drop_duplicates().values.tolist() == [["C", "A"]]
     assert csv(run, "vocabulary_groups").checkpoints.tolist() == ["A", "C"]
     assert len(csv(run, "aligned_top_overlap")) == 0  # no group of two: the tables are empty, the figures gone
     assert not list((run / "figures").glob("aligned*.png"))

@@ -44,6 +44,21 @@ def test_report_cli(reported):
     assert sorted(p.stem for p in (reported / "figures").glob("*.png")) == sorted(FIGURES)
     assert "This run has one sample per prompt, so pass@1 is the accuracy above" in html     # the sample section says so
     assert not (reported / "tables" / "pass_at_k.csv").exists()
+    # the statistics' tables: every estimate with its n, every between-checkpoint statistic with its null and verdict
+    import pandas as pd
+    cols = {"distances": ["model", "ref_model", "wasserstein", "wasserstein_floor", "wasserstein_p", "ks", "ks_floor", "ks_p", "p_adj", "verdict"],
+            "aligned_change_by_percentile": ["bin", "n", "n_prompts", "delta", "ci_low", "ci_high", "delta_corrected", "corrected_ci_low",
+                                             "corrected_ci_high", "p", "p_adj", "verdict"],
+            "accuracy": ["model", "n", "n_correct", "accuracy", "ci_low", "ci_high"],
+            "paired_differences": ["model", "ref_model", "n_prompts", "mean_diff", "ci_low", "ci_high", "p", "p_adj", "verdict"],
+            "aligned_top_overlap": ["overlap", "chance", "floor", "p", "p_adj", "verdict"]}
+    for name, want in cols.items():
+        t = pd.read_csv(reported / "tables" / f"{name}.csv")
+        assert set(want) <= set(t.columns), (name, list(t.columns))
+        assert len(t), name
+        if "verdict" in t: assert set(t.verdict) <= {"beyond chance", "not distinguishable", "too few to test"}, name
+    for old in ("accuracy_by_model", "distribution_distances", "aligned_change_by_decile"):
+        assert not (reported / "tables" / f"{old}.csv").exists(), old
     nb = json.loads((reported / "report.ipynb").read_text())
     assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
     # inputs are hidden in the HTML
