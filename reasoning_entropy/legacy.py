@@ -98,6 +98,9 @@ def sample_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_
     else: out['reference_answer'] = pd.Series([None]*len(out), index=out.index, dtype=object)
     out['correct'] = pd.array([pd.NA if r is None else answers_match(p, r)
                                for p, r in zip(out['extracted_answer'], out['reference_answer'])], dtype='boolean')
+    if 'correct' in generations:  # imported generations may carry their own verdict: it stands where there is no reference
+        given = _with_sample(generations).set_index(key)['correct'].astype('boolean')
+        out['correct'] = out['correct'].fillna(pd.Series(given.reindex(pd.MultiIndex.from_frame(out[key])).to_numpy(), index=out.index, dtype='boolean'))
     return out[SAMPLE_RESULTS_COLUMNS].reset_index(drop=True)
 
 def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, entropy, probability; `sample` if several)
