@@ -113,7 +113,28 @@ def _pass_finding(tables, a, b, L):
     return (f"With {int(hi['k'])} samples per prompt, {L(b)} solves {_pct(hi['pass_at_k'])} of prompts at least once "
             f"(pass@{int(hi['k'])}) against {_pct(lo['pass_at_k'])} for one sample (pass@1).")
 
-FINDINGS = [_entropy_finding, _distance_finding, _accuracy_finding, _share_finding, _aligned_finding, _pass_finding]
+def _length_finding(tables, a, b, L):
+    "Pooled vs per-generation share of near-certain tokens when loops make them disagree."
+    t = tables.get('length_robust'); rb = _row(t, model=b)
+    if rb is None or not rb['n_looping']: return None
+    return (f"{int(rb['n_looping'])} of {L(b)}'s {int(rb['n_generations'])} generations end in a loop; its share of near-certain "
+            f"tokens is {_pct(rb['pooled_share_below'])} pooled over tokens but {_pct(rb['share_below'])} per generation "
+            f"(95% CI {_pct(rb['share_ci_low'])}–{_pct(rb['share_ci_high'])}, n = {int(rb['n_prompts'])} prompts): read the per-generation value.")
+
+def _calibration_finding(tables, a, b, L):
+    "The signal that best predicts correctness at the last checkpoint."
+    t = tables.get('calibration')
+    if t is None or not len(t): return None
+    t = t[(t.model == b) & t.auroc.notna()]
+    if not len(t): return None
+    r = t.loc[t.auroc.idxmax()]
+    beyond = r['ci_low'] > 0.5
+    return (f"At {L(b)}, {r['signal'].replace('_', ' ')} predicts a correct answer best: AUROC {sig(r['auroc'])} "
+            f"(95% CI {sig(r['ci_low'])} to {sig(r['ci_high'])}, n = {int(r['n'])} samples), "
+            + ("**beyond chance**." if beyond else "**not distinguishable** from chance (0.5)."))
+
+FINDINGS = [_entropy_finding, _distance_finding, _accuracy_finding, _share_finding, _length_finding, _aligned_finding,
+            _calibration_finding, _pass_finding]
 
 # %% ../nbs/08a_findings.ipynb #630608a1
 def key_findings(tables:dict, # the report's tables by name (as saved under tables/)

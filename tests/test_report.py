@@ -1,12 +1,13 @@
 "The comparison report: CLI and papermill on the installed template, every section and figure, failing cells fail."
-import json, shutil, subprocess, sys
+import re, json, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
-SECTIONS = ["Entropy across checkpoints", "Overview", "Distributions", "Steps", "Tokens", "Reasoning structure",
+SECTIONS = ["Entropy across checkpoints", "Key findings", "Contents", "Overview", "Length", "Answers and calibration", "Across training", "Distributions", "Steps", "Tokens", "Reasoning structure",
             "Between checkpoints", "Samples", "Aligned (teacher-forced)", "Token heatmap"]
 FIGURES = ["entropy_hist_log", "low_entropy", "entropy_by_step", "entropy_by_position", "token_ranking", "forking_overlap",
-           "think_vs_answer", "accuracy", "entropy_by_correctness", "entropy_vs_accuracy", "distances", "paired_differences", "aligned"]
+           "think_vs_answer", "accuracy", "entropy_by_correctness", "entropy_vs_accuracy", "distances", "paired_differences", "aligned",
+           "reliability", "quadrants", "entropy_fit", "trajectories"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
@@ -51,7 +52,10 @@ def test_report_cli(reported):
                                              "corrected_ci_high", "p", "p_adj", "verdict"],
             "accuracy": ["model", "n", "n_correct", "accuracy", "ci_low", "ci_high"],
             "paired_differences": ["model", "ref_model", "n_prompts", "mean_diff", "ci_low", "ci_high", "p", "p_adj", "verdict"],
-            "aligned_top_overlap": ["overlap", "chance", "floor", "p", "p_adj", "verdict"]}
+            "aligned_top_overlap": ["overlap", "chance", "floor", "p", "p_adj", "verdict"],
+            "calibration": ["model", "signal", "auroc", "ci_low", "ci_high", "n"],
+            "truncation": ["model", "n", "n_truncated", "share", "warn"],
+            "length_robust": ["model", "pooled_share_below", "share_below", "share_ci_low", "share_ci_high", "n_looping", "n_prompts"]}
     for name, want in cols.items():
         t = pd.read_csv(reported / "tables" / f"{name}.csv")
         assert set(want) <= set(t.columns), (name, list(t.columns))
@@ -59,6 +63,14 @@ def test_report_cli(reported):
         if "verdict" in t: assert set(t.verdict) <= {"beyond chance", "not distinguishable", "too few to test"}, name
     for old in ("accuracy_by_model", "distribution_distances", "aligned_change_by_decile"):
         assert not (reported / "tables" / f"{old}.csv").exists(), old
+    # the report leads with its findings, then the contents; every displayed table is saved under tables/
+    heads = re.findall(r"<h2[^>]*>(.*?)<", html)
+    assert heads[:3] == ["Key findings", "Contents", "Overview"], heads[:3]
+    key = html[html.index(">Key findings<"):html.index(">Contents<")]
+    assert "Mean token entropy went from" in key and ("beyond chance" in key or "not distinguishable" in key), key[:2000]
+    saved = {p.stem for p in (reported / "tables").glob("*.csv")}
+    shown = re.findall(r'<table id="T_', html)
+    assert len(shown) <= len(saved) and len(shown) >= 15, (len(shown), sorted(saved))
     nb = json.loads((reported / "report.ipynb").read_text())
     assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
     # inputs are hidden in the HTML
