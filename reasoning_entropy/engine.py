@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .config import check_setting
 from .checkpoints import eos_token_ids
-from .metrics import token_metrics, _chunk_rows, _moments, _draw
+from .metrics import token_metrics, sample_tokens
 
 log = logging.getLogger(__name__)
 
@@ -78,35 +78,13 @@ def auto_batch_size(model, # the loaded model
     return max(1, min(bs, int(0.7 * free // per_seq)))
 
 # %% ../nbs/03_engine.ipynb #92183941
-def _warp(z:torch.Tensor, d:DecodingConfig)->torch.Tensor:
-    "Float32 logits to sample from: raw logits / temperature, then top-k and top-p masking (-inf)."
-    z = z.float() / d.temperature
-    V = z.shape[-1]
-    if 0 < d.top_k < V:
-        kth = z.topk(d.top_k, dim=-1).values[:, -1:]
-        z = z.masked_fill(z < kth, -math.inf)
-    if d.top_p < 1:
-        sz, si = z.sort(dim=-1, descending=True)
-        p = sz.softmax(-1)
-        drop = (p.cumsum(-1) - p) >= d.top_p        # tokens after the first ones covering top_p; the top one always stays
-        z = z.masked_fill(torch.zeros_like(drop).scatter_(-1, si, drop), -math.inf)
-    return z
-
 def _plain(d:DecodingConfig, V:int)->bool:
     "Whether sampling with `d` draws from the raw distribution itself (temperature 1, no top-k, no top-p)."
     return d.temperature == 1 and not 0 < d.top_k < V and d.top_p >= 1
 
-def _sample(logits:torch.Tensor, d:DecodingConfig, u:torch.Tensor, chunk_rows:int|None=None):
+def _sample(logits:torch.Tensor, d:DecodingConfig, u:torch.Tensor):
     "(sampled ids, entropy of the warped distribution) per row, each row's id drawn by inverse CDF at its uniform `u`."
-    rows, V = logits.shape
-    ids = torch.empty(rows, dtype=torch.long, device=logits.device)
-    ent = torch.empty(rows, dtype=torch.float32, device=logits.device)
-    n = _chunk_rows(V, chunk_rows)
-    for s in range(0, rows, n):
-        w = _warp(logits[s:s+n], d)
-        _, ent[s:s+n], _, e = _moments(w, w.amax(-1, keepdim=True))
-        ids[s:s+n] = _draw(e, u[s:s+n])  # masked tokens have no width: never drawn
-    return ids, ent
+    return sample_tokens(logits, u, d.temperature, d.top_k, d.top_p)  # masked tokens have no width: never drawn
 
 def _stream(seed:int, # the run's seed
             prompt_id:str, # the prompt
