@@ -5,7 +5,7 @@
 # %% ../nbs/09_explorer.ipynb #4245e310
 from __future__ import annotations
 import html as _html
-import json, logging, math
+import json, logging, math, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,10 +13,10 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'METRICS', 'token_heatmap', 'Explorer']
+__all__ = ['log', 'METRICS', 'token_heatmap', 'aligned_view', 'Explorer', 'telling_prompts']
 
 # %% ../nbs/09_explorer.ipynb #02023849
-METRICS = {'entropy': ('entropy', 'nats', 'seq'), 'probability': ('probability', '', 'seq'),
+METRICS = {'entropy': ('entropy', 'nats', 'seq'), 'probability': ('surprise, 1 − probability', '', 'seq'),
            'delta_entropy': ('Δentropy', 'nats', 'div')}
 
 def _rgb(value:float, vmax:float, kind:str='seq')->str:
@@ -24,17 +24,45 @@ def _rgb(value:float, vmax:float, kind:str='seq')->str:
     if value is None or not np.isfinite(value): return 'rgb(235,235,235)'
     if kind == 'seq':
         t = min(max(value / vmax, 0.0), 1.0) if vmax > 0 else 0.0
-        return f"rgb({255-int(35*t)},{255-int(200*t)},{255-int(200*t)})"
+        return f"rgb({255-int(80*t)},{255-int(230*t)},{255-int(220*t)})"
     t = min(max(value / vmax, -1.0), 1.0) if vmax > 0 else 0.0
-    if t >= 0: return f"rgb({255-int(35*t)},{255-int(200*t)},{255-int(200*t)})"
-    return f"rgb({255-int(200*-t)},{255-int(140*-t)},{255-int(20*-t)})"
+    if t >= 0: return f"rgb({255-int(80*t)},{255-int(230*t)},{255-int(220*t)})"
+    return f"rgb({255-int(235*-t)},{255-int(175*-t)},{255-int(60*-t)})"
+
+# %% ../nbs/09_explorer.ipynb #c0a1b2c3
+def _luminance(css:str)->float:
+    "WCAG relative luminance of an 'rgb(r,g,b)' colour."
+    c = np.array([int(x) for x in re.findall(r'\d+', css)[:3]]) / 255
+    c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2])
+
+def _contrast(a:str, b:str)->float:
+    "WCAG contrast ratio of two 'rgb(…)' colours."
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+def _text_colour(bg:str)->str:
+    "Black or white, whichever contrasts more with `bg`."
+    return 'rgb(0,0,0)' if _contrast(bg, 'rgb(0,0,0)') >= _contrast(bg, 'rgb(255,255,255)') else 'rgb(255,255,255)'
+
+# %% ../nbs/09_explorer.ipynb #c0a1b2c6
+def _colour_bar(metric:str, vmax:float, kind:str)->str:
+    "HTML colour bar of a metric's scale, with its ends and unit."
+    name, unit, _ = METRICS.get(metric, (metric, '', kind))
+    lo = -vmax if kind == 'div' else 0.0
+    stops = ','.join(_rgb(lo + (vmax - lo) * i / 10, vmax, kind) for i in range(11))
+    u = f' {unit}' if unit else ''
+    return (f'<div class="re-bar" style="font:12px sans-serif;color:#333;display:flex;align-items:center;gap:6px">'
+            f'<span>{_html.escape(name)}{u}</span><span>{lo:.3g}</span><span style="display:inline-block;width:200px;height:12px;'
+            f'background:linear-gradient(to right,{stops});border:1px solid #999"></span><span>{vmax:.3g}{u}'
+            f'{" (more uncertain →)" if kind == "seq" else " (← more certain · less certain →)"}</span></div>')
 
 # %% ../nbs/09_explorer.ipynb #621f6d54
 def _token_text(t:str)->str:
-    "HTML for a token's text: escaped, spaces kept, newlines as ↵ + line break."
+    "HTML for a token's text: escaped, spaces and newlines kept (for pre-wrap), newlines marked ↵."
     t = '' if t is None else str(t)
-    s = _html.escape(t).replace(' ', '&nbsp;')
-    return s.replace('\n', '↵<br>') if '\n' in t else (s or '∅')
+    s = _html.escape(t)
+    return s.replace('\n', '↵\n') if '\n' in t else (s or '∅')
 
 # %% ../nbs/09_explorer.ipynb #461a5290
 def _tooltip(r, id_to_text)->str:
@@ -58,8 +86,37 @@ def _id_to_text(frame:pd.DataFrame, id_to_text=None):
     return lambda i: seen.get(i, f'#{i}')
 
 # %% ../nbs/09_explorer.ipynb #c2330910
+_LEVELS = 32
+
+def _level(v:float, vmax:float, kind:str)->str:
+    "The colour level of `v` (0 … _LEVELS, div: -_LEVELS … _LEVELS as 'm3'), 'x' when missing."
+    if v is None or not np.isfinite(v): return 'x'
+    t = min(max(v / vmax, -1.0 if kind == 'div' else 0.0), 1.0) if vmax > 0 else 0.0
+    k = int(round(t * _LEVELS))
+    return f'm{-k}' if k < 0 else str(k)
+
+def _palette_css(kind:str)->str:
+    "CSS classes .q0 … .q32 (and .qm1 … .qm32 for div) with each level's background and readable text."
+    ks = range(-_LEVELS if kind == 'div' else 0, _LEVELS + 1)
+    def rule(k):
+        bg = _rgb(k / _LEVELS, 1.0, kind)
+        return f'.q{"m" + str(-k) if k < 0 else k}{{background:{bg}{";color:#fff" if _text_colour(bg) != "rgb(0,0,0)" else ""}}}'
+    return '<style>' + ''.join(rule(k) for k in ks) + '.qx{background:rgb(235,235,235)}</style>'
+
+# one delegated handler per column: a click writes "step|checkpoint" into the explorer's hidden pick box
+_ONCLICK = (' onclick="var t=event.target.closest(\'[data-s]\'),w=this.closest(\'.re-explorer\'),i=w&&w.querySelector(\'.re-w-pick input\');'
+            'if(!t||!i)return;i.value=t.dataset.s+\'|\'+this.dataset.m+\'|\'+Date.now();i.dispatchEvent(new Event(\'input\',{bubbles:true}))"')
+
+_CSS = ('<style>.re-heatmap table{border-collapse:collapse;table-layout:fixed;width:100%}'
+        '.re-heatmap td{vertical-align:top;text-align:left;padding:4px 8px}'
+        '.re-heatmap .re-text{font-family:monospace;font-size:12px;line-height:1.7;white-space:pre-wrap;overflow-wrap:anywhere}'
+        '.re-tok{position:relative;cursor:pointer}.re-fork{outline:2px solid #f0a000}.re-diverge{border-left:3px solid #6f42c1}'
+        '.re-tok:hover::after,.re-tok:focus::after{content:attr(data-tip);position:absolute;left:0;top:1.7em;z-index:20;'
+        'white-space:pre;background:#fffbe6;color:#111;border:1px solid #888;border-radius:4px;padding:4px 6px;'
+        'font:11px monospace;box-shadow:0 2px 6px rgba(0,0,0,.25)}.re-tok:focus{outline:2px solid #0969da}</style>')
+
 def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, step, next_token, the metric…)
-                  metric:str='entropy', # 'entropy', 'probability' or 'delta_entropy' (a column of `tokens`)
+                  metric:str='entropy', # 'entropy', 'probability' (coloured as 1 − p) or 'delta_entropy' (a column of `tokens`)
                   models:list|None=None, # checkpoints to show, in order (default: as they appear)
                   prompt_ids:list|None=None, # prompts to show, in order (default: as they appear)
                   vmax:float|None=None, # top of the colour scale (default: the 99th percentile of |metric|, probability: 1)
@@ -67,6 +124,10 @@ def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, s
                   id_to_text=None, # callable or dict: token id -> text for the alternatives
                   correct:dict|None=None, # {(model, prompt_id): bool} shown as ✓/✗ in the headers
                   standalone:bool=False, # a complete HTML page instead of a fragment
+                  labels:dict|None=None, # {model: column header} (default: the model's name)
+                  caption:str|None=None, # a line above the table saying what is shown
+                  tips:bool=True, # a hover/click tip per token (False: compact, for a page that shows a panel on click)
+                  mark_step:int|None=None, # mark this step's token in every column (e.g. where generations diverge)
                  )->str:
     "HTML of the tokens coloured by `metric`, one column per checkpoint and one row per prompt."
     if metric not in tokens.columns: raise ValueError(f"token_heatmap: no column {metric!r} in the tokens")
@@ -78,39 +139,113 @@ def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, s
     t = t[t.model.isin(models) & t.prompt_id.isin(prompt_ids)]
     _, unit, kind = METRICS.get(metric, (metric, '', 'seq'))
     vals = t[metric].to_numpy(dtype=float)
+    if metric == 'probability': vals = 1.0 - vals  # shown as surprise: uncertain is red in every metric
     fin = vals[np.isfinite(vals)]
     if vmax is None: vmax = 1.0 if metric == 'probability' else (float(np.quantile(np.abs(fin), 0.99)) if len(fin) else 1.0) or 1.0
+    t = t.assign(_v=vals)
     hv = t['entropy'].to_numpy(dtype=float) if 'entropy' in t else vals  # forks are judged by entropy
     hfin = hv[np.isfinite(hv)]
     thr = float(np.quantile(hfin, highlight_quantile)) if highlight_quantile is not None and len(hfin) else None
     hcol = 'entropy' if 'entropy' in t else metric
     name = _id_to_text(tokens, id_to_text)
     groups = {k: g.sort_values('step') for k, g in t.groupby(['model', 'prompt_id'], sort=False)}
-    head = ''.join(f'<th style="text-align:left;padding:4px 8px">{_html.escape(m)}</th>' for m in models)
+    labels = labels or {}
+    head = ''.join(f'<th style="text-align:left;padding:4px 8px">{_html.escape(str(labels.get(m, m)))}</th>' for m in models)
     rows = []
     for pid in prompt_ids:
         cells = []
         for m in models:
             g = groups.get((m, pid))
-            if g is None: cells.append('<td style="vertical-align:top;text-align:left;padding:4px 8px;color:#999">—</td>'); continue
+            if g is None: cells.append('<td style="color:#999">—</td>'); continue
             spans = []
             for r in g.to_dict('records'):
-                v, e = r[metric], r[hcol]
+                e = r[hcol]
                 out = thr is not None and np.isfinite(e) and e > thr
-                style = f"background:{_rgb(v, vmax, kind)};" + ('outline:2px solid #222;' if out else '')
-                spans.append(f'<span class="re-tok{" re-fork" if out else ""}" style="{style}" '
-                             f'title="{_html.escape(_tooltip(r, name), quote=True)}">{_token_text(r["next_token"])}</span>')
+                dv = ' re-diverge' if mark_step is not None and int(r['step']) == int(mark_step) else ''
+                if not tips:  # one short class per colour level, the step for the click handler
+                    spans.append(f'<span class="re-tok q{_level(r["_v"], vmax, kind)}{" re-fork" if out else ""}{dv}" data-s="{int(r["step"])}">'
+                                 f'{_token_text(r["next_token"])}</span>'); continue
+                bg = _rgb(r['_v'], vmax, kind)
+                fg = '' if _text_colour(bg) == 'rgb(0,0,0)' else ';color:#fff'
+                spans.append(f'<span class="re-tok{" re-fork" if out else ""}{dv}" tabindex="0" data-s="{int(r["step"])}" style="background:{bg}{fg}" '
+                             f'data-tip="{_html.escape(_tooltip(r, name), quote=True)}">{_token_text(r["next_token"])}</span>')
             ok = (correct or {}).get((m, pid))
             mark = '' if ok is None else (' <span style="color:#1a7f37">✓ correct</span>' if ok else ' <span style="color:#cf222e">✗ incorrect</span>')
-            cells.append(f'<td style="vertical-align:top;text-align:left;padding:4px 8px;font-family:monospace;font-size:12px;line-height:1.6">'
-                         f'<div style="color:#666;font-family:sans-serif">prompt {_html.escape(str(pid))}{mark}</div>{"".join(spans)}</td>')
+            cells.append(f'<td><div style="color:#555;font-family:sans-serif;font-size:12px">prompt {_html.escape(str(pid))}{mark}</div>'
+                         f'<div class="re-text" data-m="{_html.escape(m, quote=True)}"{"" if tips else _ONCLICK}>{"".join(spans)}</div></td>')
         rows.append(f'<tr>{"".join(cells)}</tr>')
-    legend = (f'<div style="font-family:sans-serif;font-size:12px;color:#444">colour: {metric}'
+    legend = (f'<div style="font-family:sans-serif;font-size:12px;color:#333">colour: {metric}'
               f'{" (" + unit + ")" if unit else ""}, scale {"±" if kind == "div" else "0–"}{vmax:.3g}'
-              f'{f"; outlined: {hcol} above its {highlight_quantile:.0%} quantile ({thr:.3g})" if thr is not None else ""}</div>')
-    frag = f'<div class="re-heatmap">{legend}<table style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table></div>'
+              f'{f"; outlined: {hcol} above its {highlight_quantile:.0%} quantile ({thr:.3g})" if thr is not None else ""}'
+              f'; {"hover or click a token for its values" if tips else "click a token: every checkpoint at that step"}</div>')
+    cap = f'<div class="re-caption" style="font:bold 13px sans-serif;margin:4px 0">{_html.escape(caption)}</div>' if caption else ''
+    frag = (f'<div class="re-heatmap">{_CSS}{"" if tips else _palette_css(kind)}{cap}{_colour_bar(metric, vmax, kind)}{legend}'
+            f'<table><tr>{head}</tr>{"".join(rows)}</table></div>')
     if not standalone: return frag
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>token heatmap</title></head><body>{frag}</body></html>'
+
+# %% ../nbs/09_explorer.ipynb #a1d2e3f1
+_ALIGN_CSS = ('<style>.re-aligned{display:flex;flex-wrap:wrap;align-items:flex-start;font:12px monospace}'
+              '.re-col{display:inline-flex;flex-direction:column;position:relative;margin:0 1px 6px 0;cursor:pointer}'
+              '.re-col>b{font-weight:normal;white-space:pre;padding:0 1px;border-bottom:1px solid #ccc}'
+              '.re-col>i{display:block;height:9px}.re-key{display:inline-flex;flex-direction:column;margin-right:4px}'
+              '.re-key>span{font:9px sans-serif;height:9px;line-height:9px;color:#333}'
+              '.re-col:focus{outline:2px solid #0969da}.re-col:hover::after,.re-col:focus::after{content:attr(data-tip);position:absolute;'
+              'left:0;top:100%;z-index:20;white-space:pre;background:#fffbe6;color:#111;border:1px solid #888;border-radius:4px;'
+              'padding:4px 6px;font:11px monospace;box-shadow:0 2px 6px rgba(0,0,0,.25)}</style>')
+
+def _panel(rows:list, name, models:list, own:bool=False # each checkpoint's own token (generated texts): named on its line
+          )->str:
+    "The pinned panel of one position: every checkpoint's entropy, probability, rank and top alternatives."
+    by = {r['model']: r for r in rows}
+    out = [f"step {int(rows[0]['step'])}: {rows[0]['next_token']!r}"]
+    for m in models:
+        r = by.get(m)
+        if r is None: out.append(f"{m}: —"); continue
+        ids, lps = r.get('top_ids'), r.get('top_logprobs')
+        top = ', '.join(f"{name(int(i))!r} {math.exp(float(lp)):.3f}" for i, lp in zip(ids, lps)) if ids is not None and lps is not None else ''
+        out.append(f"{m}: entropy {r['entropy']:.4f} nats, probability {r['probability']:.4f}, rank {int(r['rank'])}; top: {top}"
+                   + (f"; chose {r['next_token']!r}" if own else ''))
+    return '\n'.join(out)
+
+def aligned_view(tokens:pd.DataFrame, # scored rows of one prompt (columns model, step, next_token, entropy, probability, rank, …)
+                 metric:str='entropy', # the column that colours the cells ('probability' as 1 − p)
+                 models:list|None=None, # one row per checkpoint, in this order
+                 labels:dict|None=None, # {model: row label}
+                 caption:str|None=None, # what is shown (e.g. whose sequence)
+                 vmax:float|None=None, # top of the colour scale (default: 99th percentile of |metric|; probability: 1)
+                 id_to_text=None, # callable or dict: token id -> text for the alternatives
+                 tips:bool=True, # a hover/click panel per position (False: compact, for a page that shows a panel on click)
+                )->str:
+    "HTML of one scored sequence, positions lined up, one coloured cell per checkpoint at each position."
+    t = tokens.assign(model=tokens.model.astype(str))
+    models = list(models) if models is not None else list(dict.fromkeys(t.model))
+    t = t[t.model.isin(models)]
+    _, unit, kind = METRICS.get(metric, (metric, '', 'seq'))
+    vals = t[metric].to_numpy(dtype=float)
+    if metric == 'probability': vals = 1.0 - vals
+    fin = vals[np.isfinite(vals)]
+    if vmax is None: vmax = 1.0 if metric == 'probability' else (float(np.quantile(np.abs(fin), 0.99)) if len(fin) else 1.0) or 1.0
+    t = t.assign(_v=vals)
+    name, labels = _id_to_text(tokens, id_to_text), labels or {}
+    key = '<span class="re-key"><span>&nbsp;</span>' + ''.join(f'<span>{_html.escape(str(labels.get(m, m)))}</span>' for m in models) + '</span>'
+    cols = [key]
+    for step, g in t.groupby('step', sort=True):
+        rows = g.to_dict('records')
+        by = {r['model']: r for r in rows}
+        text = _token_text(rows[0]["next_token"]).replace(chr(10), "")
+        if not tips:
+            cells = ''.join(f'<i class="q{_level(by[m]["_v"], vmax, kind) if m in by else "x"}"></i>' for m in models)
+            cols.append(f'<span class="re-col" data-s="{int(step)}"><b>{text}</b>{cells}</span>'); continue
+        cells = ''.join(f'<i style="background:{_rgb(by[m]["_v"], vmax, kind) if m in by else "rgb(235,235,235)"}"></i>' for m in models)
+        cols.append(f'<span class="re-col" tabindex="0" data-s="{int(step)}" data-tip="{_html.escape(_panel(rows, name, models), quote=True)}">'
+                    f'<b>{text}</b>{cells}</span>')
+    cap = f'<div class="re-caption" style="font:bold 13px sans-serif;margin:4px 0">{_html.escape(caption)}</div>' if caption else ''
+    legend = (f'<div style="font:12px sans-serif;color:#333">colour: {metric}{" (" + unit + ")" if unit else ""}, '
+              f'scale {"±" if kind == "div" else "0–"}{vmax:.3g}; rows: {", ".join(_html.escape(str(labels.get(m, m))) for m in models)}; '
+              f'click a position to pin every checkpoint\'s values</div>')
+    return (f'<div class="re-heatmap re-aligned-view">{_ALIGN_CSS}{"" if tips else _palette_css(kind)}{cap}{_colour_bar(metric, vmax, kind)}{legend}'
+            f'<div class="re-aligned" data-m=""{"" if tips else _ONCLICK}>{"".join(cols)}</div></div>')
 
 # %% ../nbs/09_explorer.ipynb #37f01bc5
 import pyarrow.dataset as ds
@@ -133,18 +268,32 @@ def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None,
     return df.assign(_m=df.model.map(order)).sort_values(by, kind='stable').drop(columns='_m').reset_index(drop=True)
 
 # %% ../nbs/09_explorer.ipynb #2188e7e6
+def _user_text(messages_json:str)->str:
+    "The last user message of a prompt (its system prompt is not part of it)."
+    msgs = json.loads(messages_json) if isinstance(messages_json, str) else []
+    return next((m['content'] for m in reversed(msgs) if m.get('role') == 'user'), '')
+
 def _prompt_label(messages_json:str, width:int=60)->str:
     "A one-line preview of a prompt: its last user message."
-    msgs = json.loads(messages_json) if isinstance(messages_json, str) else []
-    user = next((m['content'] for m in reversed(msgs) if m.get('role') == 'user'), '')
-    user = ' '.join(user.split())
+    user = ' '.join(_user_text(messages_json).split())
     return user if len(user) <= width else user[:width-1] + '…'
+
+def _as_bool(c):
+    "A `correct` cell as True/False/None (CSV cells come back as strings)."
+    if isinstance(c, (bool, np.bool_)): return bool(c)
+    if c in ('True', 1, 1.0): return True
+    if c in ('False', 0, 0.0): return False
+    return None
 
 # %% ../nbs/09_explorer.ipynb #6a8e5f72
 class Explorer:
     "Interactive token-level view of a run directory (ipywidgets)."
     def __init__(self, run_dir, # a run directory made by `compare`
+                 prompt:str|None=None, # the prompt shown first (default: the first)
                  models:list|None=None, # checkpoints shown at first (default: all)
+                 metric:str='entropy', # 'entropy', 'probability' or (scored runs) 'delta_entropy'
+                 sample:int=0, # which sample (a run of several)
+                 delta:tuple|None=None, # (from, to) checkpoints of Δ (default: the first and the last)
                 ):
         import ipywidgets as W
         self.run_dir = Path(run_dir)
@@ -155,30 +304,69 @@ class Explorer:
         self.results = (pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c != 'generated_text')
                         if plr.exists() else pd.DataFrame(columns=['prompt_id', 'model', 'entropy_mean', 'correct']))
         self.scored = self.store.scored_dir.exists()
+        self.sequences = (self.store.scoring_state() or {}).get('sequences') if self.scored else None
         self.n_samples = int((self.store.manifest.get('config') or {}).get('num_samples') or 1)
         self._labels = {r.prompt_id: _prompt_label(r.messages) for r in self.prompts.itertuples()}
-        ids = list(self.prompts.prompt_id)
-        self.w_search = W.Text(placeholder='search prompt text…', description='search')
-        self.w_prompt = W.Dropdown(options=self._options(ids), description='prompt', layout=W.Layout(width='60%'))
-        self.w_sample = W.Dropdown(options=[(f'{i} of {self.n_samples}', i) for i in range(self.n_samples)], value=0, description='sample',
-                                   layout=W.Layout(width='200px'))
-        self.w_models = W.SelectMultiple(options=self.all_models, value=tuple(models or self.all_models), description='checkpoints', rows=min(6, len(self.all_models)))
-        self.w_metric = W.ToggleButtons(options=['entropy', 'probability'] + (['delta_entropy'] if self.scored else []), description='colour')
+        self._users = {r.prompt_id: _user_text(r.messages) for r in self.prompts.itertuples()}
+        metrics = ['entropy', 'probability'] + (['delta_entropy'] if self.scored else [])
+        if metric not in metrics: raise ValueError(f"Explorer: metric {metric!r} is not one of {metrics}")
+        models = [str(m) for m in (models or self.all_models)]
+        bad = [m for m in models if m not in self.all_models]
+        if bad: raise ValueError(f"Explorer: no checkpoint {bad} in the run (it has {self.all_models})")
+        a, b = delta or (self.all_models[0], self.all_models[-1])
+        lay = lambda w: W.Layout(width=w)
+        self.w_search = W.Text(placeholder='search the user turn…', description='search', layout=lay('320px'))
+        self.w_count = W.HTML()
+        self.w_wrong = W.Dropdown(options=[('(any)', None)] + [(m, m) for m in self.all_models], description='wrong at', layout=lay('240px'))
+        self.w_right = W.Dropdown(options=[('(any)', None)] + [(m, m) for m in self.all_models], description='right at', layout=lay('240px'))
+        self.w_sort = W.Dropdown(options=['prompt', '|Δentropy|', 'Δentropy', 'mean entropy', 'length'], value='prompt',
+                                 description='sort by', layout=lay('240px'))
+        self.w_table = W.Select(options=[], rows=8, layout=lay('100%'))
+        self.w_table.add_class('re-prompt-table')
+        self.w_table_head = W.HTML()
+        self.w_prompt = W.Dropdown(options=self._options(list(self.prompts.prompt_id)), description='prompt', layout=lay('60%'))
+        self.w_sample = W.Dropdown(options=[(f'{i} of {self.n_samples}', i) for i in range(self.n_samples)], value=sample,
+                                   description='sample', layout=lay('200px'))
+        self.w_models = W.SelectMultiple(options=self.all_models, value=tuple(models), description='checkpoints', rows=min(6, len(self.all_models)))
+        self.w_metric = W.ToggleButtons(options=metrics, value=metric, description='colour')
         self.w_quantile = W.FloatSlider(value=0.8, min=0.5, max=0.99, step=0.01, description='outline >q')
-        self.w_from = W.Dropdown(options=self.all_models, value=self.all_models[0], description='Δ from')
-        self.w_to = W.Dropdown(options=self.all_models, value=self.all_models[-1], description='to')
+        self.w_from = W.Dropdown(options=self.all_models, value=a, description='Δ from')
+        self.w_to = W.Dropdown(options=self.all_models, value=b, description='to')
         self.w_rank = W.Button(description='largest Δentropy first')
-        self.w_html = W.HTML()
-        self.w_plot = W.Image(format='png', layout=W.Layout(width='720px'))
-        self.figure = None
-        self.w_search.observe(lambda ch: self.search(ch['new']), 'value')
+        self.w_info, self.w_html, self.w_panel = W.HTML(), W.HTML(), W.HTML()
+        self.w_pick = W.Text(layout=W.Layout(display='none'))  # a click on a token writes 'step|checkpoint|time' here
+        self._view = None
+        self.w_plot = W.Image(format='png', layout=lay('720px'))
+        self.figure, self.view_tokens = None, pd.DataFrame()
+        self._busy = 0
         self.w_rank.on_click(lambda _: self.rank_by_change(self.w_from.value, self.w_to.value))
+        for w in (self.w_search, self.w_wrong, self.w_right, self.w_sort): w.observe(lambda ch: self._refresh_table(), 'value')
+        self.w_table.observe(lambda ch: ch['new'] is not None and not self._busy and self._open(ch['new']), 'value')
         for w in (self.w_prompt, self.w_sample, self.w_models, self.w_metric, self.w_quantile): w.observe(lambda ch: self.render(), 'value')
-        top = [self.w_prompt] + ([self.w_sample] if self.n_samples > 1 else []) + [self.w_search]  # a sample control only when there is a choice
-        self.widget = W.VBox([W.HBox(top), W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
-                              W.HBox([self.w_from, self.w_to, self.w_rank]), self.w_html, self.w_plot])
-        self.render()
+        for w in (self.w_from, self.w_to): w.observe(lambda ch: self._on_delta(), 'value')
+        self.w_pick.observe(lambda ch: ch['new'] and self.pin(int(ch['new'].split('|')[0])), 'value')
+        for w, c in ((self.w_prompt, 'prompt'), (self.w_models, 'models'), (self.w_metric, 'metric'), (self.w_from, 'from'), (self.w_to, 'to'),
+                     (self.w_wrong, 'wrong'), (self.w_right, 'right'), (self.w_sort, 'sort'), (self.w_search, 'search'), (self.w_plot, 'plot'), (self.w_pick, 'pick'), (self.w_panel, 'panel')):
+            w.add_class(f're-w-{c}')  # stable handles for a browser (and a test) to find each control
+        self._top = W.HBox([self.w_prompt] + ([self.w_sample] if self.n_samples > 1 else []))  # a sample control only when there is a choice
+        self.widget = W.VBox([W.HBox([self.w_search, self.w_count]), W.HBox([self.w_wrong, self.w_right, self.w_sort]),
+                              self.w_table_head, self.w_table, self._top, W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
+                              W.HBox([self.w_from, self.w_to, self.w_rank]), self.w_info, self.w_html, self.w_pick, self.w_panel, self.w_plot])
+        self.widget.add_class('re-explorer')
+        self._refresh_table(keep=True)
+        if prompt is not None and str(prompt) not in self._labels: raise ValueError(f"Explorer: no prompt {prompt!r} in the run")
+        if prompt is not None: self._open(str(prompt))
+        else: self.render()
 
+    def _hold(self):
+        "A context in which control changes do not redraw."
+        from contextlib import contextmanager
+        @contextmanager
+        def hold():
+            self._busy += 1
+            try: yield
+            finally: self._busy -= 1
+        return hold()
     def _options(self, ids): return [(f"{i} · {self._labels.get(i, '')}", i) for i in ids]
     def _ipython_display_(self):
         from IPython.display import display
@@ -188,34 +376,101 @@ class Explorer:
 from fastcore.basics import patch
 
 @patch
-def search(self:Explorer, text:str # case-insensitive text to find in the prompts
+def prompt_table(self:Explorer)->pd.DataFrame:
+    "One row per prompt: ✓/✗ per checkpoint, mean entropy, Δ mean entropy (to − from), length, finished, user turn."
+    r = self.results.assign(_ok=self.results['correct'].map(_as_bool).astype(float))
+    ok = r.pivot_table(index='prompt_id', columns='model', values='_ok', aggfunc='mean')
+    ent = r.pivot_table(index='prompt_id', columns='model', values='entropy_mean', aggfunc='mean')
+    out = pd.DataFrame(index=pd.Index(list(self.prompts.prompt_id), name='prompt_id'))
+    for m in self.all_models: out[f'correct {m}'] = ok[m] if m in ok else np.nan
+    out['entropy_mean'] = ent.mean(axis=1)
+    a, b = self.w_from.value, self.w_to.value
+    out['delta_entropy'] = (ent[b] - ent[a]) if a in ent and b in ent else np.nan
+    out['length'] = r.groupby('prompt_id')['n_tokens'].mean() if 'n_tokens' in r else np.nan
+    out['finished'] = r.groupby('prompt_id')['finished'].agg(lambda f: bool(f.map(_as_bool).fillna(False).all())) if 'finished' in r else np.nan
+    out['user'] = [self._users.get(i, '') for i in out.index]
+    return out.reset_index()
+
+@patch
+def filter_prompts(self:Explorer, text:str='', # case-insensitive text to find in the user turn
+                   wrong_at:str|None=None, # only prompts this checkpoint answered wrongly
+                   right_at:str|None=None, # only prompts this checkpoint answered rightly
+                   sort:str='prompt', # 'prompt', '|Δentropy|', 'Δentropy', 'mean entropy' or 'length' (largest first)
+                  )->pd.DataFrame:
+    "The prompt table's rows that pass the filters, in the chosen order."
+    t = self.prompt_table()
+    if text: t = t[t.user.str.lower().str.contains(text.lower(), regex=False)]
+    if wrong_at: t = t[t[f'correct {wrong_at}'] < 0.5]
+    if right_at: t = t[t[f'correct {right_at}'] >= 0.5]
+    key = {'|Δentropy|': t.delta_entropy.abs(), 'Δentropy': t.delta_entropy, 'mean entropy': t.entropy_mean, 'length': t.length}.get(sort)
+    if key is not None: t = t.loc[key.sort_values(ascending=False, kind='stable', na_position='last').index]
+    return t.reset_index(drop=True)
+
+@patch
+def _row_text(self:Explorer, r)->str:
+    "One line of the prompt table (`r`: a row as a dict)."
+    marks = ''.join('·' if pd.isna(r[f'correct {m}']) else '✓' if r[f'correct {m}'] >= 0.5 else '✗' for m in self.all_models)
+    f = lambda v, fmt: '—' if pd.isna(v) else format(v, fmt)
+    return (f"{r['prompt_id']:>6} │ {marks} │ H {f(r['entropy_mean'], '.3f')} │ Δ {f(r['delta_entropy'], '+.3f')} │ "
+            f"{f(r['length'], '5.0f')} tok │ {'fin' if r['finished'] is True else 'cut'} │ {' '.join(r['user'].split())[:70]}")
+
+@patch
+def _refresh_table(self:Explorer, keep:bool=False):
+    "Redraw the prompt table and the prompt dropdown from the filters."
+    t = self.filter_prompts(self.w_search.value, self.w_wrong.value, self.w_right.value, self.w_sort.value)
+    self.table = t
+    self.w_table_head.value = (f'<pre style="margin:0;font-size:11px">{"prompt":>6} │ {" ".join(self.all_models)} (✓/✗) │ mean entropy │ '
+                               f'Δ {_html.escape(self.w_to.value)} − {_html.escape(self.w_from.value)} │ length │ finished │ user turn</pre>')
+    ids, cur = list(t.prompt_id), self.w_prompt.value
+    with self._hold():
+        self.w_table.options = [(self._row_text(r), r['prompt_id']) for r in t.to_dict('records')]
+        self.w_table.value = None
+        self.w_prompt.options = self._options(ids)
+        if ids: self.w_prompt.value = cur if keep and cur in ids else ids[0]
+    self.w_count.value = f'<b class="re-count">{len(t)} of {len(self.prompts)} prompts</b>'  # after the rows: a browser sees the count last
+    if not keep: self.render()
+
+@patch
+def _open(self:Explorer, prompt_id:str):
+    "Show `prompt_id` (from the table or a call)."
+    with self._hold():
+        if prompt_id not in [v for _, v in self.w_prompt.options]: self.w_prompt.options = self._options([prompt_id] + [v for _, v in self.w_prompt.options])
+        self.w_prompt.value = prompt_id
+    self.render()
+
+@patch
+def _on_delta(self:Explorer):
+    "The Δ checkpoints changed: the table's Δ column and (in the Δ view) the token view follow."
+    self._refresh_table(keep=True)
+    self.render()
+
+@patch
+def search(self:Explorer, text:str # case-insensitive text to find in the user turn
           ):
-    "Show only prompts whose messages contain `text`."
-    t = (text or '').lower()
-    ids = [r.prompt_id for r in self.prompts.itertuples() if t in r.messages.lower()] if t else list(self.prompts.prompt_id)
-    self.w_prompt.options = self._options(ids)
-    if ids: self.w_prompt.value = ids[0]
+    "Show only prompts whose user turn contains `text` (the table's order and other filters kept)."
+    self.w_search.value = text or ''
 
 @patch
 def rank_by_change(self:Explorer, a:str, # checkpoint to compare from
                    b:str # checkpoint to compare to
                   )->pd.DataFrame:
     "Order the prompts by |mean entropy of `b` − of `a`| (largest first); return the ranking."
-    p = self.results.pivot_table(index='prompt_id', columns='model', values='entropy_mean')
-    d = (p[b] - p[a]).dropna()
-    rank = d.reindex(d.abs().sort_values(ascending=False).index).rename('delta_entropy_mean').reset_index()
-    self.w_prompt.options = [(f"{r.prompt_id} · Δ{r.delta_entropy_mean:+.3f} · {self._labels.get(r.prompt_id, '')}", r.prompt_id) for r in rank.itertuples()]
+    with self._hold():
+        self.w_from.value, self.w_to.value = a, b
+        self.w_sort.value = '|Δentropy|'
+    self._refresh_table()
+    rank = self.table[['prompt_id', 'delta_entropy']].dropna().rename(columns={'delta_entropy': 'delta_entropy_mean'}).reset_index(drop=True)
     if len(rank): self.w_prompt.value = rank.prompt_id.iloc[0]
     return rank
 
 # %% ../nbs/09_explorer.ipynb #09c52195
 @patch
 def tokens(self:Explorer, prompt_id:str, # the prompt
-           models:list, # checkpoints
+           models:list, # checkpoints (for Δ: the first is the baseline)
            metric:str='entropy', # 'delta_entropy' reads the scored sequences
            sample:int=0, # which of the prompt's samples (a run of several)
           )->pd.DataFrame:
-    "The token rows shown for `prompt_id` (scored rows with a `delta_entropy` column for that metric)."
+    "The token rows shown for `prompt_id` (scored rows with a `delta_entropy` column against `models[0]` for that metric)."
     if metric != 'delta_entropy': return _read_rows(self.store.tokens_dir, prompt_id, list(models), sample=sample if self.n_samples > 1 else None)
     t = _read_rows(self.store.scored_dir, prompt_id, list(models))
     ref = t[t.model == models[0]].set_index('step')['entropy']
@@ -226,22 +481,64 @@ def _verdicts(self:Explorer, prompt_id:str, models:list, sample:int)->dict:
     "{(model, prompt_id): correct} of the shown generations: the per-prompt results, or with several samples the chosen one's answer graded here."
     if self.n_samples == 1:
         r = self.results[self.results.prompt_id == prompt_id]
-        return {(m, prompt_id): (c if not isinstance(c, str) else c == 'True') for m, c in zip(r.model, r.correct)
-                if isinstance(c, (bool, np.bool_)) or c in ('True', 'False', 0, 1)}
+        return {(m, prompt_id): _as_bool(c) for m, c in zip(r.model, r.correct) if _as_bool(c) is not None}
     from reasoning_entropy.grading import extract_boxed, answers_match
     ref = self.prompts.loc[self.prompts.prompt_id == prompt_id, 'reference_answer']
     if not len(ref) or ref.iloc[0] is None or pd.isna(ref.iloc[0]): return {}
     g = _read_rows(self.store.generations_dir, prompt_id, list(models), ['model', 'prompt_id', 'sample', 'generated_text'], sample=sample)
     return {(m, prompt_id): answers_match(extract_boxed(t), ref.iloc[0]) for m, t in zip(g.model, g.generated_text)}
 
+def _first_divergence(t:pd.DataFrame)->int|None:
+    "The first step where the shown generations' tokens differ (a shorter one ending counts), or None."
+    if t.model.nunique() < 2: return None
+    p = t.pivot_table(index='step', columns='model', values='token_id', aggfunc='first')
+    diff = p.nunique(axis=1, dropna=False) > 1
+    return int(diff.idxmax()) if diff.any() else None
+
+@patch
+def _info(self:Explorer, pid:str)->str:
+    "The prompt's full user turn and its reference answer."
+    ref = self.prompts.loc[self.prompts.prompt_id == pid, 'reference_answer'] if 'reference_answer' in self.prompts else pd.Series([], dtype=object)
+    ref = ref.iloc[0] if len(ref) and isinstance(ref.iloc[0], str) else None
+    return (f'<details open class="re-prompt"><summary style="font:bold 13px sans-serif">prompt {_html.escape(pid)}: user turn and reference answer</summary>'
+            f'<div style="white-space:pre-wrap;font:12px monospace;border-left:3px solid #ccc;padding-left:6px">{_html.escape(self._users.get(pid, ""))}</div>'
+            f'<div style="font:12px sans-serif;margin-top:4px"><b>reference answer:</b> '
+            f'<span class="re-reference" style="white-space:pre-wrap">{_html.escape(ref) if ref else "<i>none</i>"}</span></div></details>')
+
 @patch
 def render(self:Explorer):
     "Redraw the token view and the per-step curve for the current controls."
+    if self._busy: return
     pid, models, metric, sample = self.w_prompt.value, list(self.w_models.value), self.w_metric.value, self.w_sample.value
-    if pid is None or not models: self.w_html.value = '<i>pick a prompt and at least one checkpoint</i>'; return
-    t = self.tokens(pid, models, metric, sample)
-    correct = self._verdicts(pid, models, sample) if metric != 'delta_entropy' or self.n_samples == 1 else {}
-    self.w_html.value = token_heatmap(t, metric, models=models, prompt_ids=[pid], highlight_quantile=self.w_quantile.value, correct=correct)
+    if pid is None or not models:
+        self.w_html.value = '<i class="re-empty">pick a prompt and at least one checkpoint</i>'
+        self.w_plot.value, self.figure, self.view_tokens, self.w_panel.value, self._view = b'', None, pd.DataFrame(), '', None
+        self.w_info.value = self._info(pid) if pid is not None else ''
+        return
+    self.w_info.value = self._info(pid)
+    if metric == 'delta_entropy':
+        a, b = self.w_from.value, self.w_to.value
+        rows = [a] + [m for m in models if m not in (a, b)] + ([b] if b != a else [])
+        t = self.tokens(pid, rows, metric)
+        seq = f"{self.sequences}'s generation" if self.sequences in self.all_models else f"the sequences of {self.sequences or 'the scoring'}"
+        ok = self._verdicts(pid, [self.sequences], 0).get((self.sequences, pid)) if self.sequences in self.all_models else None
+        mark = '' if ok is None else f" (its answer: {'✓ correct' if ok else '✗ incorrect'})"
+        cap = f"{seq}{mark}, scored by each checkpoint; colour: Δentropy = entropy of the row's checkpoint − entropy of {a} (baseline); target {b}"
+        lab = {m: m for m in rows}; lab[a] = f'{a} (baseline)'
+        if b != a: lab[b] = f'{b} (target)'
+        self._view = lambda tips, t=t, rows=rows, lab=lab, cap=cap: aligned_view(t, metric, models=rows, labels=lab, caption=cap, tips=tips)
+        self._caption, models = cap, rows
+    else:
+        t = self.tokens(pid, models, metric, sample)
+        div = _first_divergence(t)
+        cap = ("the checkpoints' own generations" + (f"; they first diverge at step {div} (marked ▌)" if div else '; identical')
+               + (f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''))
+        ok, q = self._verdicts(pid, models, sample), self.w_quantile.value
+        self._view = lambda tips, t=t, ms=models, ok=ok, cap=cap, q=q: token_heatmap(
+            t, metric, models=ms, prompt_ids=[pid], highlight_quantile=q, correct=ok, caption=cap, tips=tips, mark_step=div)
+        self._caption = cap
+    self.w_html.value = self._view(False)  # compact: one click handler, the values in the panel below
+    self.view_tokens, self.w_panel.value = t, ''
     from matplotlib.figure import Figure
     import io
     fig = Figure(figsize=(8, 3), layout='constrained')
@@ -256,3 +553,76 @@ def render(self:Explorer):
     self.figure = fig
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90)
     self.w_plot.value = buf.getvalue()
+
+# %% ../nbs/09_explorer.ipynb #e5f6a7b1
+@patch
+def pin(self:Explorer, step:int # the position (step) clicked
+       )->str:
+    "Show every shown checkpoint's entropy, probability, rank and top-k at `step` in the panel; return its text."
+    t = self.view_tokens
+    if not len(t) or 'step' not in t: return ''
+    rows = t[t.step == int(step)].to_dict('records')
+    if not rows: self.w_panel.value = ''; return ''
+    own = self.w_metric.value != 'delta_entropy'
+    text = _panel(rows, _id_to_text(t), list(dict.fromkeys(t.model)), own=own)
+    self.w_panel.value = (f'<pre class="re-panel" style="background:#fffbe6;border:1px solid #888;border-radius:4px;padding:6px;'
+                          f'font-size:12px;white-space:pre-wrap;user-select:text">{_html.escape(text)}</pre>')
+    return text
+
+@patch
+def to_html(self:Explorer, path=None # where to write the page (None: return it only)
+           )->str:
+    "The current token view as a standalone HTML page, with a tip on every token (written to `path` when given)."
+    body = self._view(True) if self._view is not None else self.w_html.value
+    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_html.escape(str(self.run_dir.name))} · prompt '
+            f'{_html.escape(str(self.w_prompt.value))}</title></head><body>{self.w_info.value}{body}</body></html>')
+    if path is not None: Path(path).write_text(page, encoding='utf-8')
+    return page
+
+@patch
+def save_plot(self:Explorer, path # a .png or .svg file
+             )->Path:
+    "Save the current curve (format from the suffix)."
+    if self.figure is None: raise ValueError("Explorer.save_plot: nothing is shown (no prompt or no checkpoint chosen)")
+    self.figure.savefig(path, format=Path(path).suffix.lstrip('.') or 'png')
+    return Path(path)
+
+@patch
+def to_csv(self:Explorer, path=None # where to write (None: return the text)
+          ):
+    "The current view's token rows as CSV (top alternatives as JSON lists)."
+    t = self.view_tokens.copy()
+    for c in ('top_ids', 'top_logprobs'):
+        if c in t: t[c] = t[c].map(lambda v: json.dumps([float(x) if c == 'top_logprobs' else int(x) for x in v]) if v is not None else '')
+    return t.to_csv(path, index=False)
+
+# %% ../nbs/09_explorer.ipynb #f1e2d3c1
+def telling_prompts(run_dir, # a run directory
+                    n:int=6, # how many prompts
+                    run_ref:str|None=None, # how the run is named in the code lines (default: `run_dir` as given)
+                   )->pd.DataFrame:
+    "The `n` most telling prompts (Δ mean entropy first → last checkpoint, answers that flip), each with the line that opens it."
+    store = RunStore(Path(run_dir))
+    models, plr = store.models, store.legacy_path('prompt_level_results.csv')
+    cols = ['prompt_id', 'delta_entropy_mean', 'flips', 'why', 'code']
+    if not plr.exists() or len(models) < 1: return pd.DataFrame(columns=cols)
+    r = pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c in ('prompt_id', 'model', 'entropy_mean', 'correct'))
+    a, b = models[0], models[-1]
+    ent = r.pivot_table(index='prompt_id', columns='model', values='entropy_mean', aggfunc='mean')
+    d = (ent[b] - ent[a]) if a in ent and b in ent else pd.Series(dtype=float)
+    ok = r.assign(c=r.correct.map(_as_bool).astype(float)).pivot_table(index='prompt_id', columns='model', values='c', aggfunc='mean')
+    ok = ok[[m for m in models if m in ok]]
+    flip = lambda p: p in ok.index and ok.loc[p].dropna().round().nunique() > 1
+    order = list(d.abs().sort_values(ascending=False, kind='stable').index)
+    pick = order[:(n + 1) // 2]
+    pick += [p for p in order if p not in pick and flip(p)][:n - len(pick)]
+    pick += [p for p in order if p not in pick][:n - len(pick)]
+    ref = run_ref if run_ref is not None else str(run_dir)
+    rows = []
+    for p in pick:
+        marks = ''.join('·' if pd.isna(v) else '✓' if v >= 0.5 else '✗' for v in ok.loc[p]) if p in ok.index else ''
+        ms = [a, b] if a != b else [a]
+        rows.append(dict(prompt_id=p, delta_entropy_mean=float(d[p]), flips=bool(flip(p)),
+                         why=f"Δ mean entropy {d[p]:+.3f} nats ({a} → {b}); answers {marks}" + (' flip' if flip(p) else ''),
+                         code=f"Explorer({ref!r}, prompt={p!r}, models={ms!r})"))
+    return pd.DataFrame(rows, columns=cols)
