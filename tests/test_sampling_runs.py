@@ -1,5 +1,8 @@
 """Sampled runs (--do_sample --num_samples 4 --seed 7) are reproducible per (prompt, sample): the same tokens with
-batch size 1 and 7, after a kill and a resume, and with torchrun over 2 processes. Each run is a real subprocess."""
+batch size 1 and 7, after a kill and a resume, and with torchrun over 2 processes. Each run is a real subprocess.
+
+Another batch size changes the logits by float32 rounding (~1e-7), so a draw whose uniform number lies within that
+of the boundary between two tokens can flip; such a flip is allowed only where it is proven (in float64) to be one."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
@@ -29,6 +32,32 @@ def generated(out):
     return {(m, p, s): list(t) for m, p, s, t in zip(g.model, g.prompt_id, g['sample'], g.generated_token_ids)}
 
 
+def boundary_flip(ckpt, prompt_ids, a, b, pid, sample):
+    """Whether sampled generations `a` and `b` first differ where the draw's uniform lies within 1e-5 of the boundary
+    between the two tokens drawn (float32 noise of another batch composition crossing it), checked in float64."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from reasoning_entropy.engine import _stream
+    i = next(j for j in range(min(len(a), len(b))) if a[j] != b[j])
+    m = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float64)
+    with torch.inference_mode(): p = m(input_ids=torch.tensor([list(prompt_ids) + list(a[:i])])).logits[0, -1].softmax(-1)
+    lo, hi = sorted((int(a[i]), int(b[i])))
+    u = float(_stream(7, pid, sample, i + 1)[i])
+    return abs(float(p[:lo + 1].sum()) - u) < 1e-5 and float(p[lo + 1:hi].sum()) < 1e-9
+
+
+def same_samples(run, ref, pair, names=('A', 'B')):
+    """`run`'s generated tokens equal `ref`'s, except where a float32 boundary flip explains the difference
+    (`boundary_flip`, at most 2 of the run's generations)."""
+    got, want = generated(run), generated(ref)
+    assert got.keys() == want.keys()
+    diff = [k for k in want if got[k] != want[k]]
+    g = RunStore(ref).read_generations()
+    prompt = {(m_, p_, s_): ids for m_, p_, s_, ids in zip(g.model, g.prompt_id, g['sample'], g.prompt_token_ids)}
+    ck = dict(zip(names, pair))
+    assert len(diff) <= 2 and all(boundary_flip(ck[k[0]], prompt[k], want[k], got[k], k[1], k[2]) for k in diff), diff
+
+
 def test_batch_size_and_torchrun_do_not_change_samples(tiny_pair, tmp_path):
     one, seven, two = tmp_path / 'bs1', tmp_path / 'bs7', tmp_path / 'torchrun2'
     run([PY, '-m', 'reasoning_entropy', *args(tiny_pair, one, 1)])
@@ -36,7 +65,8 @@ def test_batch_size_and_torchrun_do_not_change_samples(tiny_pair, tmp_path):
     run([PY, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'reasoning_entropy', *args(tiny_pair, two, 1)])
     ref = generated(one)
     assert len(ref) == 2 * 6 * 4 and {k[2] for k in ref} == {0, 1, 2, 3}
-    assert generated(seven) == ref and generated(two) == ref
+    same_samples(seven, one, tiny_pair)  # another batch size: the same samples, bar a float32 flip at a CDF boundary
+    assert generated(two) == ref        # the same batch size over 2 processes: the same samples, the same floats (below)
     assert any(p.name.startswith('part-r1-') for p in (two / 'data/generations/model=A').iterdir())
     pd.testing.assert_frame_equal(RunStore(one).read_tokens(), RunStore(two).read_tokens(), check_exact=True)  # same batch size: same floats
     assert len({tuple(v) for k, v in ref.items() if k[:2] == ('A', '0')}) > 1  # the samples of a prompt differ
