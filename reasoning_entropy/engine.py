@@ -154,6 +154,93 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
     return dict(f=fbuf[:, :steps].cpu().numpy(), l=lbuf[:, :steps].cpu().numpy(),
                 n=n_tok.cpu().numpy(), finished=finished.cpu().numpy())
 
+# %% ../nbs/03_engine.ipynb #cb02b3c4
+def _plain_cache(model)->bool:
+    "Whether `model`'s cache layers are all plain [batch, heads, length, dim] tensors (no sliding window)."
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+    return all(type(l) is DynamicLayer for l in DynamicCache(config=model.config).layers)
+
+def _keep_rows(cache, attn:torch.Tensor, keep:torch.Tensor)->torch.Tensor:
+    "Keep rows `keep` of the cache (in place) and of `attn`, then trim columns that are padding in every kept row."
+    attn = attn[keep]
+    j = int(attn.any(0).to(torch.uint8).argmax()) if len(keep) else 0
+    for l in cache.layers: l.keys, l.values = l.keys[keep, :, j:], l.values[keep, :, j:]
+    return attn[:, j:]
+
+def _join(cache, attn:torch.Tensor, new, new_attn:torch.Tensor)->torch.Tensor:
+    "Append the rows of the prefilled cache `new` to `cache` (in place), left-padding the shorter; the joint mask."
+    L, Ln = attn.shape[1], new_attn.shape[1]
+    pad = lambda x, n: torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
+    for l, m in zip(cache.layers, new.layers):
+        l.keys = torch.cat([pad(l.keys, Ln - L if Ln > L else 0), pad(m.keys, L - Ln if L > Ln else 0)])
+        l.values = torch.cat([pad(l.values, Ln - L if Ln > L else 0), pad(m.values, L - Ln if L > Ln else 0)])
+    w = max(L, Ln)
+    return torch.cat([torch.nn.functional.pad(attn, (w - L, 0)), torch.nn.functional.pad(new_attn, (w - Ln, 0))])
+
+# %% ../nbs/03_engine.ipynb #cb03c4d5
+def _prefill(model, prompts:list[list[int]], pad:int, kw:dict):
+    "(cache, mask, next positions [B, 1], last logits [B, V]) of a left-padded batch of prompts."
+    from transformers import DynamicCache
+    dev = next(model.parameters()).device
+    L = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long); attn = torch.zeros((len(prompts), L), dtype=torch.long)
+    for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
+    ids, attn = ids.to(dev), attn.to(dev)
+    pos = (attn.cumsum(-1) - 1).clamp_(min=0)
+    cache = DynamicCache(config=model.config)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
+    return cache, attn, pos[:, -1:] + 1, logits
+
+@torch.inference_mode()
+def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
+                         u:np.ndarray|None, bs:int)->Iterator[tuple[int, dict]]:
+    "Decode `prompts` with at most `bs` live rows; yield (prompt index, dict(f, l, n, finished)) as each one ends."
+    dev = next(model.parameters()).device
+    T, kw = d.max_new_tokens, (dict(logits_to_keep=1) if _keeps_last_logits(model) else {})
+    eos_t = torch.tensor(eos or [-1], device=dev)
+    U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: row i's t-th number at its t-th token
+    nxt, rows = 0, torch.zeros(0, dtype=torch.long, device=dev)
+    cache = attn = pos = logits = steps = fbuf = lbuf = None
+    while True:
+        if len(rows) < bs and nxt < len(prompts):  # refill the free slots
+            idx = list(range(nxt, min(nxt + bs - len(rows), len(prompts)))); nxt += len(idx)
+            c, a, p, lg = _prefill(model, [prompts[i] for i in idx], pad, kw)
+            fb = torch.full((len(idx), T, 4 + k), math.nan, dtype=torch.float32, device=dev)
+            lb = torch.full((len(idx), T, 2 + k), pad, dtype=torch.long, device=dev)
+            new = torch.tensor(idx, device=dev)
+            if not len(rows): cache, attn, pos, logits, rows, steps, fbuf, lbuf = c, a, p, lg, new, torch.zeros_like(new), fb, lb
+            else:
+                attn = _join(cache, attn, c, a)
+                pos, logits, rows = torch.cat([pos, p]), torch.cat([logits, lg]), torch.cat([rows, new])
+                steps, fbuf, lbuf = torch.cat([steps, torch.zeros_like(new)]), torch.cat([fbuf, fb]), torch.cat([lbuf, lb])
+        if not len(rows): return
+        ar = torch.arange(len(rows), device=dev)
+        if d.do_sample and _plain(d, logits.shape[-1]):
+            m = token_metrics(logits, None, k, u=U[rows, steps]); chosen = m['chosen']; fbuf[ar, steps, 3] = m['entropy']
+        elif d.do_sample:
+            chosen, fbuf[ar, steps, 3] = _sample(logits, d, U[rows, steps])
+            m = token_metrics(logits, chosen, k)
+        else:
+            m = token_metrics(logits, None, k); chosen = m['chosen']
+        fbuf[ar, steps, 0], fbuf[ar, steps, 1], fbuf[ar, steps, 2] = m['entropy'], m['logprob'], m['varentropy']
+        if k: fbuf[ar, steps, 4:] = m['top_logprobs']; lbuf[ar, steps, 2:] = m['top_ids']
+        lbuf[ar, steps, 1] = m['rank']; lbuf[ar, steps, 0] = chosen
+        steps = steps + 1
+        ended = torch.isin(chosen, eos_t)
+        done = ended | (steps >= T)
+        if bool(done.any()):
+            for b in done.nonzero()[:, 0].tolist():
+                n = int(steps[b])
+                yield int(rows[b]), dict(f=fbuf[b, :n].cpu().numpy(), l=lbuf[b, :n].cpu().numpy(), n=n, finished=bool(ended[b]))
+            keep = (~done).nonzero()[:, 0]
+            attn = _keep_rows(cache, attn, keep)
+            rows, steps, pos, chosen, fbuf, lbuf = rows[keep], steps[keep], pos[keep], chosen[keep], fbuf[keep], lbuf[keep]
+        if len(rows):
+            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], 1)
+            logits = model(input_ids=chosen[:, None], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
+            pos = pos + 1
+
 # %% ../nbs/03_engine.ipynb #36b0aaad
 def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], f:np.ndarray, lrank:np.ndarray,
                  tids:np.ndarray|None, k:int, texts:_Texts, sampling:bool, samples:list[int]|None=None)->pd.DataFrame:
@@ -182,6 +269,15 @@ def _check_lengths(model, lengths, extra:int, what:str, ids):
             raise InputError(f"{what} {pid}: {n} tokens + {extra} new exceed the model's context of {mp} positions"
                              if extra else f"{what} {pid}: {n} tokens exceed the model's context of {mp} positions")
 
+# %% ../nbs/03_engine.ipynb #cb04d5e6
+def _padded(results:list[dict])->dict:
+    "Per-prompt results of `_generate_continuous` as the padded [B, T, …] arrays of `_generate_batch`."
+    T = max(r['n'] for r in results)
+    f = np.full((len(results), T, results[0]['f'].shape[-1]), np.nan, np.float32)
+    l = np.zeros((len(results), T, results[0]['l'].shape[-1]), np.int64)
+    for b, r in enumerate(results): f[b, :r['n']], l[b, :r['n']] = r['f'], r['l']
+    return dict(f=f, l=l, n=np.array([r['n'] for r in results]), finished=np.array([r['finished'] for r in results]))
+
 # %% ../nbs/03_engine.ipynb #2220a52d
 def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
              tokenizer, # its tokenizer
@@ -192,7 +288,7 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
              progress:bool=True, # show a tqdm bar
              desc:str|None=None, # bar label (e.g. the checkpoint name)
             )->Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    "Generate for every prompt in length-sorted batches; yield (tokens_df, generations_df) per batch."
+    "Generate for every prompt (continuous batching where the cache allows); yield (tokens_df, generations_df) per group of prompts."
     d = decoding or DecodingConfig()
     k = check_setting('top_k_alternatives', int(top_k_alternatives))
     if not prompts: return
@@ -203,31 +299,55 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].token_ids))
     bs = batch_size or auto_batch_size(model, len(prompts), max(len(p.token_ids) for p in prompts) + d.max_new_tokens)
     sync_every = 1 if dev.type == 'cpu' else 8
+    stream = lambda p: _stream(seed, p.prompt_id, p.sample, d.max_new_tokens)
+    def frames(batch, r):
+        "(tokens_df, generations_df) of finished prompts `batch` from padded [B, T, …] arrays."
+        pids = [p.prompt_id for p in batch]
+        toks = r['l'][:, :, 0]
+        tdf = _token_frame(pids, toks, r['n'], [p.token_ids[-1] for p in batch], r['f'], r['l'][:, :, 1],
+                           r['l'][:, :, 2:], k, texts, d.do_sample, [p.sample for p in batch])
+        gen_ids = [toks[b, :r['n'][b]].astype(np.int64).tolist() for b in range(len(batch))]
+        gdf = pd.DataFrame({'prompt_id': pids, 'sample': np.array([p.sample for p in batch], dtype=np.int64), 'prompt_text': [p.prompt_text for p in batch],
+                            'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
+                            'generated_token_ids': gen_ids,
+                            'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],
+                            'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)})
+        return tdf, gdf
     bar = tqdm(total=len(prompts), desc=desc or 'generate', unit='prompt', disable=not progress)
-    i, n_tok, t0 = 0, 0, time.perf_counter()
+    n_tok, t0 = 0, time.perf_counter()
+    def done(tdf, batch):
+        nonlocal n_tok
+        n_tok += len(tdf)
+        bar.set_postfix_str(f'{n_tok / (time.perf_counter() - t0):.0f} tokens/s', refresh=False); bar.update(len(batch))
     try:
+        if _plain_cache(model):  # continuous batching (see above); a group of `bs` finished prompts per yield
+            u = np.stack([stream(prompts[j]) for j in order]) if d.do_sample else None
+            group, left = [], list(order)
+            try:
+                for j, res in _generate_continuous(model, [prompts[o].token_ids for o in order], d, eos, pad, k, u, bs):
+                    group.append((order[j], res))
+                    if len(group) == bs or len(group) == len(left):
+                        batch, r = [prompts[o] for o, _ in group], _padded([x for _, x in group])
+                        left = [o for o in left if o not in {o for o, _ in group}]; group = []
+                        tdf, gdf = frames(batch, r); yield tdf, gdf; done(tdf, batch)
+                order = []
+            except torch.OutOfMemoryError:
+                if dev.type != 'cuda' or bs == 1: raise
+                bs = max(1, bs // 2); torch.cuda.empty_cache()
+                log.warning('out of memory: continuing batch by batch with batch size %d', bs)
+                order = left
+        i = 0
         while i < len(order):
             batch = [prompts[j] for j in order[i:i+bs]]
-            u = np.stack([_stream(seed, p.prompt_id, p.sample, d.max_new_tokens) for p in batch]) if d.do_sample else None
+            u = np.stack([stream(p) for p in batch]) if d.do_sample else None
             try: r = _generate_batch(model, [p.token_ids for p in batch], d, eos, pad, k, u, sync_every)
             except torch.OutOfMemoryError:
                 if dev.type != 'cuda' or bs == 1: raise
                 bs = max(1, bs // 2); torch.cuda.empty_cache()
                 log.warning('out of memory: retrying with batch size %d', bs)
                 continue
-            pids = [p.prompt_id for p in batch]
-            toks = r['l'][:, :, 0]
-            tdf = _token_frame(pids, toks, r['n'], [p.token_ids[-1] for p in batch], r['f'], r['l'][:, :, 1],
-                               r['l'][:, :, 2:], k, texts, d.do_sample, [p.sample for p in batch])
-            gen_ids = [toks[b, :r['n'][b]].astype(np.int64).tolist() for b in range(len(batch))]
-            gdf = pd.DataFrame({'prompt_id': pids, 'sample': np.array([p.sample for p in batch], dtype=np.int64), 'prompt_text': [p.prompt_text for p in batch],
-                                'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
-                                'generated_token_ids': gen_ids,
-                                'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],
-                                'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)})
-            yield tdf, gdf
-            i += len(batch); n_tok += len(tdf)
-            bar.set_postfix_str(f'{n_tok / (time.perf_counter() - t0):.0f} tokens/s', refresh=False); bar.update(len(batch))
+            tdf, gdf = frames(batch, r); yield tdf, gdf; done(tdf, batch)
+            i += len(batch)
     finally: bar.close()
 
 # %% ../nbs/03_engine.ipynb #0de38cdc
