@@ -104,6 +104,18 @@ class _Texts:
         for i in set(ids) - c.keys(): c[i] = self.tok.decode([int(i)])
         return [c[i] for i in ids]
 
+# %% ../nbs/03_engine.ipynb #dd01e2f3
+def _decode_step(logits:torch.Tensor, d:DecodingConfig, k:int, u:torch.Tensor|None):
+    "One step's choice and record: (chosen ids, [B, 4+k] entropy, logprob, varentropy, sampling entropy, top logprobs; [B, 2+k] token, rank, top ids)."
+    if d.do_sample and _plain(d, logits.shape[-1]):  # the raw distribution: drawn in the metrics' own pass
+        m = token_metrics(logits, None, k, u=u); se = m['entropy']
+    elif d.do_sample:
+        drawn, se = _sample(logits, d, u); m = token_metrics(logits, drawn, k)
+    else:
+        m = token_metrics(logits, None, k); se = torch.full_like(m['entropy'], math.nan)  # greedy: the argmax, found with the top-k
+    f = torch.cat([torch.stack([m['entropy'], m['logprob'], m['varentropy'], se], 1), m['top_logprobs']], 1)
+    return m['chosen'], f, torch.cat([torch.stack([m['chosen'], m['rank']], 1), m['top_ids']], 1)
+
 # %% ../nbs/03_engine.ipynb #965e36a3
 @torch.inference_mode()
 def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
@@ -127,22 +139,11 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
     nxt = pos[:, -1:] + 1
     if u is not None: u = torch.from_numpy(u).to(dev)  # [B, T]: each row's uniforms, one per step
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
-    steps, plain = 0, _plain(d, logits.shape[-1])
+    steps = 0
     for t in range(T):
-        if d.do_sample and plain:  # the raw distribution: drawn in the metrics' own pass
-            m = token_metrics(logits, None, k, u=u[:, t]); chosen = m['chosen']
-            fbuf[:, t, 3] = m['entropy']
-        elif d.do_sample:
-            chosen, fbuf[:, t, 3] = _sample(logits, d, u[:, t])
-            m = token_metrics(logits, chosen, k)
-        else:
-            m = token_metrics(logits, None, k)  # greedy: the argmax, found with the top-k
-            chosen = m['chosen']
-        fbuf[:, t, 0], fbuf[:, t, 1], fbuf[:, t, 2] = m['entropy'], m['logprob'], m['varentropy']
-        if k: fbuf[:, t, 4:] = m['top_logprobs']; lbuf[:, t, 2:] = m['top_ids']
-        lbuf[:, t, 1] = m['rank']
+        chosen, fbuf[:, t], lr = _decode_step(logits, d, k, None if u is None else u[:, t])
         chosen = chosen.masked_fill(finished, pad)
-        lbuf[:, t, 0] = chosen
+        lr[:, 0] = chosen; lbuf[:, t] = lr
         n_tok += ~finished
         finished |= torch.isin(chosen, eos_t)
         steps = t + 1
@@ -216,16 +217,7 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
                 steps, fbuf, lbuf = torch.cat([steps, torch.zeros_like(new)]), torch.cat([fbuf, fb]), torch.cat([lbuf, lb])
         if not len(rows): return
         ar = torch.arange(len(rows), device=dev)
-        if d.do_sample and _plain(d, logits.shape[-1]):
-            m = token_metrics(logits, None, k, u=U[rows, steps]); chosen = m['chosen']; fbuf[ar, steps, 3] = m['entropy']
-        elif d.do_sample:
-            chosen, fbuf[ar, steps, 3] = _sample(logits, d, U[rows, steps])
-            m = token_metrics(logits, chosen, k)
-        else:
-            m = token_metrics(logits, None, k); chosen = m['chosen']
-        fbuf[ar, steps, 0], fbuf[ar, steps, 1], fbuf[ar, steps, 2] = m['entropy'], m['logprob'], m['varentropy']
-        if k: fbuf[ar, steps, 4:] = m['top_logprobs']; lbuf[ar, steps, 2:] = m['top_ids']
-        lbuf[ar, steps, 1] = m['rank']; lbuf[ar, steps, 0] = chosen
+        chosen, fbuf[ar, steps], lbuf[ar, steps] = _decode_step(logits, d, k, None if U is None else U[rows, steps])
         steps = steps + 1
         ended = torch.isin(chosen, eos_t)
         done = ended | (steps >= T)
