@@ -77,7 +77,7 @@ def test_explorer_shows_the_chosen_sample(sampled):
     from reasoning_entropy.explorer import Explorer
     tokens = RunStore(sampled).read_tokens()
     ex = Explorer(sampled)
-    assert [v for _, v in ex.w_sample.options] == list(range(N)) and ex.w_sample in ex.widget.children[0].children
+    assert [v for _, v in ex.w_sample.options] == list(range(N)) and ex.w_sample in ex._top.children
     for s in (0, 3):
         ex.w_sample.value = s
         sel = (tokens.prompt_id == "0") & (tokens["sample"] == s)
