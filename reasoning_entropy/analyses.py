@@ -142,11 +142,11 @@ def answer_tokens(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step,
 # %% ../nbs/05b_analyses.ipynb #5d493dc2
 SIGNALS = {'low_entropy': ('entropy_mean', -1), 'answer_probability': ('answer_probability', 1), 'mean_logprob': ('logprob_mean', 1)}
 
-def _graded(samples:pd.DataFrame, tokens:pd.DataFrame)->pd.DataFrame:
+def _graded(samples:pd.DataFrame, tokens:pd.DataFrame, answers:pd.DataFrame|None=None)->pd.DataFrame:
     "Per-sample results with their verdict, answer-token and log-probability columns."
     s = _with_sample(samples)
     s = s[s.correct.notna()][_GEN + ['entropy_mean', 'correct']]
-    s = s.merge(answer_tokens(tokens)[_GEN + ['answer_probability']], on=_GEN, how='left')
+    s = s.merge((answer_tokens(tokens) if answers is None else answers)[_GEN + ['answer_probability']], on=_GEN, how='left')
     lp = _with_sample(tokens).groupby(_GEN).logprob.mean().rename('logprob_mean').reset_index()
     return s.merge(lp, on=_GEN, how='left').assign(answer_probability=lambda d: d.answer_probability.fillna(0.0))
 
@@ -154,9 +154,10 @@ def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sa
                 tokens:pd.DataFrame, # tokens table (for the answer tokens and log-probabilities)
                 models:Sequence[str]|None=None, # checkpoints in order
                 seed:int=0, # bootstrap seed
+                answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
                )->pd.DataFrame:
     "Per checkpoint and signal: AUROC for predicting correctness, interval over prompts, n, n_correct."
-    g = _graded(samples, tokens)
+    g = _graded(samples, tokens, answers)
     rows = []
     for m in _models(_with_sample(samples), models):
         gm = g[g.model == m]
@@ -170,9 +171,10 @@ def reliability(samples:pd.DataFrame, # per-sample results
                 tokens:pd.DataFrame, # tokens table
                 models:Sequence[str]|None=None, # checkpoints in order
                 bins:int=5, # equal-width bins of answer probability
+                answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
                )->pd.DataFrame:
     "Per checkpoint and answer-probability bin: n, mean predicted probability, observed accuracy with Wilson interval."
-    g = _graded(samples, tokens)
+    g = _graded(samples, tokens, answers)
     g['bin'] = np.minimum((g.answer_probability * bins).astype(int), bins - 1)
     rows = []
     for m in _models(_with_sample(samples), models):
@@ -306,7 +308,7 @@ READ_ME = {
     'truncation': "Generations cut off at max_new_tokens, with a Wilson interval; above 10% the answers and statistics of that checkpoint describe prefixes, so raise --max_new_tokens before reading accuracy or entropy trends.",
     'entropy_by_step_cohort': "Mean entropy by step over one cohort: the generations that reach the cohort's length, a t interval over prompts at each step; unlike the plain curve, it cannot move because generations of different lengths stop at different steps.",
     'answer_tokens': "The entropy and joint probability of the tokens inside each generation's last closed \\boxed{}: how sure the checkpoint was of the answer it gave.",
-    'calibration': "AUROC of each signal for predicting that a sample is correct (0.5 is chance, 1 perfect), with a 95% interval that resamples prompts; low_entropy uses the sample's mean entropy, answer_probability the joint probability of its answer tokens, mean_logprob its mean log-probability.",
+    'calibration': "AUROC of each signal for predicting that a sample is correct (0.5 is chance, 1 perfect), with a 95% interval that resamples prompts; low_entropy uses the sample's mean entropy, answer_probability the joint probability of its answer tokens, mean_logprob its mean log-probability. A checkpoint whose graded samples are all right or all wrong has no AUROC (–).",
     'reliability': "Observed accuracy of the samples in each bin of answer-token probability (Wilson 95% interval, n per bin) against the bin's mean probability; points on the diagonal mean the answer probability can be read as the chance of being right.",
     'quadrants': "Each checkpoint's share of tokens in the four entropy × varentropy quadrants (thresholds: pooled medians over all checkpoints); high/high tokens are forks between a few distinct options, low/low confident steps.",
     'entropy_fit': "Cui et al.'s fit of accuracy against mean entropy across checkpoints, R = −a·exp(H) + b, with R² (at least 4 checkpoints); b − a is the accuracy the fit predicts at zero entropy. Descriptive: checkpoints are few and not independent.",
