@@ -10,9 +10,10 @@ Paths, each in its own process (peak RSS from ru_maxrss), the same batch size:
 - engine: `reasoning_entropy.engine.generate` (metrics at every step, `top_k_alternatives=5`), continuous batching;
 - plain: `model.generate(..., do_sample=False, eos_token_id=EOS)` without metrics, length-sorted batches.
 Same tokens are checked (each plain row cut after its first EOS id). Useful tokens/s = generated tokens (up to and
-including EOS) / seconds. A fixed-length control (no EOS, every row runs to the limit) checks that nothing regressed.
+including EOS) / seconds. Fixed-length controls (no EOS, every row runs to the limit: the same 256 new tokens, and
+the 64 of `bench_engine`) check that nothing regressed where there is nothing to compact.
 Writes its section `batching` of benchmarks/RESULTS.md.
-  python benchmarks/bench_batching.py [--threads 1] [--prompts 64] [--batch 16] [--new 256] [--repeats 3] [--quick]
+  python benchmarks/bench_batching.py [--threads 1] [--prompts 64] [--batch 16] [--new 256] [--fixed_new 256,64] [--repeats 3] [--quick]
 """
 from __future__ import annotations
 import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
@@ -86,18 +87,20 @@ def main():
     ap.add_argument('--child'); ap.add_argument('--ck'); ap.add_argument('--eos', default='[]')
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--prompts', type=int, default=64)
     ap.add_argument('--batch', type=int, default=16); ap.add_argument('--new', type=int, default=256)
-    ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--fixed_new', type=int, default=64)
+    ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--fixed_new', default='256,64')
     ap.add_argument('--workdir'); ap.add_argument('--quick', action='store_true')
     a = ap.parse_args()
     if a.child: return child(a)
-    if a.quick: a.prompts, a.new, a.repeats, a.fixed_new = 16, 64, 1, 16
+    if a.quick: a.prompts, a.new, a.repeats, a.fixed_new = 16, 64, 1, '16'
+    fixed = [int(x) for x in str(a.fixed_new).split(',')]
     torch.set_num_threads(a.threads)
     work = Path(a.workdir or tempfile.mkdtemp(prefix='bench_batching_'))
     ck = build(work / 'ckpt', 0)
     t_all = time.perf_counter(); load0 = load_avg()
     eos, lengths = workload(ck, a)
     R = {}
-    for label, e, new in (('varied lengths', eos, a.new), ('fixed length (no EOS)', [], a.fixed_new)):
+    loads = [('varied lengths', eos, a.new)] + [(f'fixed length {n} (no EOS)', [], n) for n in fixed]
+    for label, e, new in loads:
         for rep in range(a.repeats):
             for path in (('engine', 'plain') if rep % 2 == 0 else ('plain', 'engine')):
                 before = busy_cpus(0.5)
@@ -106,7 +109,7 @@ def main():
                 print(label, path, rep, f"{r['seconds']:.2f} s, {r['tokens'] / r['seconds']:.0f} tokens/s, rss {r['rss']:.0f} MiB", flush=True)
     total = time.perf_counter() - t_all
     rows, ratios, same = [], {}, {}
-    for label in ('varied lengths', 'fixed length (no EOS)'):
+    for label, _, _ in loads:
         e_, p_ = R[(label, 'engine')], R[(label, 'plain')]
         same[label] = all(x['ids'] == e_[0]['ids'] for x in e_ + p_)
         tps = lambda rs: float(np.median([x['tokens'] / x['seconds'] for x in rs]))
@@ -120,21 +123,22 @@ def main():
                 if l.startswith('Model name')), platform.processor())
     date = subprocess.run(['date'], capture_output=True, text=True).stdout.strip()
     ok = lambda b: 'PASS' if b else 'FAIL'
-    v, f = ratios['varied lengths'], ratios['fixed length (no EOS)']
+    v = ratios['varied lengths']; fx = [(n, ratios[f'fixed length {n} (no EOS)']) for n in fixed]
     lines = ['## Continuous batching (engine vs plain batched generate)', '',
              f'Machine: {cpu}, {os.cpu_count()} CPUs, no GPU; torch {torch.__version__} ({a.threads} thread per process). Date: {date}. '
              f'Load average at the start: {load0}. Total {total:.0f} s.',
              f'Workload: {a.prompts} prompts (16-64 tokens), batch size {a.batch}, max_new_tokens {a.new}; {len(eos)} EOS ids chosen as '
              f'described in the script; generation lengths (tokens, EOS included): min {q[0]:.0f}, p10 {q[1]:.0f}, p25 {q[2]:.0f}, '
              f'median {q[3]:.0f}, p75 {q[4]:.0f}, p90 {q[5]:.0f}, max {q[6]:.0f} ({sum(l == a.new for l in lengths)} of {len(lengths)} '
-             f'reach the limit). Fixed-length control: no EOS, {a.fixed_new} new tokens.',
+             f'reach the limit). Fixed-length controls: no EOS, {" and ".join(map(str, fixed))} new tokens.',
              f'Command: `python benchmarks/bench_batching.py --threads {a.threads}{" --quick" if a.quick else ""}`', '',
              '| workload | path | tokens | seconds (median) | tokens/s (median) | tokens/s per repeat | peak RSS (MiB) | others\' CPUs busy before |',
              '|---|---|---|---|---|---|---|---|', *rows, '',
              '| measure | value | target | |', '|---|---|---|---|',
              f'| useful tokens/s, engine / plain, varied lengths | {v[0]:.2f} (CPU-seconds: {v[1]:.2f}) | ≥ 1.5 | {ok(v[0] >= 1.5)} |',
-             f'| tokens/s, engine / plain, fixed length | {f[0]:.2f} (CPU-seconds: {f[1]:.2f}) | ≥ 1.0 | {ok(f[0] >= 1.0)} |',
-             f'| peak RSS, engine vs plain (varied; fixed) | {v[2]:.0f} vs {v[3]:.0f}; {f[2]:.0f} vs {f[3]:.0f} MiB | no higher | {ok(v[2] <= v[3] * 1.02 and f[2] <= f[3] * 1.02)} |',
+             *[f'| tokens/s, engine / plain, fixed length {n} | {f[0]:.2f} (CPU-seconds: {f[1]:.2f}) | ≥ 1.0 | {ok(f[0] >= 1.0)} |' for n, f in fx],
+             f'| peak RSS, engine vs plain (varied; {"; ".join(f"fixed {n}" for n, _ in fx)}) | {v[2]:.0f} vs {v[3]:.0f}; '
+             f'{"; ".join(f"{f[2]:.0f} vs {f[3]:.0f}" for _, f in fx)} MiB | no higher | {ok(all(x[2] <= x[3] * 1.02 for x in [v] + [f for _, f in fx]))} |',
              f"| same tokens, every repeat and path | {'yes' if all(same.values()) else 'NO'} | yes | {ok(all(same.values()))} |", '',
              'The engine computes every metric of every token (full-vocabulary entropy, rank, varentropy, top-5) and plain '
              '`generate` none. Peak RSS is the whole process (Python, torch, the model), within 2% counted as no higher.']

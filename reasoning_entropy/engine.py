@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_engine.ipynb #5b2af64e
 from __future__ import annotations
-import hashlib, inspect, logging, math, time
+import functools, hashlib, inspect, logging, math, time
 from dataclasses import dataclass, asdict, field
 from typing import Iterator
 import numpy as np, pandas as pd, torch
@@ -162,36 +162,67 @@ def _plain_cache(model)->bool:
     from transformers.cache_utils import DynamicLayer
     return all(type(l) is DynamicLayer for l in DynamicCache(config=model.config).layers)
 
-def _keep_rows(cache, attn:torch.Tensor, keep:torch.Tensor)->torch.Tensor:
-    "Keep rows `keep` of the cache (in place) and of `attn`, then trim columns that are padding in every kept row."
-    attn = attn[keep]
-    j = int(attn.any(0).to(torch.uint8).argmax()) if len(keep) else 0
-    for l in cache.layers: l.keys, l.values = l.keys[keep, :, j:], l.values[keep, :, j:]
-    return attn[:, j:]
+@dataclass
+class _Window:
+    "Which slots (rows r0:r1) and columns (start:end, the last q of them new) of the slot cache the next forward uses."
+    slots:int; width:int  # buffer size: rows, columns
+    r0:int = 0; r1:int = 0; start:int = 0; end:int = 0; q:int = 0
+    def at(self, r0, r1, start, end, q): self.r0, self.r1, self.start, self.end, self.q = r0, r1, start, end, q
 
-def _join(cache, attn:torch.Tensor, new, new_attn:torch.Tensor)->torch.Tensor:
-    "Append the rows of the prefilled cache `new` to `cache` (in place), left-padding the shorter; the joint mask."
-    L, Ln = attn.shape[1], new_attn.shape[1]
-    pad = lambda x, n: torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
-    for l, m in zip(cache.layers, new.layers):
-        l.keys = torch.cat([pad(l.keys, Ln - L if Ln > L else 0), pad(m.keys, L - Ln if L > Ln else 0)])
-        l.values = torch.cat([pad(l.values, Ln - L if Ln > L else 0), pad(m.values, L - Ln if L > Ln else 0)])
-    w = max(L, Ln)
-    return torch.cat([torch.nn.functional.pad(attn, (w - L, 0)), torch.nn.functional.pad(new_attn, (w - Ln, 0))])
+@functools.cache
+def _slot_layer():
+    "The slot cache layer class (defined on first use: importing transformers is left to the first generation)."
+    from transformers.cache_utils import DynamicLayer
+    class _SlotLayer(DynamicLayer):
+        "A cache layer over fixed [slots, heads, width, dim] buffers: a forward writes its new columns in place and attends to its window."
+        def __init__(self, w:_Window): super().__init__(); self.w = w
+        def update(self, key_states, value_states, *args, **kwargs):
+            w, q = self.w, key_states.shape[-2]
+            if not self.is_initialized:  # sized from the first keys: heads, head dim, dtype and device are the model's
+                self.device, self.is_initialized = key_states.device, True
+                self.K = key_states.new_zeros(w.slots, key_states.shape[1], w.width, key_states.shape[3])
+                self.V = value_states.new_zeros(w.slots, value_states.shape[1], w.width, value_states.shape[3])
+            r = slice(w.r0, w.r1)
+            self.K[r, :, w.end - q:w.end] = key_states; self.V[r, :, w.end - q:w.end] = value_states
+            self.keys, self.values = self.K[r, :, w.start:w.end], self.V[r, :, w.start:w.end]
+            return self.keys, self.values
+        def get_seq_length(self)->int: return self.w.end - self.w.q - self.w.start  # cached columns the new ones attend to
+    return _SlotLayer
+
+def _slot_cache(model, w:_Window):
+    "A `DynamicCache` for `model` whose layers keep their keys and values in slots (see above), all sharing the window `w`."
+    from transformers import DynamicCache
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_slot_layer()(w) for _ in cache.layers]  # one class, one layer per model layer
+    return cache
 
 # %% ../nbs/03_engine.ipynb #cb03c4d5
-def _prefill(model, prompts:list[list[int]], pad:int, kw:dict):
-    "(cache, mask, next positions [B, 1], last logits [B, V]) of a left-padded batch of prompts."
-    from transformers import DynamicCache
-    dev = next(model.parameters()).device
+_SLACK = 32  # spare columns of the slot cache: the live window is moved back to the left at most once per _SLACK steps
+_PREFILL = 4  # prompts are prefilled bs // _PREFILL at a time: less padding, and a smaller transient beside the live cache
+
+def _left_padded(prompts:list[list[int]], pad:int, dev)->tuple[torch.Tensor, torch.Tensor]:
+    "(ids, attention mask) [B, longest] of left-padded prompts."
     L = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), L), pad, dtype=torch.long); attn = torch.zeros((len(prompts), L), dtype=torch.long)
     for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
-    ids, attn = ids.to(dev), attn.to(dev)
-    pos = (attn.cumsum(-1) - 1).clamp_(min=0)
-    cache = DynamicCache(config=model.config)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
-    return cache, attn, pos[:, -1:] + 1, logits
+    return ids.to(dev), attn.to(dev)
+
+def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int)->tuple[torch.Tensor, torch.Tensor]:
+    "Move the live rows past the new live count into the finished rows below it (cache window s:c, and each per-row buffer); (holes, sources)."
+    b = len(done)
+    live = int((~done).sum())
+    h = done[:live].nonzero()[:, 0]; src = (~done[live:]).nonzero()[:, 0] + live
+    if len(h):
+        for l in cache.layers: l.K[h, :, s:c] = l.K[src, :, s:c]; l.V[h, :, s:c] = l.V[src, :, s:c]
+        for x in bufs: x[h] = x[src]
+    return h, src
+
+def _shift(cache, A:torch.Tensor, b:int, s:int, c:int, to:int):
+    "Move the live window (rows :b, columns s:c) of the slot cache and of the mask `A` to start at column `to`."
+    n = c - s
+    for l in cache.layers:
+        l.K[:b, :, to:to+n] = l.K[:b, :, s:c].clone(); l.V[:b, :, to:to+n] = l.V[:b, :, s:c].clone()
+    A[:b, to:to+n] = A[:b, s:c].clone()
 
 @torch.inference_mode()
 def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
@@ -199,39 +230,46 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
     "Decode `prompts` with at most `bs` live rows; yield (prompt index, dict(f, l, n, finished)) as each one ends."
     dev = next(model.parameters()).device
     T, kw = d.max_new_tokens, (dict(logits_to_keep=1) if _keeps_last_logits(model) else {})
+    Lmax = max(len(p) for p in prompts)
+    w = _Window(bs, Lmax + T + _SLACK); cache = _slot_cache(model, w)
     eos_t = torch.tensor(eos or [-1], device=dev)
-    U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: row i's t-th number at its t-th token
-    nxt, rows = 0, torch.zeros(0, dtype=torch.long, device=dev)
-    cache = attn = pos = logits = steps = fbuf = lbuf = None
+    U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: prompt i's t-th number at its t-th token
+    A = torch.zeros((bs, w.width), dtype=torch.bool, device=dev)  # attention mask of every slot
+    fbuf = torch.full((bs, T, 4 + k), math.nan, dtype=torch.float32, device=dev)
+    lbuf = torch.full((bs, T, 2 + k), pad, dtype=torch.long, device=dev)
+    rows, steps, pos = (torch.zeros(bs, dtype=torch.long, device=dev) for _ in range(3))  # prompt, tokens so far, next position
+    b, nxt, s = 0, 0, Lmax; c = s  # live rows are slots :b; their window is columns s:c; c >= Lmax always
     while True:
-        if len(rows) < bs and nxt < len(prompts):  # refill the free slots
-            idx = list(range(nxt, min(nxt + bs - len(rows), len(prompts)))); nxt += len(idx)
-            c, a, p, lg = _prefill(model, [prompts[i] for i in idx], pad, kw)
-            fb = torch.full((len(idx), T, 4 + k), math.nan, dtype=torch.float32, device=dev)
-            lb = torch.full((len(idx), T, 2 + k), pad, dtype=torch.long, device=dev)
-            new = torch.tensor(idx, device=dev)
-            if not len(rows): cache, attn, pos, logits, rows, steps, fbuf, lbuf = c, a, p, lg, new, torch.zeros_like(new), fb, lb
-            else:
-                attn = _join(cache, attn, c, a)
-                pos, logits, rows = torch.cat([pos, p]), torch.cat([logits, lg]), torch.cat([rows, new])
-                steps, fbuf, lbuf = torch.cat([steps, torch.zeros_like(new)]), torch.cat([fbuf, fb]), torch.cat([lbuf, lb])
-        if not len(rows): return
-        ar = torch.arange(len(rows), device=dev)
-        chosen, fbuf[ar, steps], lbuf[ar, steps] = _decode_step(logits, d, k, None if U is None else U[rows, steps])
-        steps = steps + 1
+        while b < bs and nxt < len(prompts):  # refill: prefill the next prompts straight into the free slots, a few at a time
+            idx = list(range(nxt, min(nxt + bs - b, nxt + max(1, bs // _PREFILL), len(prompts)))); nxt += len(idx); r1 = b + len(idx)
+            ids, a = _left_padded([prompts[i] for i in idx], pad, dev); L = a.shape[1]
+            if c - L < s: A[:b, c-L:s] = 0
+            s = min(s, c - L); A[b:r1, s:c] = 0; A[b:r1, c-L:c] = a
+            w.at(b, r1, c - L, c, L)
+            lg = model(input_ids=ids, attention_mask=a, position_ids=(a.cumsum(-1) - 1).clamp_(min=0), cache=cache, use_cache=True, **kw).logits[:, -1]
+            rows[b:r1] = torch.tensor(idx, device=dev); steps[b:r1] = 0; pos[b:r1] = a.sum(-1)
+            logits = lg if b == 0 else torch.cat([logits, lg]); b = r1
+        if not b: return
+        ar = torch.arange(b, device=dev)
+        chosen, fbuf[ar, steps[:b]], lbuf[ar, steps[:b]] = _decode_step(logits, d, k, None if U is None else U[rows[:b], steps[:b]])
+        steps[:b] += 1
         ended = torch.isin(chosen, eos_t)
-        done = ended | (steps >= T)
+        done = ended | (steps[:b] >= T)
         if bool(done.any()):
-            for b in done.nonzero()[:, 0].tolist():
-                n = int(steps[b])
-                yield int(rows[b]), dict(f=fbuf[b, :n].cpu().numpy(), l=lbuf[b, :n].cpu().numpy(), n=n, finished=bool(ended[b]))
-            keep = (~done).nonzero()[:, 0]
-            attn = _keep_rows(cache, attn, keep)
-            rows, steps, pos, chosen, fbuf, lbuf = rows[keep], steps[keep], pos[keep], chosen[keep], fbuf[keep], lbuf[keep]
-        if len(rows):
-            attn = torch.cat([attn, attn.new_ones(len(rows), 1)], 1)
-            logits = model(input_ids=chosen[:, None], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **kw).logits[:, -1]
-            pos = pos + 1
+            for r in done.nonzero()[:, 0].tolist():
+                n = int(steps[r])
+                yield int(rows[r]), dict(f=fbuf[r, :n].to('cpu', copy=True).numpy(), l=lbuf[r, :n].to('cpu', copy=True).numpy(),
+                                         n=n, finished=bool(ended[r]))
+            chosen = chosen.clone()
+            h, src = _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
+            b = int((~done).sum()); chosen = chosen[:b]
+            if b: s += int(A[:b, s:c].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row
+            else: s = c = Lmax; continue
+        if c == w.width:  # no free column left: move the window back
+            to = max(c - s, Lmax) - (c - s); _shift(cache, A, b, s, c, to); s, c = to, to + c - s
+        A[:b, c] = True; w.at(0, b, s, c + 1, 1)
+        logits = model(input_ids=chosen[:, None], attention_mask=A[:b, s:c+1], position_ids=pos[:b, None], cache=cache, use_cache=True, **kw).logits[:, -1]
+        pos[:b] += 1; c += 1
 
 # %% ../nbs/03_engine.ipynb #36b0aaad
 def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], f:np.ndarray, lrank:np.ndarray,
