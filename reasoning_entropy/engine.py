@@ -117,16 +117,20 @@ def _decode_step(logits:torch.Tensor, d:DecodingConfig, k:int, u:torch.Tensor|No
     return m['chosen'], f, torch.cat([torch.stack([m['chosen'], m['rank']], 1), m['top_ids']], 1)
 
 # %% ../nbs/03_engine.ipynb #965e36a3
+def _left_padded(prompts:list[list[int]], pad:int, dev)->tuple[torch.Tensor, torch.Tensor]:
+    "(ids, attention mask) [B, longest] of left-padded prompts."
+    L = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long); attn = torch.zeros((len(prompts), L), dtype=torch.long)
+    for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
+    return ids.to(dev), attn.to(dev)
+
 @torch.inference_mode()
 def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
                     u:np.ndarray|None, sync_every:int=1)->dict:
     "Decode one left-padded batch; metrics go to on-device buffers, moved to the host once at the end."
     dev = next(model.parameters()).device
-    B, L, T = len(prompts), max(len(p) for p in prompts), d.max_new_tokens
-    ids = torch.full((B, L), pad, dtype=torch.long)
-    attn = torch.zeros((B, L), dtype=torch.long)
-    for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
-    ids, attn = ids.to(dev), attn.to(dev)
+    B, T = len(prompts), d.max_new_tokens
+    ids, attn = _left_padded(prompts, pad, dev)
     pos = (attn.cumsum(-1) - 1).clamp_(min=0)
     from transformers import DynamicCache
     cache = DynamicCache(config=model.config)
@@ -200,22 +204,13 @@ def _slot_cache(model, w:_Window):
 _SLACK = 32  # spare columns of the slot cache: the live window is moved back to the left at most once per _SLACK steps
 _PREFILL = 4  # prompts are prefilled bs // _PREFILL at a time: less padding, and a smaller transient beside the live cache
 
-def _left_padded(prompts:list[list[int]], pad:int, dev)->tuple[torch.Tensor, torch.Tensor]:
-    "(ids, attention mask) [B, longest] of left-padded prompts."
-    L = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), L), pad, dtype=torch.long); attn = torch.zeros((len(prompts), L), dtype=torch.long)
-    for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
-    return ids.to(dev), attn.to(dev)
-
-def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int)->tuple[torch.Tensor, torch.Tensor]:
-    "Move the live rows past the new live count into the finished rows below it (cache window s:c, and each per-row buffer); (holes, sources)."
-    b = len(done)
+def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int):
+    "Move the live rows past the new live count into the finished rows below it (cache window s:c, and each per-row buffer)."
     live = int((~done).sum())
     h = done[:live].nonzero()[:, 0]; src = (~done[live:]).nonzero()[:, 0] + live
     if len(h):
         for l in cache.layers: l.K[h, :, s:c] = l.K[src, :, s:c]; l.V[h, :, s:c] = l.V[src, :, s:c]
         for x in bufs: x[h] = x[src]
-    return h, src
 
 def _shift(cache, A:torch.Tensor, b:int, s:int, c:int, to:int):
     "Move the live window (rows :b, columns s:c) of the slot cache and of the mask `A` to start at column `to`."
@@ -230,7 +225,7 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
     "Decode `prompts` with at most `bs` live rows; yield (prompt index, dict(f, l, n, finished)) as each one ends."
     dev = next(model.parameters()).device
     T, kw = d.max_new_tokens, (dict(logits_to_keep=1) if _keeps_last_logits(model) else {})
-    Lmax = max(len(p) for p in prompts)
+    Lmax, bs = max(len(p) for p in prompts), min(bs, len(prompts))
     w = _Window(bs, Lmax + T + _SLACK); cache = _slot_cache(model, w)
     eos_t = torch.tensor(eos or [-1], device=dev)
     U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: prompt i's t-th number at its t-th token
@@ -261,7 +256,7 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
                 yield int(rows[r]), dict(f=fbuf[r, :n].to('cpu', copy=True).numpy(), l=lbuf[r, :n].to('cpu', copy=True).numpy(),
                                          n=n, finished=bool(ended[r]))
             chosen = chosen.clone()
-            h, src = _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
+            _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
             b = int((~done).sum()); chosen = chosen[:b]
             if b: s += int(A[:b, s:c].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row
             else: s = c = Lmax; continue
