@@ -12,6 +12,7 @@ from . import stats as S
 from .grading import boxed_span
 from .report_tables import model_order, step_axis
 from .report_figures import checkpoint_colors, _fig, _ckpt_axis, _ckpt_x, _empty
+from .legacy import _with_sample
 
 # %% auto #0
 __all__ = ['SIGNALS', 'QUADRANTS', 'READ_ME', 'loop_flags', 'generation_table', 'length_robust', 'truncation',
@@ -20,9 +21,6 @@ __all__ = ['SIGNALS', 'QUADRANTS', 'READ_ME', 'loop_flags', 'generation_table', 
 
 # %% ../nbs/05b_analyses.ipynb #5a16131b
 _GEN = ['model', 'prompt_id', 'sample']
-
-def _with_sample(df:pd.DataFrame)->pd.DataFrame:
-    return df if 'sample' in df else df.assign(sample=0)
 
 def _models(df:pd.DataFrame, models:Sequence[str]|None)->list:
     return list(models) if models is not None else model_order(df)
