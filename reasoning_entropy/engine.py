@@ -201,7 +201,7 @@ def _slot_cache(model, w:_Window):
     return cache
 
 # %% ../nbs/03_engine.ipynb #cb03c4d5
-_SLACK = 32  # spare columns of the slot cache: the live window is moved back to the left at most once per _SLACK steps
+_SLACK = 8  # spare columns of the slot cache: the live window moves back to the left at most once per _SLACK steps, copying only the window
 _PREFILL = 4  # prompts are prefilled bs // _PREFILL at a time: less padding, and a smaller transient beside the live cache
 
 def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int):
