@@ -8,12 +8,16 @@ step: every prompt is first decoded without EOS (greedy, 256 tokens); each gets 
 paths then decode with the same EOS ids, so each prompt stops at the first of them it meets (lengths reported).
 Paths, each in its own process (peak RSS from ru_maxrss), the same batch size:
 - engine: `reasoning_entropy.engine.generate` (metrics at every step, `top_k_alternatives=5`), continuous batching;
+- static: the same, batch at a time (`_generate_batch`: the engine before continuous batching);
 - plain: `model.generate(..., do_sample=False, eos_token_id=EOS)` without metrics, length-sorted batches.
+Memory, besides each timed process's peak RSS: the generation's own peak above the RSS just before it (Linux
+`clear_refs`), in one more process per path with glibc's mmap threshold pinned (RSS then follows the live
+memory), for a first and a second call.
 Same tokens are checked (each plain row cut after its first EOS id). Useful tokens/s = generated tokens (up to and
 including EOS) / seconds. Fixed-length controls (no EOS, every row runs to the limit: the same 256 new tokens, and
 the 64 of `bench_engine`) check that nothing regressed where there is nothing to compact.
 Writes its section `batching` of benchmarks/RESULTS.md.
-  python benchmarks/bench_batching.py [--threads 1] [--prompts 64] [--batch 16] [--new 256] [--fixed_new 256,64] [--repeats 3] [--quick]
+  python benchmarks/bench_batching.py [--threads 1] [--prompts 64] [--batch 16] [--new 256] [--fixed_new 256,64] [--repeats 3] [--quick]   (about 26 minutes)
 """
 from __future__ import annotations
 import argparse, json, os, platform, resource, subprocess, sys, tempfile, time

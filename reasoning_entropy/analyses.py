@@ -201,15 +201,17 @@ def quadrants(tokens:pd.DataFrame, # tokens (model, entropy, varentropy)
     return pd.DataFrame(rows)
 
 # %% ../nbs/05b_analyses.ipynb #1b1e439e
+def _fit_points(results:pd.DataFrame, ms:list[str])->list[tuple[str, float, float]]:
+    "(model, mean entropy, accuracy) of each checkpoint in `ms`; accuracy over graded prompts (NaN when none)."
+    return [(m, r.entropy_mean.mean(), r.correct.dropna().astype(float).mean()) for m in ms for r in [results[results.model == m]]]
+
 def entropy_fit(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean, correct)
                 models:Sequence[str]|None=None, # checkpoints in order
                 min_checkpoints:int=4, # fewer: no fit
                )->pd.DataFrame:
     "One row: a, b, r2, n_checkpoints, ceiling (b − a), note — R = −a·exp(H) + b over checkpoints."
     ms = _models(results, models)
-    pts = [(results.loc[results.model == m, 'entropy_mean'].mean(), results.loc[results.model == m, 'correct'].dropna().astype(float).mean())
-           for m in ms]
-    pts = [(h, r) for h, r in pts if np.isfinite(h) and np.isfinite(r)]
+    pts = [(h, r) for _, h, r in _fit_points(results, ms) if np.isfinite(h) and np.isfinite(r)]
     if len(pts) < min_checkpoints:
         return pd.DataFrame([dict(a=math.nan, b=math.nan, r2=math.nan, n_checkpoints=len(pts), ceiling=math.nan,
                                   note=f'too few checkpoints with accuracy for a fit ({len(pts)} < {min_checkpoints})')])
@@ -274,9 +276,7 @@ def fig_entropy_fit(results:pd.DataFrame, # prompt results
     fig, ax = _fig(w=6, h=4.5)
     ms = _models(results, models)
     cs = checkpoint_colors(ms)
-    for m in ms:
-        r = results[results.model == m]
-        ax.scatter(r.entropy_mean.mean(), r.correct.dropna().astype(float).mean(), color=cs[m], label=m, zorder=3)
+    for m, h, r in _fit_points(results, ms): ax.scatter(h, r, color=cs[m], label=m, zorder=3)
     f = entropy_fit(results, ms).iloc[0]
     if np.isfinite(f.a):
         h = np.linspace(0, max(results.entropy_mean.max(), 0.1), 100)
