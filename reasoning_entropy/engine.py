@@ -201,7 +201,7 @@ def _slot_cache(model, w:_Window):
     return cache
 
 # %% ../nbs/03_engine.ipynb #cb03c4d5
-_SLACK = 8  # spare columns of the slot cache: the live window moves back to the left at most once per _SLACK steps, copying only the window
+_SLACK = 8  # spare columns beyond the live window: the buffers grow, or the window moves back, at most once per _SLACK steps
 _PREFILL = 4  # prompts are prefilled bs // _PREFILL at a time: less padding, and a smaller transient beside the live cache
 
 def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int):
@@ -212,12 +212,18 @@ def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int)
         for l in cache.layers: l.K[h, :, s:c] = l.K[src, :, s:c]; l.V[h, :, s:c] = l.V[src, :, s:c]
         for x in bufs: x[h] = x[src]
 
-def _shift(cache, A:torch.Tensor, b:int, s:int, c:int, to:int):
-    "Move the live window (rows :b, columns s:c) of the slot cache and of the mask `A` to start at column `to`."
-    n = c - s
+def _rebuilt(x:torch.Tensor, b:int, s:int, c:int, to:int, width:int)->torch.Tensor:
+    "A new [slots, …, width, …] buffer (zeros) holding the window (rows :b, columns s:c of dim 2, or of dim 1 for a 2-d mask) of `x` at column `to`."
+    d = 2 if x.dim() == 4 else 1
+    y = x.new_zeros(x.shape[:d] + (width,) + x.shape[d+1:])
+    y[:b].narrow(d, to, c - s).copy_(x[:b].narrow(d, s, c - s)); return y
+
+def _move(cache, A:torch.Tensor, w:_Window, b:int, s:int, c:int, to:int, width:int)->torch.Tensor:
+    "Rebuild the slot buffers `width` columns wide with the live window (rows :b, columns s:c) at `to`, one buffer at a time; the new mask."
     for l in cache.layers:
-        l.K[:b, :, to:to+n] = l.K[:b, :, s:c].clone(); l.V[:b, :, to:to+n] = l.V[:b, :, s:c].clone()
-    A[:b, to:to+n] = A[:b, s:c].clone()
+        l.keys = l.values = None  # no view keeps an old buffer alive
+        l.K = _rebuilt(l.K, b, s, c, to, width); l.V = _rebuilt(l.V, b, s, c, to, width)
+    w.width = width; return _rebuilt(A, b, s, c, to, width)
 
 @torch.inference_mode()
 def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
@@ -226,13 +232,17 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
     dev = next(model.parameters()).device
     T, kw = d.max_new_tokens, (dict(logits_to_keep=1) if _keeps_last_logits(model) else {})
     Lmax, bs = max(len(p) for p in prompts), min(bs, len(prompts))
-    w = _Window(bs, Lmax + T + _SLACK); cache = _slot_cache(model, w)
+    w = _Window(bs, Lmax + _SLACK); cache = _slot_cache(model, w)
     eos_t = torch.tensor(eos or [-1], device=dev)
     U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: prompt i's t-th number at its t-th token
     A = torch.zeros((bs, w.width), dtype=torch.bool, device=dev)  # attention mask of every slot
     fbuf = torch.full((bs, T, 4 + k), math.nan, dtype=torch.float32, device=dev)
     lbuf = torch.full((bs, T, 2 + k), pad, dtype=torch.long, device=dev)
-    rows, steps, pos = (torch.zeros(bs, dtype=torch.long, device=dev) for _ in range(3))  # prompt, tokens so far, next position
+    rows, steps, pos, chosen = (torch.zeros(bs, dtype=torch.long, device=dev) for _ in range(4))  # prompt, tokens so far, next position, last choice
+    def record(logits, r0, r1):  # rows r0:r1 take their next token, and its metrics, from their logits
+        ar = torch.arange(r0, r1, device=dev)
+        chosen[r0:r1], fbuf[ar, steps[r0:r1]], lbuf[ar, steps[r0:r1]] = _decode_step(logits, d, k, None if U is None else U[rows[r0:r1], steps[r0:r1]])
+        steps[r0:r1] += 1
     b, nxt, s = 0, 0, Lmax; c = s  # live rows are slots :b; their window is columns s:c; c >= Lmax always
     while True:
         while b < bs and nxt < len(prompts):  # refill: prefill the next prompts straight into the free slots, a few at a time
@@ -241,29 +251,27 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
             if c - L < s: A[:b, c-L:s] = 0
             s = min(s, c - L); A[b:r1, s:c] = 0; A[b:r1, c-L:c] = a
             w.at(b, r1, c - L, c, L)
-            lg = model(input_ids=ids, attention_mask=a, position_ids=(a.cumsum(-1) - 1).clamp_(min=0), cache=cache, use_cache=True, **kw).logits[:, -1]
             rows[b:r1] = torch.tensor(idx, device=dev); steps[b:r1] = 0; pos[b:r1] = a.sum(-1)
-            logits = lg if b == 0 else torch.cat([logits, lg]); b = r1
+            record(model(input_ids=ids, attention_mask=a, position_ids=(a.cumsum(-1) - 1).clamp_(min=0), cache=cache, use_cache=True, **kw).logits[:, -1], b, r1)
+            b = r1
         if not b: return
-        ar = torch.arange(b, device=dev)
-        chosen, fbuf[ar, steps[:b]], lbuf[ar, steps[:b]] = _decode_step(logits, d, k, None if U is None else U[rows[:b], steps[:b]])
-        steps[:b] += 1
-        ended = torch.isin(chosen, eos_t)
+        ended = torch.isin(chosen[:b], eos_t)
         done = ended | (steps[:b] >= T)
-        if bool(done.any()):
+        if bool(done.any()):  # finished rows leave; the freed slots are refilled before the next step
             for r in done.nonzero()[:, 0].tolist():
                 n = int(steps[r])
                 yield int(rows[r]), dict(f=fbuf[r, :n].to('cpu', copy=True).numpy(), l=lbuf[r, :n].to('cpu', copy=True).numpy(),
                                          n=n, finished=bool(ended[r]))
-            chosen = chosen.clone()
             _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
-            b = int((~done).sum()); chosen = chosen[:b]
+            b = int((~done).sum())
             if b: s += int(A[:b, s:c].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row
-            else: s = c = Lmax; continue
-        if c == w.width:  # no free column left: move the window back
-            to = max(c - s, Lmax) - (c - s); _shift(cache, A, b, s, c, to); s, c = to, to + c - s
+            else: s = c = Lmax; A = _move(cache, A, w, 0, s, c, 0, Lmax + _SLACK)  # nothing live: the buffers start small again
+            continue
+        if c == w.width:  # no free column left: the window moves back to the left, into wider buffers if it needs them
+            n = c - s; end = max(n, Lmax)  # a window never needs more than Lmax + T - 1 columns
+            A = _move(cache, A, w, b, s, c, end - n, max(w.width, min(end + _SLACK, Lmax + T - 1), end + 1)); s, c = end - n, end
         A[:b, c] = True; w.at(0, b, s, c + 1, 1)
-        logits = model(input_ids=chosen[:, None], attention_mask=A[:b, s:c+1], position_ids=pos[:b, None], cache=cache, use_cache=True, **kw).logits[:, -1]
+        record(model(input_ids=chosen[:b, None], attention_mask=A[:b, s:c+1], position_ids=pos[:b, None], cache=cache, use_cache=True, **kw).logits[:, -1], 0, b)
         pos[:b] += 1; c += 1
 
 # %% ../nbs/03_engine.ipynb #36b0aaad

@@ -14,8 +14,8 @@ __all__ = ['distribution_entropy', 'token_metrics', 'sample_tokens']
 _FLOOR = -1e4  # shifted logits below this have p == 0 exactly in float32 (exp(-104) underflows already)
 
 def _chunk_rows(vocab:int, chunk_rows:int|None)->int:
-    "Rows per chunk: as given, else about 512k float32 elements (2 MB, cache-sized) per temporary."
-    return max(1, int(chunk_rows) if chunk_rows else (1 << 19) // max(1, vocab))
+    "Rows per chunk: as given, else about 128k float32 elements (512 KB, cache-sized) per temporary."
+    return max(1, int(chunk_rows) if chunk_rows else (1 << 17) // max(1, vocab))
 
 # %% ../nbs/02_metrics.ipynb #80e8f4ad
 def _moments(z:torch.Tensor, # [rows, V] float32 logits
@@ -33,7 +33,7 @@ def _moments(z:torch.Tensor, # [rows, V] float32 logits
 
 # %% ../nbs/02_metrics.ipynb #2f5aa9a6
 def distribution_entropy(logits:torch.Tensor, # [..., V] logits of any float dtype
-                         chunk_rows:int|None=None, # rows per chunk (default: ~2 MB temporaries)
+                         chunk_rows:int|None=None, # rows per chunk (default: ~0.5 MB temporaries)
                         )->torch.Tensor:
     "Entropy in nats of softmax(logits) over the last dim, float32, computed in row chunks."
     shape = logits.shape[:-1]; z = logits.reshape(-1, logits.shape[-1])
@@ -99,7 +99,7 @@ def _rank(z:torch.Tensor, # [rows, V] float32 logits
 def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
                   chosen:torch.Tensor|None=None, # [rows] chosen token ids; None: greedy (the argmax)
                   k:int=5, # number of top alternatives (0-20)
-                  chunk_rows:int|None=None, # rows per chunk (default: ~2 MB temporaries)
+                  chunk_rows:int|None=None, # rows per chunk (default: ~0.5 MB temporaries)
                   u:torch.Tensor|None=None, # [rows] uniforms in [0, 1): draw the chosen ids from softmax(logits) (`chosen` must be None)
                  )->dict[str, torch.Tensor]:
     "Per-row entropy, logprob, probability, rank, varentropy, top_ids, top_logprobs and the chosen ids (float32)."
@@ -162,7 +162,7 @@ def sample_tokens(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
                   temperature:float=1.0, # divide the logits by this first
                   top_k:int=0, # then keep the top_k most likely tokens (0: all)
                   top_p:float=1.0, # then the smallest most-likely set whose mass reaches top_p
-                  chunk_rows:int|None=None, # rows per chunk (default: ~2 MB temporaries)
+                  chunk_rows:int|None=None, # rows per chunk (default: ~0.5 MB temporaries)
                  )->tuple[torch.Tensor, torch.Tensor]:
     "(drawn ids, entropy of the warped distribution) per row: the support `_warp` leaves, drawn by `_draw` at `u`."
     rows, V = logits.shape
