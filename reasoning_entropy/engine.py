@@ -265,7 +265,9 @@ def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:l
             _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
             b = int((~done).sum())
             if b: s += int(A[:b, s:c].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row
-            else: s = c = Lmax; A = _move(cache, A, w, 0, s, c, 0, Lmax + _SLACK)  # nothing live: the buffers start small again
+            else:
+                s = c = Lmax  # nothing live: the clock starts again, and wide buffers start small again if prompts wait
+                if nxt < len(prompts) and w.width > Lmax + _SLACK: A = _move(cache, A, w, 0, s, c, 0, Lmax + _SLACK)
             continue
         if c == w.width:  # no free column left: the window moves back to the left, into wider buffers if it needs them
             n = c - s; end = max(n, Lmax)  # a window never needs more than Lmax + T - 1 columns
