@@ -10,19 +10,19 @@ import numpy as np
 import pandas as pd
 from . import stats as S
 from .grading import boxed_span
+from .results import with_sample
 from .report_tables import model_order, step_axis
-from .report_figures import checkpoint_colors, _fig, _ckpt_axis, _ckpt_x, _empty
-from .legacy import _with_sample
 
 # %% auto #0
-__all__ = ['SIGNALS', 'QUADRANTS', 'READ_ME', 'loop_flags', 'generation_table', 'length_robust', 'truncation',
-           'entropy_by_step_cohort', 'answer_tokens', 'calibration', 'reliability', 'quadrants', 'entropy_fit',
-           'trajectories', 'fig_reliability', 'fig_quadrants', 'fig_entropy_fit', 'fig_trajectories']
+__all__ = ['SIGNALS', 'QUADRANTS', 'loop_flags', 'generation_table', 'length_robust', 'truncation', 'entropy_by_step_cohort',
+           'answer_tokens', 'calibration', 'reliability', 'quadrants', 'fit_points', 'entropy_fit', 'trajectories']
 
 # %% ../nbs/05b_analyses.ipynb #5a16131b
 _GEN = ['model', 'prompt_id', 'sample']
 
-def _models(df:pd.DataFrame, models:Sequence[str]|None)->list:
+# %% ../nbs/05b_analyses.ipynb #b7d098c2
+def _given_order(df:pd.DataFrame, models:Sequence[str]|None)->list:
+    "`models` as a list, or the checkpoints of `df` in order of first appearance."
     return list(models) if models is not None else model_order(df)
 
 # %% ../nbs/05b_analyses.ipynb #6ab079b9
@@ -35,13 +35,14 @@ def _period(ids:np.ndarray, max_period:int, min_repeats:int, min_tokens:int)->in
         if np.array_equal(ids[n-L:], ids[n-L-p:n-p]): return p
     return 0
 
+# %% ../nbs/05b_analyses.ipynb #0afdff1c
 def loop_flags(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step, token_id)
                max_period:int=32, # longest repeated block, in tokens
                min_repeats:int=4, # the block repeats at least this often at the end
                min_tokens:int=32, # and the repetition covers at least this many tokens
               )->pd.DataFrame:
     "One row per generation: model, prompt_id, sample, n_tokens, looping, period (0: none)."
-    t = _with_sample(tokens).sort_values(_GEN + ['step'])
+    t = with_sample(tokens).sort_values(_GEN + ['step'])
     rows = [(*k, len(g), p := _period(g.to_numpy(), max_period, min_repeats, min_tokens), p > 0)
             for k, g in t.groupby(_GEN, sort=False)['token_id']]
     return pd.DataFrame(rows, columns=_GEN + ['n_tokens', 'period', 'looping'])
@@ -52,14 +53,24 @@ def generation_table(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, st
                      threshold:float=0.01, # "near certain": entropy below this, in nats
                     )->pd.DataFrame:
     "One row per generation: n_tokens, entropy_mean, logprob_mean, share_below, finished, looping, period."
-    t = _with_sample(tokens).assign(below=lambda d: d.entropy < threshold)
+    t = with_sample(tokens).assign(below=lambda d: d.entropy < threshold)
     agg = {'entropy_mean': ('entropy', 'mean'), 'share_below': ('below', 'mean')}
     if 'logprob' in t: agg['logprob_mean'] = ('logprob', 'mean')
     out = t.groupby(_GEN, sort=False).agg(**agg).reset_index().merge(loop_flags(t), on=_GEN)
     if generations is not None and 'finished' in generations:
-        out = out.merge(_with_sample(generations)[_GEN + ['finished']].astype({'finished': bool}), on=_GEN, how='left')
+        out = out.merge(with_sample(generations)[_GEN + ['finished']].astype({'finished': bool}), on=_GEN, how='left')
     return out
 
+# %% ../nbs/05b_analyses.ipynb #b5395675
+def _per_generation(sub:pd.DataFrame, prefix:str)->dict:
+    "n_prompts, entropy_mean and share_below over prompts of the generations `sub`, each with its t interval, named with `prefix`."
+    per_prompt = sub.groupby('prompt_id')[['entropy_mean', 'share_below']].mean()
+    e, s = S.t_interval(per_prompt.entropy_mean), S.t_interval(per_prompt.share_below)
+    return {f'{prefix}n_prompts': e['n'], f'{prefix}entropy_mean': e['mean'], f'{prefix}entropy_ci_low': e['ci_low'],
+            f'{prefix}entropy_ci_high': e['ci_high'], f'{prefix}share_below': s['mean'],
+            f'{prefix}share_ci_low': s['ci_low'], f'{prefix}share_ci_high': s['ci_high']}
+
+# %% ../nbs/05b_analyses.ipynb #2bab380c
 def length_robust(tokens:pd.DataFrame, # tokens table
                   generations:pd.DataFrame|None=None, # generations (for `finished`)
                   models:Sequence[str]|None=None, # checkpoints in order
@@ -68,19 +79,15 @@ def length_robust(tokens:pd.DataFrame, # tokens table
                  )->pd.DataFrame:
     "Per checkpoint: pooled vs per-generation (prompt-level, t interval) mean entropy and share below `threshold`."
     g = generation_table(tokens, generations, threshold)
-    t = _with_sample(tokens).merge(g[_GEN + ['looping']], on=_GEN)
+    t = with_sample(tokens).merge(g[_GEN + ['looping']], on=_GEN)
     if exclude_looping: g, t = g[~g.looping], t[~t.looping]
     rows = []
-    for m in _models(g, models):
+    for m in _given_order(g, models):
         gm, tm = g[g.model == m], t[t.model == m]
         r = dict(model=m, n_generations=len(gm), n_looping=int(gm.looping.sum()), n_tokens=len(tm),
                  pooled_entropy_mean=tm.entropy.mean(), pooled_share_below=(tm.entropy < threshold).mean())
         for name, sub in (('', gm), ('finished_', gm[gm.finished.astype(bool)] if 'finished' in gm else gm.iloc[:0])):
-            per_prompt = sub.groupby('prompt_id')[['entropy_mean', 'share_below']].mean()
-            e, s = S.t_interval(per_prompt.entropy_mean), S.t_interval(per_prompt.share_below)
-            r.update({f'{name}n_prompts': e['n'], f'{name}entropy_mean': e['mean'], f'{name}entropy_ci_low': e['ci_low'],
-                      f'{name}entropy_ci_high': e['ci_high'], f'{name}share_below': s['mean'],
-                      f'{name}share_ci_low': s['ci_low'], f'{name}share_ci_high': s['ci_high']})
+            r.update(_per_generation(sub, name))
         rows.append(r)
     return pd.DataFrame(rows)
 
@@ -91,7 +98,7 @@ def truncation(generations:pd.DataFrame, # generations (model, prompt_id, sample
               )->pd.DataFrame:
     "Per checkpoint: n, n_truncated (not finished: hit max_new_tokens), share, Wilson interval, warn."
     rows = []
-    for m in _models(generations, models):
+    for m in _given_order(generations, models):
         f = generations.loc[generations.model == m, 'finished'].astype(bool)
         k, n = int((~f).sum()), len(f)
         lo, hi = S.wilson_interval(k, n)
@@ -99,40 +106,49 @@ def truncation(generations:pd.DataFrame, # generations (model, prompt_id, sample
                          warn=bool(n and k / n > limit)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05b_analyses.ipynb #a4990eac
+def _cohort_rows(tm:pd.DataFrame, m:str, L:int)->list:
+    "Per step of the cohort tokens `tm` of checkpoint `m` (cohort length `L`): n_prompts, entropy_mean and its t interval."
+    pp = tm.groupby(['step', 'prompt_id']).entropy.mean().reset_index()
+    out = []
+    for s, g in pp.groupby('step'):
+        ci = S.t_interval(g.entropy)
+        out.append(dict(model=m, length=L, step=int(s), n_prompts=ci['n'], entropy_mean=ci['mean'], ci_low=ci['ci_low'], ci_high=ci['ci_high']))
+    return out
+
 # %% ../nbs/05b_analyses.ipynb #80d8ba39
 def entropy_by_step_cohort(tokens:pd.DataFrame, # tokens table
                            models:Sequence[str]|None=None, # checkpoints in order
                            length:int|None=None, # the cohort: generations of at least this many tokens (None: the median)
                           )->pd.DataFrame:
     "Per checkpoint and step ≤ length: mean entropy of the generations reaching `length`, t interval over prompts."
-    t = _with_sample(tokens)
+    t = with_sample(tokens)
     n = t.groupby(_GEN)['step'].max().rename('n_tokens').reset_index()
     out = []
-    for m in _models(t, models):
+    for m in _given_order(t, models):
         nm = n[n.model == m]
         if not len(nm): continue
         L = int(length or max(1, nm.n_tokens.median()))
         keep = nm[nm.n_tokens >= L][_GEN]
-        tm = t[(t.model == m) & (t.step <= L)].merge(keep, on=_GEN)
-        pp = tm.groupby(['step', 'prompt_id']).entropy.mean().reset_index()
-        for s, g in pp.groupby('step'):
-            ci = S.t_interval(g.entropy)
-            out.append(dict(model=m, length=L, step=int(s), n_prompts=ci['n'], entropy_mean=ci['mean'], ci_low=ci['ci_low'], ci_high=ci['ci_high']))
+        out += _cohort_rows(t[(t.model == m) & (t.step <= L)].merge(keep, on=_GEN), m, L)
     return pd.DataFrame(out)
+
+# %% ../nbs/05b_analyses.ipynb #3c647bed
+def _answer_mask(pieces:list)->np.ndarray|None:
+    "Which token strings `pieces` overlap the content of the last closed \\boxed{} of their text; None without one."
+    ends = np.cumsum([len(p) for p in pieces]); starts = ends - np.array([len(p) for p in pieces])
+    sp = boxed_span(''.join(pieces))
+    return None if sp is None else (ends > sp[0]) & (starts < sp[1])
 
 # %% ../nbs/05b_analyses.ipynb #55977ce9
 def answer_tokens(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step, next_token, entropy, logprob)
                  )->pd.DataFrame:
     "Per generation with a boxed answer: n_answer_tokens, answer_entropy_mean, answer_logprob (sum), answer_probability."
-    t = _with_sample(tokens).sort_values(_GEN + ['step'])
+    t = with_sample(tokens).sort_values(_GEN + ['step'])
     rows = []
     for k, g in t.groupby(_GEN, sort=False):
-        pieces = g.next_token.astype(str).tolist()
-        ends = np.cumsum([len(p) for p in pieces]); starts = ends - np.array([len(p) for p in pieces])
-        sp = boxed_span(''.join(pieces))
-        if sp is None: continue
-        inside = (ends > sp[0]) & (starts < sp[1])
-        if not inside.any(): continue
+        inside = _answer_mask(g.next_token.astype(str).tolist())
+        if inside is None or not inside.any(): continue
         lp = g.logprob.to_numpy()[inside].sum()
         rows.append((*k, int(inside.sum()), float(g.entropy.to_numpy()[inside].mean()), float(lp), float(np.exp(lp))))
     return pd.DataFrame(rows, columns=_GEN + ['n_answer_tokens', 'answer_entropy_mean', 'answer_logprob', 'answer_probability'])
@@ -140,14 +156,16 @@ def answer_tokens(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step,
 # %% ../nbs/05b_analyses.ipynb #5d493dc2
 SIGNALS = {'low_entropy': ('entropy_mean', -1), 'answer_probability': ('answer_probability', 1), 'mean_logprob': ('logprob_mean', 1)}
 
-def _graded(samples:pd.DataFrame, tokens:pd.DataFrame, answers:pd.DataFrame|None=None)->pd.DataFrame:
+# %% ../nbs/05b_analyses.ipynb #77d40cf1
+def _graded_samples(samples:pd.DataFrame, tokens:pd.DataFrame, answers:pd.DataFrame|None=None)->pd.DataFrame:
     "Per-sample results with their verdict, answer-token and log-probability columns."
-    s = _with_sample(samples)
+    s = with_sample(samples)
     s = s[s.correct.notna()][_GEN + ['entropy_mean', 'correct']]
     s = s.merge((answer_tokens(tokens) if answers is None else answers)[_GEN + ['answer_probability']], on=_GEN, how='left')
-    lp = _with_sample(tokens).groupby(_GEN).logprob.mean().rename('logprob_mean').reset_index()
+    lp = with_sample(tokens).groupby(_GEN).logprob.mean().rename('logprob_mean').reset_index()
     return s.merge(lp, on=_GEN, how='left').assign(answer_probability=lambda d: d.answer_probability.fillna(0.0))
 
+# %% ../nbs/05b_analyses.ipynb #0e9f2cf0
 def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean, correct)
                 tokens:pd.DataFrame, # tokens table (for the answer tokens and log-probabilities)
                 models:Sequence[str]|None=None, # checkpoints in order
@@ -155,9 +173,9 @@ def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sa
                 answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
                )->pd.DataFrame:
     "Per checkpoint and signal: AUROC for predicting correctness, interval over prompts, n, n_correct."
-    g = _graded(samples, tokens, answers)
+    g = _graded_samples(samples, tokens, answers)
     rows = []
-    for m in _models(_with_sample(samples), models):
+    for m in _given_order(with_sample(samples), models):
         gm = g[g.model == m]
         for name, (col, sign) in SIGNALS.items():
             a = S.auroc(sign * gm[col].to_numpy(float), gm.correct.astype(bool).to_numpy(), gm.prompt_id.to_numpy(), seed=seed)
@@ -165,6 +183,7 @@ def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sa
                              n=a['n'], n_correct=a.get('n_pos', int(gm.correct.astype(bool).sum()))))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05b_analyses.ipynb #e42d25fc
 def reliability(samples:pd.DataFrame, # per-sample results
                 tokens:pd.DataFrame, # tokens table
                 models:Sequence[str]|None=None, # checkpoints in order
@@ -172,10 +191,10 @@ def reliability(samples:pd.DataFrame, # per-sample results
                 answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
                )->pd.DataFrame:
     "Per checkpoint and answer-probability bin: n, mean predicted probability, observed accuracy with Wilson interval."
-    g = _graded(samples, tokens, answers)
+    g = _graded_samples(samples, tokens, answers)
     g['bin'] = np.minimum((g.answer_probability * bins).astype(int), bins - 1)
     rows = []
-    for m in _models(_with_sample(samples), models):
+    for m in _given_order(with_sample(samples), models):
         for b, gb in g[g.model == m].groupby('bin'):
             k, n = int(gb.correct.astype(bool).sum()), len(gb)
             lo, hi = S.wilson_interval(k, n)
@@ -185,6 +204,7 @@ def reliability(samples:pd.DataFrame, # per-sample results
 # %% ../nbs/05b_analyses.ipynb #c3aaf7a5
 QUADRANTS = ['low entropy, low varentropy', 'low entropy, high varentropy', 'high entropy, low varentropy', 'high entropy, high varentropy']
 
+# %% ../nbs/05b_analyses.ipynb #463db533
 def quadrants(tokens:pd.DataFrame, # tokens (model, entropy, varentropy)
               models:Sequence[str]|None=None, # checkpoints in order
              )->pd.DataFrame:
@@ -193,7 +213,7 @@ def quadrants(tokens:pd.DataFrame, # tokens (model, entropy, varentropy)
     he, hv = float(t.entropy.median()), float(t.varentropy.median())
     q = 2 * (t.entropy > he).astype(int) + (t.varentropy > hv).astype(int)
     rows = []
-    for m in _models(tokens, models):
+    for m in _given_order(tokens, models):
         qm = q[t.model == m]
         for i, name in enumerate(QUADRANTS):
             rows.append(dict(model=m, quadrant=name, n_tokens=int((qm == i).sum()), share=float((qm == i).mean()) if len(qm) else math.nan,
@@ -201,114 +221,44 @@ def quadrants(tokens:pd.DataFrame, # tokens (model, entropy, varentropy)
     return pd.DataFrame(rows)
 
 # %% ../nbs/05b_analyses.ipynb #1b1e439e
-def _fit_points(results:pd.DataFrame, ms:list[str])->list[tuple[str, float, float]]:
-    "(model, mean entropy, accuracy) of each checkpoint in `ms`; accuracy over graded prompts (NaN when none)."
-    return [(m, r.entropy_mean.mean(), r.correct.dropna().astype(float).mean()) for m in ms for r in [results[results.model == m]]]
+def fit_points(results:pd.DataFrame, # prompt results (model, entropy_mean, correct)
+               models:list[str], # the checkpoints, in order
+              )->list[tuple[str, float, float]]:
+    "(model, mean entropy, accuracy) of each checkpoint in `models`; accuracy over graded prompts (NaN when none)."
+    return [(m, r.entropy_mean.mean(), r.correct.dropna().astype(float).mean()) for m in models for r in [results[results.model == m]]]
 
+# %% ../nbs/05b_analyses.ipynb #feec65fc
+def _exp_fit(H:np.ndarray, R:np.ndarray)->tuple:
+    "(a, b, R²) of the least-squares fit R = −a·exp(H) + b."
+    X = np.c_[-np.exp(H), np.ones_like(H)]
+    (a, b), *_ = np.linalg.lstsq(X, R, rcond=None)
+    res = R - X @ [a, b]; tot = ((R - R.mean()) ** 2).sum()
+    return a, b, 1 - (res ** 2).sum() / tot if tot > 0 else math.nan
+
+# %% ../nbs/05b_analyses.ipynb #cb5aa94a
 def entropy_fit(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean, correct)
                 models:Sequence[str]|None=None, # checkpoints in order
                 min_checkpoints:int=4, # fewer: no fit
                )->pd.DataFrame:
     "One row: a, b, r2, n_checkpoints, ceiling (b − a), note — R = −a·exp(H) + b over checkpoints."
-    ms = _models(results, models)
-    pts = [(h, r) for _, h, r in _fit_points(results, ms) if np.isfinite(h) and np.isfinite(r)]
+    ms = _given_order(results, models)
+    pts = [(h, r) for _, h, r in fit_points(results, ms) if np.isfinite(h) and np.isfinite(r)]
     if len(pts) < min_checkpoints:
         return pd.DataFrame([dict(a=math.nan, b=math.nan, r2=math.nan, n_checkpoints=len(pts), ceiling=math.nan,
                                   note=f'too few checkpoints with accuracy for a fit ({len(pts)} < {min_checkpoints})')])
-    H, R = np.array(pts).T
-    X = np.c_[-np.exp(H), np.ones_like(H)]
-    (a, b), *_ = np.linalg.lstsq(X, R, rcond=None)
-    res = R - X @ [a, b]; tot = ((R - R.mean()) ** 2).sum()
-    return pd.DataFrame([dict(a=a, b=b, r2=1 - (res ** 2).sum() / tot if tot > 0 else math.nan, n_checkpoints=len(pts), ceiling=b - a, note='')])
+    a, b, r2 = _exp_fit(*np.array(pts).T)
+    return pd.DataFrame([dict(a=a, b=b, r2=r2, n_checkpoints=len(pts), ceiling=b - a, note='')])
 
 # %% ../nbs/05b_analyses.ipynb #c47b6d58
 def trajectories(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean, correct)
                  models:Sequence[str]|None=None, # checkpoints in order
-                 steps:dict|None=None, # training steps
+                 steps:dict|None=None, # {model: training step}: x when every checkpoint has a distinct one
                 )->pd.DataFrame:
     "Long table: prompt_id, model, checkpoint (0 … n−1), x (the step when known), entropy_mean, correct."
-    ms = _models(results, models)
-    x, _, _ = _ckpt_x(ms, steps)
+    ms = _given_order(results, models)
+    s = step_axis(ms, steps)
+    x = np.arange(len(ms), dtype=float) if s is None else np.asarray(s, float)
     pos = {m: i for i, m in enumerate(ms)}
     out = results[results.model.isin(ms)][['prompt_id', 'model', 'entropy_mean', 'correct']].copy()
     out.insert(2, 'checkpoint', out.model.map(pos)); out.insert(3, 'x', out.checkpoint.map(dict(enumerate(x))))
     return out.sort_values(['prompt_id', 'checkpoint']).reset_index(drop=True)
-
-# %% ../nbs/05b_analyses.ipynb #68ca2d4e
-def fig_reliability(table:pd.DataFrame, # from `reliability`
-                    models:Sequence[str]|None=None, # checkpoints in order
-                   ):
-    "Observed accuracy against answer-token probability per checkpoint, Wilson intervals, the diagonal."
-    fig, ax = _fig(w=6, h=5)
-    ax.plot([0, 1], [0, 1], color='grey', lw=0.8, ls='--')
-    ms = _models(table, models) if len(table) else []
-    cs = checkpoint_colors(ms)
-    for m in ms:
-        t = table[table.model == m]
-        ax.errorbar(t.predicted, t.accuracy, yerr=[t.accuracy - t.ci_low, t.ci_high - t.accuracy], marker='o', color=cs[m], label=m, capsize=2)
-        for r in t.itertuples(): ax.annotate(f'n={r.n}', (r.predicted, r.accuracy), fontsize='xx-small', xytext=(3, 3), textcoords='offset points')
-    if not ms: _empty(ax, 'no graded answers')
-    ax.set(xlabel="probability of the answer's tokens", ylabel='observed accuracy', xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    if ms: ax.legend(fontsize='small')
-    return fig
-
-def fig_quadrants(table:pd.DataFrame, # from `quadrants`
-                  models:Sequence[str]|None=None, # checkpoints in order
-                  steps:dict|None=None, # training steps
-                 ):
-    "Stacked share of tokens per entropy × varentropy quadrant, per checkpoint."
-    fig, ax = _fig(w=8, h=4.5)
-    ms = _models(table, models) if len(table) else []
-    if not ms: _empty(ax); return fig
-    x, unit, _ = _ckpt_x(ms, steps)
-    bottom = np.zeros(len(ms))
-    for name, col in zip(QUADRANTS, ['#d9d9d9', '#9ecae1', '#fdae6b', '#d62728']):
-        v = np.array([table[(table.model == m) & (table.quadrant == name)].share.sum() for m in ms])
-        ax.bar(x, v, 0.7 * unit, bottom=bottom, color=col, label=name); bottom += v
-    _ckpt_axis(ax, ms, steps); ax.set(ylabel='share of tokens', ylim=(0, 1))
-    ax.legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
-    return fig
-
-def fig_entropy_fit(results:pd.DataFrame, # prompt results
-                    models:Sequence[str]|None=None, # checkpoints in order
-                   ):
-    "Each checkpoint's (mean entropy, accuracy) and the fitted R = −a·exp(H) + b when there is one."
-    fig, ax = _fig(w=6, h=4.5)
-    ms = _models(results, models)
-    cs = checkpoint_colors(ms)
-    for m, h, r in _fit_points(results, ms): ax.scatter(h, r, color=cs[m], label=m, zorder=3)
-    f = entropy_fit(results, ms).iloc[0]
-    if np.isfinite(f.a):
-        h = np.linspace(0, max(results.entropy_mean.max(), 0.1), 100)
-        ax.plot(h, -f.a * np.exp(h) + f.b, color='black', lw=1, label=f'R = −{f.a:.3g}·exp(H) + {f.b:.3g}, R² = {f.r2:.2f}')
-    else: ax.set_title(f.note, fontsize='small')
-    ax.set(xlabel='mean token entropy (nats)', ylabel='accuracy'); ax.legend(fontsize='x-small')
-    return fig
-
-def fig_trajectories(table:pd.DataFrame, # from `trajectories`
-                     models:Sequence[str]|None=None, # checkpoints in order
-                     steps:dict|None=None, # training steps
-                    ):
-    "Each prompt's mean entropy across checkpoints (thin lines) and the median over prompts (black)."
-    fig, ax = _fig(w=8, h=4.5)
-    if not len(table): _empty(ax); return fig
-    ms = _models(table, models)
-    w = table.pivot_table(index='prompt_id', columns='checkpoint', values='entropy_mean')
-    x = np.array(sorted(table.x.unique()))
-    for _, row in w.iterrows(): ax.plot(x, row.to_numpy(), color='tab:blue', alpha=0.15, lw=0.7)
-    ax.plot(x, w.median().to_numpy(), color='black', lw=2, label=f'median over {len(w)} prompts')
-    _ckpt_axis(ax, ms, steps); ax.set(ylabel='mean token entropy (nats)'); ax.legend(fontsize='small')
-    return fig
-
-# %% ../nbs/05b_analyses.ipynb #04efbbba
-READ_ME = {
-    'length_robust': "Each checkpoint three ways: pooled over tokens, per generation (each generation's mean, averaged within its prompt, then over prompts with a t interval), and per generation over finished generations only; n_looping generations end in a repeated block. When pooled and per-generation values disagree, a few long generations (often loops) are driving the pooled one.",
-    'truncation': "Generations cut off at max_new_tokens, with a Wilson interval; above 10% the answers and statistics of that checkpoint describe prefixes, so raise --max_new_tokens before reading accuracy or entropy trends.",
-    'entropy_by_step_cohort': "Mean entropy by step over one cohort: the generations that reach the cohort's length, a t interval over prompts at each step; unlike the plain curve, it cannot move because generations of different lengths stop at different steps.",
-    'answer_tokens': "The entropy and joint probability of the tokens inside each generation's last closed \\boxed{}: how sure the checkpoint was of the answer it gave.",
-    'calibration': "AUROC of each signal for predicting that a sample is correct (0.5 is chance, 1 perfect), with a 95% interval that resamples prompts; low_entropy uses the sample's mean entropy, answer_probability the joint probability of its answer tokens, mean_logprob its mean log-probability. A checkpoint whose graded samples are all right or all wrong has no AUROC (–).",
-    'reliability': "Observed accuracy of the samples in each bin of answer-token probability (Wilson 95% interval, n per bin) against the bin's mean probability; points on the diagonal mean the answer probability can be read as the chance of being right.",
-    'quadrants': "Each checkpoint's share of tokens in the four entropy × varentropy quadrants (thresholds: pooled medians over all checkpoints); high/high tokens are forks between a few distinct options, low/low confident steps.",
-    'entropy_fit': "Cui et al.'s fit of accuracy against mean entropy across checkpoints, R = −a·exp(H) + b, with R² (at least 4 checkpoints); b − a is the accuracy the fit predicts at zero entropy. Descriptive: checkpoints are few and not independent.",
-    'trajectories': "Each prompt's mean entropy at every checkpoint (thin lines) and the median over prompts (black): whether prompts move together or a few drive the average.",
-}

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import logging, time
 from pathlib import Path
+from fastcore.basics import patch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .errors import InputError
@@ -21,6 +22,16 @@ def _dtype_name(dtype)->str:
     "`torch.bfloat16` -> 'bfloat16' (a `--dtype` name)."
     return str(dtype).replace('torch.', '')
 
+# %% ../nbs/15_callback.ipynb #ada4990c
+def _probe_config(config:RunConfig, # the callback's settings
+                  path, # the saved checkpoint directory
+                  step:int, # its training step
+                  model, # its weights, in memory
+                 )->RunConfig:
+    "The settings of one probe: the checkpoint at `path` named `step-N`, generated on the model's device in its dtype."
+    return as_config(config, model_paths=[str(path)], model_names=[f'step-{step}'], steps=[step],
+                     device=str(model.device), dtype=_dtype_name(model.dtype))
+
 # %% ../nbs/15_callback.ipynb #c0a1b2c9
 class EntropyProbeCallback(TrainerCallback):
     "At every checkpoint save, generate the probe prompts with the model in memory and add the checkpoint to one run."
@@ -30,8 +41,8 @@ class EntropyProbeCallback(TrainerCallback):
                  max_new_tokens:int=256, # tokens generated per prompt
                  **settings # other `RunConfig` fields: do_sample, temperature, top_p, top_k, seed, top_k_alternatives, batch_size
                 ):
-        self.settings = RunConfig(output_dir=str(run_dir), data_path=None if data_path is None else str(data_path),
-                                  num_examples=num_examples, max_new_tokens=max_new_tokens, **settings)  # checked now, not at the first save
+        self.config = RunConfig(output_dir=str(run_dir), data_path=None if data_path is None else str(data_path),
+                                num_examples=num_examples, max_new_tokens=max_new_tokens, **settings)  # checked now, not at the first save
         self.probes = {} # global step -> seconds the probe took
 
     def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
@@ -44,22 +55,23 @@ class EntropyProbeCallback(TrainerCallback):
         if state.is_world_process_zero and model is not None:
             self.probe(Path(args.output_dir)/f'{PREFIX_CHECKPOINT_DIR}-{state.global_step}', state.global_step, model)
 
-    def probe(self, path, # the saved checkpoint directory (its files identify it in the run)
-              step:int, # its training step
-              model, # its weights, in memory
-             )->Path:
-        "Generate the probe prompts with `model`, add them to the run as `step-{step}`; return the run directory."
-        from reasoning_entropy.compare import generate_run
-        from reasoning_entropy.legacy import write_legacy_outputs
-        name, t0 = f'step-{step}', time.perf_counter()
-        config = as_config(self.settings, model_paths=[str(path)], model_names=[name], steps=[step],
-                           device=str(model.device), dtype=_dtype_name(model.dtype))
-        was_training = model.training
-        model.eval()
-        try: _, store, failed = generate_run(config, in_memory={name: model})
-        finally: model.train(was_training)
-        if failed: log.error('%s: the probe failed (%s); training goes on', name, failed[name])
-        else: write_legacy_outputs(store, self.settings.save_detailed_tokens)  # every checkpoint probed so far
-        self.probes[step] = time.perf_counter() - t0
-        log.info('%s: probed %d prompts in %.1f s; run in %s', name, self.settings.num_examples, self.probes[step], store.dir)
-        return store.dir
+# %% ../nbs/15_callback.ipynb #68c98323
+@patch
+def probe(self:EntropyProbeCallback, path, # the saved checkpoint directory (its files identify it in the run)
+          step:int, # its training step
+          model, # its weights, in memory
+         )->Path:
+    "Generate the probe prompts with `model`, add them to the run as `step-{step}`; return the run directory."
+    from reasoning_entropy.compare import generate_run
+    from reasoning_entropy.legacy import write_legacy_outputs
+    name, t0 = f'step-{step}', time.perf_counter()
+    config = _probe_config(self.config, path, step, model)
+    was_training = model.training
+    model.eval()
+    try: _, store, failed = generate_run(config, in_memory={name: model})
+    finally: model.train(was_training)
+    if failed: log.error('%s: the probe failed (%s); training goes on', name, failed[name])
+    else: write_legacy_outputs(store, self.config.save_detailed_tokens)  # every checkpoint probed so far
+    self.probes[step] = time.perf_counter() - t0
+    log.info('%s: probed %d prompts in %.1f s; run in %s', name, self.config.num_examples, self.probes[step], store.dir)
+    return store.dir

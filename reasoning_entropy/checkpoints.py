@@ -69,7 +69,7 @@ def checkpoint_step(path, # a checkpoint directory
     name = p.resolve().name
     return next((int(m.group(1)) for r in _STEP_NAMES if (m := r.search(name))), None)
 
-# %% ../nbs/01_checkpoints.ipynb #b8d0e2f4
+# %% ../nbs/01_checkpoints.ipynb #4d60f2d4
 def _expand(paths:list)->list[tuple[Path, str|None]]:
     "(checkpoint directory, default name or None) for each path, training output directories expanded."
     out = []
@@ -79,6 +79,7 @@ def _expand(paths:list)->list[tuple[Path, str|None]]:
         out += [(q, f'step-{_TRAINER_DIR.fullmatch(q.name).group(1)}') for q in found] or [(Path(p).expanduser(), None)]
     return out
 
+# %% ../nbs/01_checkpoints.ipynb #b8d0e2f4
 def resolve_checkpoints(model_paths, # list of checkpoint (or training output) directories, or one comma-separated string
                         model_names=None, # labels, same count; default: directory basenames (step-N in a training directory)
                         steps=None, # training steps, same count; default: `checkpoint_step` of each
@@ -97,7 +98,7 @@ def resolve_checkpoints(model_paths, # list of checkpoint (or training output) d
     steps = steps or [checkpoint_step(p) for p, _ in found]
     return [Checkpoint(n, p, s) for n, (p, _), s in zip(names, found, steps)]
 
-# %% ../nbs/01_checkpoints.ipynb #a974c830
+# %% ../nbs/01_checkpoints.ipynb #af98dad3
 def _check_safetensors(f:Path, where:str):
     "Raise unless `f` is a whole safetensors file: its header parses and its tensors' data fits in the file."
     size = f.stat().st_size
@@ -111,6 +112,7 @@ def _check_safetensors(f:Path, where:str):
     except (AttributeError, KeyError, IndexError, TypeError): raise CheckpointError(f'{where}: {f.name}: its safetensors header lists no data offsets') from None
     if 8 + n + end > size: raise CheckpointError(f'{where}: {f.name} is truncated ({size} bytes; its tensors need {8 + n + end})')
 
+# %% ../nbs/01_checkpoints.ipynb #a974c830
 def check_weight_files(ckpt:Checkpoint, # the checkpoint to check
                       ):
     "Raise `CheckpointError` naming the file if a safetensors file is cut short or a shard of the index is missing."
@@ -123,9 +125,7 @@ def check_weight_files(ckpt:Checkpoint, # the checkpoint to check
         if missing: raise CheckpointError(f'{where}: {missing[0]} is missing ({index.name} names {len(shards)} shards, {len(missing)} missing)')
     for f in sorted(p.glob('*.safetensors')): _check_safetensors(f, where)
 
-# %% ../nbs/01_checkpoints.ipynb #26b7ee8a
-_WEIGHTS = ('*.safetensors', 'pytorch_model*.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
-_TOKENIZER = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')
+# %% ../nbs/01_checkpoints.ipynb #0702516c
 _JSON_FILES = ('generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json')
 
 def _check_json_files(p:Path, where:str):
@@ -135,14 +135,9 @@ def _check_json_files(p:Path, where:str):
             try: json.loads((p/f).read_bytes())
             except ValueError: raise CheckpointError(f'{where}: {f} is not valid JSON (cut short?)') from None
 
-def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
-                           trust_remote_code:bool=False, # allow model code shipped with the checkpoint
-                          )->dict:
-    "Check `ckpt`'s directory holds a config, weights and a tokenizer (no model library); return its raw config.json."
-    p = Path(ckpt.path)
-    where = f'--model_paths: {p}'
-    if not p.exists(): raise CheckpointError(f'{where}: no such directory')
-    if not p.is_dir(): raise CheckpointError(f'{where}: not a directory')
+# %% ../nbs/01_checkpoints.ipynb #d97c65d4
+def _read_config(p:Path, where:str, trust_remote_code:bool)->dict:
+    "`p`'s raw config.json; `CheckpointError` if it is missing, not a JSON object, or needs remote code not allowed."
     cfg_file = p/'config.json'
     if not cfg_file.is_file(): raise CheckpointError(f'{where}: no config.json (not a model checkpoint)')
     try: raw = json.loads(cfg_file.read_text())
@@ -153,11 +148,27 @@ def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
         if raw.get('model_type') not in CONFIG_MAPPING:
             raise CheckpointError(f"{where}: model type {raw.get('model_type')!r} needs code shipped with the checkpoint; "
                                   'pass --trust_remote_code if you trust it')
+    return raw
+
+# %% ../nbs/01_checkpoints.ipynb #a8025519
+_WEIGHTS = ('*.safetensors', 'pytorch_model*.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
+_TOKENIZER = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')
+
+def check_checkpoint_files(ckpt:Checkpoint, # the checkpoint to check
+                           trust_remote_code:bool=False, # allow model code shipped with the checkpoint
+                          )->dict:
+    "Check `ckpt`'s directory holds a config, weights and a tokenizer (no model library); return its raw config.json."
+    p = Path(ckpt.path)
+    where = f'--model_paths: {p}'
+    if not p.exists(): raise CheckpointError(f'{where}: no such directory')
+    if not p.is_dir(): raise CheckpointError(f'{where}: not a directory')
+    raw = _read_config(p, where, trust_remote_code)
     if not any(next(p.glob(g), None) for g in _WEIGHTS): raise CheckpointError(f'{where}: no weight files (*.safetensors / *.bin)')
     if not any((p/f).is_file() for f in _TOKENIZER): raise CheckpointError(f'{where}: no tokenizer files (tokenizer.json / tokenizer_config.json)')
     _check_json_files(p, where)
     return raw
 
+# %% ../nbs/01_checkpoints.ipynb #26b7ee8a
 def validate_checkpoint(ckpt:Checkpoint, # the checkpoint to check
                         trust_remote_code:bool=False, # allow model code shipped with the checkpoint
                        )->dict:
@@ -206,7 +217,7 @@ def pick_dtype(device:torch.device, # where the model will run
         return torch.float32
     return getattr(torch, DTYPES[name])
 
-# %% ../nbs/01_checkpoints.ipynb #7d79d057
+# %% ../nbs/01_checkpoints.ipynb #bcc76046
 def load_tokenizer(ckpt:Checkpoint, # the checkpoint
                    trust_remote_code:bool=False, # allow code shipped with the checkpoint
                   ):
@@ -220,6 +231,7 @@ def load_tokenizer(ckpt:Checkpoint, # the checkpoint
         tok.pad_token = tok.eos_token
     return tok
 
+# %% ../nbs/01_checkpoints.ipynb #4be8029e
 _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'vocab.txt',
                     'special_tokens_map.json', 'added_tokens.json', 'chat_template.jinja', 'chat_template.json')
 
@@ -231,6 +243,7 @@ def _tokenizer_key(path)->str:
         if f.is_file(): h.update(n.encode() + b'\0' + f.read_bytes() + b'\0')
     return h.hexdigest()
 
+# %% ../nbs/01_checkpoints.ipynb #7d79d057
 def load_tokenizers(checkpoints:list[Checkpoint], # the run's checkpoints
                     trust_remote_code:bool=False, # allow code shipped with a checkpoint
                    )->dict:
@@ -266,7 +279,7 @@ def load_checkpoint(ckpt:Checkpoint, # what to load
                                                      local_files_only=True, device_map=device_map).eval()
     return model, tok
 
-# %% ../nbs/01_checkpoints.ipynb #c99ac93d
+# %% ../nbs/01_checkpoints.ipynb #e8ef98b9
 def _free(model):
     "Drop the storage of every parameter and buffer of `model`, even if other references to it remain."
     import torch
@@ -276,6 +289,7 @@ def _free(model):
             for k, b in list(m._buffers.items()):
                 if b is not None: m._buffers[k] = torch.empty(0, dtype=b.dtype)
 
+# %% ../nbs/01_checkpoints.ipynb #c99ac93d
 @contextlib.contextmanager
 def loaded(ckpt:Checkpoint, device=None, dtype=None, trust_remote_code:bool=False, device_map:str|None=None, tokenizer=None):
     "Context manager: yield (model, tokenizer) of `ckpt` (see `load_checkpoint`), and free the model fully on exit."
@@ -300,12 +314,13 @@ def checkpoint_fingerprint(path)->str:
         st = f.stat(); h.update(f'{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()[:16]
 
-# %% ../nbs/01_checkpoints.ipynb #07b4f9d2
+# %% ../nbs/01_checkpoints.ipynb #5f730e0a
 def _ids(x)->list[int]:
     if x is None: return []
     if isinstance(x, (list, tuple, set)): return [int(i) for i in x if i is not None]
     return [int(x)]
 
+# %% ../nbs/01_checkpoints.ipynb #07b4f9d2
 def eos_token_ids(model, tokenizer)->list[int]:
     "Every id that ends a generation: the generation config's, the model config's and the tokenizer's EOS ids."
     ids = set(_ids(getattr(getattr(model, 'generation_config', None), 'eos_token_id', None)))
@@ -314,7 +329,7 @@ def eos_token_ids(model, tokenizer)->list[int]:
     if not ids: log.warning('no EOS token id found: generation stops only at max_new_tokens')
     return sorted(ids)
 
-# %% ../nbs/01_checkpoints.ipynb #2b89fa69
+# %% ../nbs/01_checkpoints.ipynb #c443cc9b
 def _vocabulary(ckpt:Checkpoint, trust_remote_code:bool=False)->tuple[dict, int|None]:
     "(tokenizer vocabulary, model `vocab_size`) of `ckpt`, read from its files."
     from transformers import AutoConfig, AutoTokenizer
@@ -322,6 +337,7 @@ def _vocabulary(ckpt:Checkpoint, trust_remote_code:bool=False)->tuple[dict, int|
     cfg = AutoConfig.from_pretrained(ckpt.path, trust_remote_code=trust_remote_code, local_files_only=True)
     return tok.get_vocab(), getattr(cfg.get_text_config() if hasattr(cfg, 'get_text_config') else cfg, 'vocab_size', None)
 
+# %% ../nbs/01_checkpoints.ipynb #7d14c100
 def _why_not_shared(ref:tuple, cur:tuple)->str|None:
     "Why (checkpoint, vocabulary, vocab_size) `cur` does not share `ref`'s vocabulary, or None when it does."
     (rc, rv, rs), (c, v, vs) = ref, cur
@@ -331,6 +347,7 @@ def _why_not_shared(ref:tuple, cur:tuple)->str|None:
     if vs != rs: return f'vocab_size {vs} differs from {rs} of {rc.path}'
     return None
 
+# %% ../nbs/01_checkpoints.ipynb #54f19910
 @dataclass
 class VocabularyGroup:
     "Checkpoints whose token ids mean the same thing (one tokenizer vocabulary, one model vocab size)."
@@ -340,6 +357,7 @@ class VocabularyGroup:
     @property
     def names(self)->list[str]: return [c.name for c in self.checkpoints]
 
+# %% ../nbs/01_checkpoints.ipynb #3ca5e9e9
 def vocabulary_groups(checkpoints:list[Checkpoint], # checkpoints, in order
                       trust_remote_code:bool=False, # allow code shipped with a checkpoint
                      )->list[VocabularyGroup]:
@@ -352,6 +370,7 @@ def vocabulary_groups(checkpoints:list[Checkpoint], # checkpoints, in order
         else: groups.append((cur, VocabularyGroup([c], len(cur[1]), cur[2])))
     return [g for _, g in groups]
 
+# %% ../nbs/01_checkpoints.ipynb #2b89fa69
 def check_shared_vocabulary(checkpoints:list[Checkpoint], # checkpoints whose token ids must mean the same thing
                             trust_remote_code:bool=False)->dict:
     "Raise CheckpointError unless all checkpoints share one tokenizer vocabulary and model vocab size; return it."

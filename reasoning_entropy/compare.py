@@ -34,14 +34,14 @@ def prompts_fingerprint(prompts:list[PromptRecord], # the run's prompts
 @dataclass
 class RunPlan:
     "Everything a comparison run needs, validated."
-    settings:RunConfig # the run's settings
+    config:RunConfig # the run's settings
     checkpoints:list # `Checkpoint`s in order
     facts:dict # name -> `validate_checkpoint` facts
     prompts:list # `PromptRecord`s
     inputs:dict # name -> list of `PromptInput` (the prompts as that checkpoint's tokens)
     tokenizers:dict # name -> its tokenizer (one object per distinct tokenizer)
     decoding:object # the engine's `DecodingConfig`
-    config:dict # what identifies the run: its checkpoints (grown) and decoding (compared on resume)
+    identity:dict # what identifies the run: its checkpoints (grown) and decoding (compared on resume)
     invocation:dict = field(default_factory=dict) # what the manifest records of this invocation (its data)
     device:object = None # the torch device to run on
     dtype:object = None # the torch dtype of the weights
@@ -61,43 +61,77 @@ def _encode_all(ckpt:Checkpoint, tok, prompts:list, data_path, max_new_tokens:in
         out += [PromptInput(p.prompt_id, text, ids, k) for k in range(samples)]
     return out
 
+# %% ../nbs/07_compare.ipynb #0c654837
+def _decoding(config:RunConfig)->object:
+    "The engine's `DecodingConfig` of `config`'s decoding settings."
+    from reasoning_entropy.engine import DecodingConfig  # torch: only once the cheap checks have passed
+    return DecodingConfig(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample, temperature=config.temperature,
+                          top_p=config.top_p, top_k=config.top_k, seed=config.seed)
+
+# %% ../nbs/07_compare.ipynb #ded0be36
+def _run_identity(ckpts:list, decoding, config:RunConfig, device, dtype)->dict:
+    "What identifies the run: its checkpoints, decoding, samples, alternatives, dtype and kind of device."
+    return dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step)
+                        for c in ckpts],
+                decoding=decoding.to_dict(), num_samples=config.num_samples, top_k_alternatives=config.top_k_alternatives,
+                dtype=str(dtype).replace('torch.', ''), device_type=device.type)
+
 # %% ../nbs/07_compare.ipynb #41f70c44
 def plan_run(config:RunConfig, # the run's settings
             )->RunPlan:
     "Validate checkpoints and data (cheapest checks first), and tokenize every prompt for every checkpoint."
-    s = config
-    ckpts = resolve_checkpoints(s.model_paths, s.model_names, s.steps)
-    for c in ckpts: check_checkpoint_files(c, s.trust_remote_code)
-    data_path = Path(s.data_path) if s.data_path is not None else sample_data_path()
+    ckpts = resolve_checkpoints(config.model_paths, config.model_names, config.steps)
+    for c in ckpts: check_checkpoint_files(c, config.trust_remote_code)
+    data_path = Path(config.data_path) if config.data_path is not None else sample_data_path()
     stats = ReadStats()
-    prompts = load_prompts(data_path, s.num_examples, s.skip_bad_lines, stats)
-    from reasoning_entropy.engine import DecodingConfig  # torch: only once the cheap checks have passed
-    facts = {c.name: validate_checkpoint(c, s.trust_remote_code) for c in ckpts}
-    dev = pick_device(s.device)
-    dt = pick_dtype(dev, s.dtype)
-    decoding = DecodingConfig(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, temperature=s.temperature,
-                              top_p=s.top_p, top_k=s.top_k, seed=s.seed)
-    toks = load_tokenizers(ckpts, s.trust_remote_code)
-    inputs = {c.name: _encode_all(c, toks[c.name], prompts, data_path, s.max_new_tokens, facts[c.name]['max_positions'], s.num_samples)
-              for c in ckpts}
-    config = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step)
-                          for c in ckpts],
-                  decoding=decoding.to_dict(), num_samples=s.num_samples, top_k_alternatives=s.top_k_alternatives,
-                  dtype=str(dt).replace('torch.', ''), device_type=dev.type)
-    invocation = dict(data_path=str(data_path.resolve()), num_examples=s.num_examples, skipped_rows=stats.skipped,
+    prompts = load_prompts(data_path, config.num_examples, config.skip_bad_lines, stats)
+    facts = {c.name: validate_checkpoint(c, config.trust_remote_code) for c in ckpts}
+    dev = pick_device(config.device)
+    dt = pick_dtype(dev, config.dtype)
+    decoding = _decoding(config)
+    tokenizers = load_tokenizers(ckpts, config.trust_remote_code)
+    inputs = {c.name: _encode_all(c, tokenizers[c.name], prompts, data_path, config.max_new_tokens, facts[c.name]['max_positions'],
+                                  config.num_samples) for c in ckpts}
+    invocation = dict(data_path=str(data_path.resolve()), num_examples=config.num_examples, skipped_rows=stats.skipped,
                       prompts_fingerprint=prompts_fingerprint(prompts))
-    return RunPlan(s, ckpts, facts, prompts, inputs, toks, decoding, config, invocation, dev, dt)
+    return RunPlan(config, ckpts, facts, prompts, inputs, tokenizers, decoding, _run_identity(ckpts, decoding, config, dev, dt),
+                   invocation, dev, dt)
 
 # %% ../nbs/07_compare.ipynb #62df7040
 def _lengths(xs)->str:
+    "The mean, least and greatest of the lengths `xs`, in one line."
     xs = np.asarray(list(xs), dtype=float)
     return f"mean {xs.mean():.1f}, min {xs.min():.0f}, max {xs.max():.0f}" if len(xs) else "none"
 
 # %% ../nbs/07_compare.ipynb #1f1dbaf3
-def _sample_stats(toks:pd.DataFrame, n:int=8)->str:
+def _sample_stats(tokens:pd.DataFrame, n:int=8)->str:
     "The original script's debug sample: the first `n` tokens of one generation with their entropy and probability."
-    first = toks[toks.prompt_id == toks.prompt_id.iloc[0]].head(n)
+    first = tokens[tokens.prompt_id == tokens.prompt_id.iloc[0]].head(n)
     return ', '.join(f"{t!r} H={h:.3f} p={p:.3f}" for t, h, p in zip(first.next_token, first.entropy, first.probability))
+
+# %% ../nbs/07_compare.ipynb #a8971f62
+def _checkpoint_model(plan:RunPlan, ckpt:Checkpoint, model, todo:list):
+    "A context of (model, tokenizer) for `ckpt`: `model` as given (or None when `todo` is empty), else loaded and freed after."
+    if model is not None or not todo: return contextlib.nullcontext((model, plan.tokenizers[ckpt.name]))
+    return loaded(ckpt, plan.device, plan.dtype, plan.config.trust_remote_code, plan.config.device_map, plan.tokenizers[ckpt.name])
+
+# %% ../nbs/07_compare.ipynb #ed7db518
+def _generate_into(store:RunStore, plan:RunPlan, ckpt:Checkpoint, model, tok, todo:list, index:dict, ranks:Ranks, t0:float)->dict:
+    "Generate `todo` with `model`, committing every batch (`index`: the run's prompt positions); return the counts and seconds."
+    from reasoning_entropy.engine import generate
+    n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
+    for tokens, gens in generate(model, tok, todo, plan.decoding, batch_size=plan.config.batch_size,
+                                 top_k_alternatives=plan.config.top_k_alternatives, progress=plan.progress, desc=ckpt.name):
+        dt = time.perf_counter() - t0
+        gens = gens.assign(prompt_index=gens.prompt_id.map(index).astype('int64'))
+        store.write_batch(ckpt.name, tokens, gens, seconds=dt)
+        if not n_prompts and len(tokens): log.info('%s: prompt %s, first tokens: %s', ckpt.name, tokens.prompt_id.iloc[0], _sample_stats(tokens))
+        seconds += dt; n_tok += len(tokens); n_prompts += len(gens); gen_lens += list(gens.n_tokens)
+        t0 = time.perf_counter()
+    log.info('%s: prompt length %s tokens; generation length %s tokens; %d tokens analysed in %.1f s (%.1f tokens/s)%s',
+             ckpt.name, _lengths(len(p.token_ids) for p in todo), _lengths(gen_lens), n_tok, seconds,
+             n_tok / seconds if seconds else float('nan'), f' on rank {ranks.rank}' if ranks.distributed else '')
+    return dict(new_prompts=n_prompts, new_tokens=n_tok, new_seconds=seconds)
 
 # %% ../nbs/07_compare.ipynb #c2a0357b
 def run_checkpoint(store:RunStore, # the open run (this rank's store under a launch)
@@ -113,37 +147,23 @@ def run_checkpoint(store:RunStore, # the open run (this rank's store under a lau
     done = store.done_units(ckpt.name)
     todo = [p for p in todo_all if (p.prompt_id, p.sample) not in done]
     index = store.prompt_indices()  # the run's positions: a grown run's new prompts follow the stored ones
-    n_tok = n_prompts = 0; seconds = 0.0; gen_lens = []
-    s = plan.settings
-    ctx = (contextlib.nullcontext((model, plan.tokenizers[ckpt.name])) if model is not None or not todo
-           else loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, s.device_map, plan.tokenizers[ckpt.name]))
-    with ctx as (model, tok):
+    counts = dict(new_prompts=0, new_tokens=0, new_seconds=0.0)
+    with _checkpoint_model(plan, ckpt, model, todo) as (model, tok):
         ranks.barrier()  # every rank has its model: the clock starts together
-        start = t0 = time.perf_counter()
+        start = time.perf_counter()
         if todo:
             log.info('%s: %d prompts to generate (%d already done)', ckpt.name, len(todo), len(todo_all) - len(todo))
-            from reasoning_entropy.engine import generate
-            for toks, gens in generate(model, tok, todo, plan.decoding, batch_size=s.batch_size,
-                                       top_k_alternatives=s.top_k_alternatives, progress=plan.progress,
-                                       desc=ckpt.name):
-                dt = time.perf_counter() - t0
-                gens = gens.assign(prompt_index=gens.prompt_id.map(index).astype('int64'))
-                store.write_batch(ckpt.name, toks, gens, seconds=dt)
-                if not n_prompts and len(toks): log.info('%s: prompt %s, first tokens: %s', ckpt.name, toks.prompt_id.iloc[0], _sample_stats(toks))
-                seconds += dt; n_tok += len(toks); n_prompts += len(gens); gen_lens += list(gens.n_tokens)
-                t0 = time.perf_counter()
-            log.info('%s: prompt length %s tokens; generation length %s tokens; %d tokens analysed in %.1f s (%.1f tokens/s)%s',
-                     ckpt.name, _lengths(len(p.token_ids) for p in todo), _lengths(gen_lens), n_tok, seconds,
-                     n_tok / seconds if seconds else float('nan'), f' on rank {ranks.rank}' if ranks.distributed else '')
+            counts = _generate_into(store, plan, ckpt, model, tok, todo, index, ranks, start)
         ranks.barrier()  # every share is committed
         wall = time.perf_counter() - start
-    return dict(new_prompts=n_prompts, new_tokens=n_tok, new_seconds=seconds, wall_seconds=wall)
+    return dict(counts, wall_seconds=wall)
 
 # %% ../nbs/07_compare.ipynb #01d3c087
 def _one_line(e:BaseException)->str:
     "`Type: message`, first line only."
     return f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'.rstrip(': ')
 
+# %% ../nbs/07_compare.ipynb #4f918a8f
 def _shard(plan:RunPlan, name:str, ranks:Ranks)->list:
     "This rank's `PromptInput`s of checkpoint `name`, balanced on prompt length + generation budget."
     inputs = plan.inputs[name]
@@ -151,10 +171,33 @@ def _shard(plan:RunPlan, name:str, ranks:Ranks)->list:
     costs = [len(p.token_ids) + plan.decoding.max_new_tokens for p in inputs]
     return [inputs[i] for i in shard_of(costs, ranks.world_size, ranks.rank)]
 
+# %% ../nbs/07_compare.ipynb #570a3694
 def _open_run(plan:RunPlan)->RunStore:
     "Create, resume or grow the run (rank 0, before any other rank writes), with the prompts and the settings."
-    return RunStore(plan.settings.output_dir).open(plan.config, overwrite=plan.settings.overwrite, settings=plan.settings.to_dict(),
-                                                   prompts=plan.prompts, invocation=plan.invocation)
+    return RunStore(plan.config.output_dir).open(plan.identity, overwrite=plan.config.overwrite, run_config=plan.config.to_dict(),
+                                                 prompts=plan.prompts, invocation=plan.invocation)
+
+# %% ../nbs/07_compare.ipynb #c96b3e69
+def _attempt(store:RunStore, plan:RunPlan, ckpt:Checkpoint, ranks:Ranks, model=None)->tuple[dict|None, str|None]:
+    "(`run_checkpoint`'s timing, None), or (None, its error in one line) for a checkpoint that failed (logged, marked failed)."
+    try: return run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks, model), None
+    except InputError: raise
+    except Exception as e:
+        if ranks.distributed: raise  # one rank going on alone would wait forever for the others at a barrier
+        error = _one_line(e)
+        log.error('%s: failed (%s); the other checkpoints go on', ckpt.name, error, exc_info=True)
+        store.mark_model_failed(ckpt.name, error)
+        return None, error
+
+# %% ../nbs/07_compare.ipynb #9c379ea6
+def _record_complete(store:RunStore, name:str, ranks:Ranks, prior:float, wall:float):
+    "On rank 0, mark checkpoint `name` complete: its processes and, under a launch, `prior` + `wall` seconds."
+    if ranks.is_main and not store.is_complete([name]):
+        extra = {'processes': ranks.world_size}
+        if ranks.distributed:
+            store.refresh_progress()
+            extra['seconds'] = prior + wall
+        store.mark_model_complete(name, extra)
 
 # %% ../nbs/07_compare.ipynb #9048fede
 def generate_run(config:RunConfig, # the run's settings
@@ -167,26 +210,22 @@ def generate_run(config:RunConfig, # the run's settings
     plan.progress = ranks.is_main
     out = config.output_dir
     main_store = collective(ranks, lambda: _open_run(plan), main_only=True)
-    store = collective(ranks, lambda: main_store if ranks.is_main else RunStore(out, shard=ranks.shard).open(plan.config))
+    store = collective(ranks, lambda: main_store if ranks.is_main else RunStore(out, shard=ranks.shard).open(plan.identity))
     failed = {}
     for ckpt in plan.checkpoints:
         if store.is_complete([ckpt.name]) and not ranks.distributed: log.info('%s: complete, skipped', ckpt.name); continue
-        prior = store.manifest['progress'].get(ckpt.name, {}).get('seconds') or 0.0
-        try: info = run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks, (in_memory or {}).get(ckpt.name))
-        except InputError: raise
-        except Exception as e:
-            if ranks.distributed: raise  # one rank going on alone would wait forever for the others at a barrier
-            failed[ckpt.name] = _one_line(e)
-            log.error('%s: failed (%s); the other checkpoints go on', ckpt.name, failed[ckpt.name], exc_info=True)
-            store.mark_model_failed(ckpt.name, failed[ckpt.name])
-            continue
-        if ranks.is_main and not store.is_complete([ckpt.name]):
-            extra = {'processes': ranks.world_size}
-            if ranks.distributed:
-                store.refresh_progress()
-                extra['seconds'] = prior + info['wall_seconds']
-            store.mark_model_complete(ckpt.name, extra)
+        prior = store.progress.get(ckpt.name, {}).get('seconds') or 0.0
+        info, error = _attempt(store, plan, ckpt, ranks, (in_memory or {}).get(ckpt.name))
+        if error is not None: failed[ckpt.name] = error; continue
+        _record_complete(store, ckpt.name, ranks, prior, info['wall_seconds'])
     return plan, main_store, failed
+
+# %% ../nbs/07_compare.ipynb #ee977483
+def _write_files(store:RunStore, plan:RunPlan, done:list)->list:
+    "The original script's files of this invocation's prompts and checkpoints `done` (none when `done` is empty)."
+    from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only when there is something to draw
+    view = store.select(done, [p.prompt_id for p in plan.prompts])  # what this invocation listed
+    return write_legacy_outputs(view, plan.config.save_detailed_tokens) if done else []
 
 # %% ../nbs/07_compare.ipynb #0a1b2c3d
 def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint directories, with the rest as keywords)
@@ -199,11 +238,7 @@ def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint 
     plan, main_store, failed = generate_run(config, ranks)
     out = config.output_dir
     done = [c.name for c in plan.checkpoints if c.name not in failed]
-    def legacy():
-        from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only when there is something to draw
-        view = main_store.select(done, [p.prompt_id for p in plan.prompts])  # what this invocation listed
-        return write_legacy_outputs(view, config.save_detailed_tokens) if done else []
-    collective(ranks, legacy, main_only=True)
+    collective(ranks, lambda: _write_files(main_store, plan, done), main_only=True)
     if failed: raise CheckpointFailure(failed)
     if ranks.is_main: log.info('results in %s', out)
     return Path(out)

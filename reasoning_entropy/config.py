@@ -23,10 +23,12 @@ def positive(flag:str, # the flag, for the message
     "Rule: a positive integer (or None)."
     if v is not None and not (_is_int(v) and v > 0): raise InputError(f'{flag}: must be a positive integer, got {v!r}')
 
+# %% ../nbs/00b_config.ipynb #fc9cd783
 def non_negative(flag:str, v):
     "Rule: 0 or a positive integer (or None)."
     if v is not None and not (_is_int(v) and v >= 0): raise InputError(f'{flag}: must be 0 or a positive integer, got {v!r}')
 
+# %% ../nbs/00b_config.ipynb #fd2fd1e8
 def positive_number(flag:str, v):
     "Rule: a number > 0 (or None)."
     if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
@@ -40,11 +42,13 @@ def within(lo:int, hi:int # the closed range
         if v is not None and not (_is_int(v) and lo <= v <= hi): raise InputError(f'{flag}: must be an integer from {lo} to {hi}, got {v!r}')
     return rule
 
+# %% ../nbs/00b_config.ipynb #50ae01b1
 def mass(flag:str, v):
     "Rule: a probability mass in (0, 1] (or None)."
     if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1):
         raise InputError(f'{flag}: must be in (0, 1], got {v!r}')
 
+# %% ../nbs/00b_config.ipynb #acc19770
 def one_of(*choices # the allowed values
           ):
     "Rule: one of `choices` (or None)."
@@ -52,6 +56,7 @@ def one_of(*choices # the allowed values
         if v is not None and v not in choices: raise InputError(f"{flag}: must be one of {', '.join(map(str, choices))}, got {v!r}")
     return rule
 
+# %% ../nbs/00b_config.ipynb #df3eaf65
 def each(rule # a rule for one value
         ):
     "Rule: a list (or None) whose every item passes `rule`."
@@ -59,6 +64,7 @@ def each(rule # a rule for one value
         for x in (v or []): rule(flag, x)
     return rule_each
 
+# %% ../nbs/00b_config.ipynb #cd2a2b28
 _DEVICE = re.compile(r'(auto|cpu|mps|cuda(:\d+)?)')
 
 def device_name(flag:str, v):
@@ -67,11 +73,6 @@ def device_name(flag:str, v):
         raise InputError(f'{flag}: must be auto, cpu, mps, cuda or cuda:N, got {v!r}')
 
 # %% ../nbs/00b_config.ipynb #5732295d
-DTYPES = {'auto': None, 'float32': 'float32', 'fp32': 'float32', 'float': 'float32', 'bfloat16': 'bfloat16', 'bf16': 'bfloat16',
-          'float16': 'float16', 'fp16': 'float16', 'half': 'float16'}  # --dtype names -> torch dtype names (auto: chosen by device)
-DEVICE_MAPS = ('auto', 'balanced', 'balanced_low_0', 'sequential')  # placements transformers/accelerate know
-DECODING = 'decoding (identical for every checkpoint; the checkpoints\' own generation_config is not applied)'
-
 def setting(default, # the default value
             help:str, # what it sets, as `--help` shows it
             rule=None, # `rule(flag, value)`, run by `RunConfig.__post_init__` (None: any value)
@@ -80,10 +81,16 @@ def setting(default, # the default value
     "A `RunConfig` field: its default, help and validation rule in one place."
     return field(default=default, metadata=dict(help=help, rule=rule, flag=flag))
 
-# %% ../nbs/00b_config.ipynb #9709df4f
+# %% ../nbs/00b_config.ipynb #d01884d8
+DTYPES = {'auto': None, 'float32': 'float32', 'fp32': 'float32', 'float': 'float32', 'bfloat16': 'bfloat16', 'bf16': 'bfloat16',
+          'float16': 'float16', 'fp16': 'float16', 'half': 'float16'}  # --dtype names -> torch dtype names (auto: chosen by device)
+DEVICE_MAPS = ('auto', 'balanced', 'balanced_low_0', 'sequential')  # placements transformers/accelerate know
+DECODING = 'decoding (identical for every checkpoint; the checkpoints\' own generation_config is not applied)'
+
+# %% ../nbs/00b_config.ipynb #c6a2cf08
 @dataclass
-class RunConfig:
-    "Every setting of a run; validated on creation (`InputError` names the flag)."
+class _Inputs:
+    "The settings of what a run reads: the checkpoints and the data."
     model_paths:list|None = setting(None, 'checkpoint directories, in training order', metavar='PATH')
     model_names:list|None = setting(None, 'names for the checkpoints (same order; default: directory names, step-N for a training output directory)', metavar='NAME')
     steps:list|None = setting(None, 'training step of each checkpoint (same order; default: read from checkpoint-N, trainer_state.json, step-N or N-of-M)',
@@ -91,6 +98,11 @@ class RunConfig:
     data_path:str|None = setting(None, 'JSONL/JSON/Parquet conversations (default: the bundled sample)')
     num_examples:int|None = setting(1000, 'number of prompts (the first N)', positive)
     skip_bad_lines:bool = setting(False, 'skip malformed data rows (counted) instead of stopping')
+
+# %% ../nbs/00b_config.ipynb #c4dc28f6
+@dataclass
+class _Decoding(_Inputs):
+    "The checkpoints and the data, then how every checkpoint decodes."
     max_new_tokens:int = setting(256, 'maximum new tokens per prompt', positive)
     do_sample:bool = setting(False, 'sample instead of greedy decoding', group=DECODING)
     temperature:float = setting(1.0, 'sampling temperature', positive_number, group=DECODING)
@@ -98,16 +110,31 @@ class RunConfig:
     top_k:int = setting(0, 'sample among the k most likely tokens (0: off)', non_negative, group=DECODING)
     seed:int = setting(0, 'random seed for sampling (each prompt and sample draws from its own stream of it)', group=DECODING)
     num_samples:int = setting(1, 'samples per prompt (more than 1 needs --do_sample)', positive, group=DECODING)
+
+# %% ../nbs/00b_config.ipynb #e509f9b0
+@dataclass
+class _Outputs(_Decoding):
+    "The settings so far, then what a run keeps and where."
     top_k_alternatives:int = setting(5, 'most likely alternatives kept per token, 0-20', within(0, 20))
     output_dir:str = setting('results', 'run directory')
     save_detailed_tokens:bool = setting(False, 'also write {model_name}_all_tokens_detailed.csv (can be large)')
     overwrite:bool = setting(False, 'replace a run with a different configuration in the run directory')
+
+# %% ../nbs/00b_config.ipynb #65284341
+@dataclass
+class _Compute(_Outputs):
+    "The settings so far, then where and how the checkpoints run."
     batch_size:int|None = setting(None, 'prompts (or scored sequences) per batch (default: automatic)', positive)
     device:str|None = setting(None, 'cuda, cuda:N, mps or cpu (default: the best available; under a launch each process takes its own)', device_name)
     dtype:str|None = setting(None, "weights' dtype: float32, bfloat16 or float16 (default: bf16 on capable GPUs, else float32)", one_of(*DTYPES))
     device_map:str|None = setting(None, 'spread each checkpoint over the GPUs of the machine (transformers device_map; needs accelerate)',
                                   one_of(*DEVICE_MAPS), choices=DEVICE_MAPS)
     trust_remote_code:bool = setting(False, 'allow model code shipped with a checkpoint')
+
+# %% ../nbs/00b_config.ipynb #cc6654bc
+@dataclass
+class _Commands(_Compute):
+    "The settings so far, then the options of `score`, `report` and `demo`."
     run_dir:str|None = setting(None, 'an existing run directory (made by compare)')
     sequences:str|None = setting(None, "what the checkpoints of each vocabulary group score: 'reference' (the data's answers) or a checkpoint "
                                        "name (its generations; other groups score their first checkpoint's; default: the first checkpoint)")
@@ -119,6 +146,10 @@ class RunConfig:
     cache_dir:str|None = setting(None, 'where the demo series is cached (default: $REASONING_ENTROPY_CACHE or the XDG cache)')
     no_report:bool = setting(False, 'compare only (no scoring, no report)')
 
+# %% ../nbs/00b_config.ipynb #9709df4f
+@dataclass
+class RunConfig(_Commands):
+    "Every setting of a run; validated on creation (`InputError` names the flag)."
     def __post_init__(self):
         for f in fields(self):
             if f.metadata['rule']: f.metadata['rule'](f'--{f.name}', getattr(self, f.name))
@@ -157,10 +188,6 @@ def as_config(config=None, # a `RunConfig`, or the value of field `first`
     return RunConfig(**settings)
 
 # %% ../nbs/00b_config.ipynb #d6c7e6e2
-_RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
-        'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
-        'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
-
 @dataclass
 class Command:
     "A subcommand: its help, its `RunConfig` fields, its own defaults and required flags."
@@ -168,6 +195,11 @@ class Command:
     fields:tuple # `RunConfig` fields it takes, in `--help` order
     defaults:dict = field(default_factory=dict) # defaults that differ from `RunConfig`'s
     required:tuple = () # flags that must be given
+
+# %% ../nbs/00b_config.ipynb #9f088d1f
+_RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
+        'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
+        'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
 
 COMMANDS = {
     'compare': Command("generate with every checkpoint on the same prompts and write token entropies and the original script's files", _RUN),
@@ -197,6 +229,7 @@ def _flag_options(f, default)->dict:
     elif kind.startswith('float'): opts['type'] = float
     return opts
 
+# %% ../nbs/00b_config.ipynb #6735f692
 def add_config_arguments(parser:argparse.ArgumentParser, # the subcommand's parser
                          command:str, # a key of `COMMANDS`
                         )->argparse.ArgumentParser:

@@ -17,8 +17,8 @@ from .grading import extract_boxed
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FALLBACK_ROLES', 'PromptRecord', 'record_from_row', 'ReadStats', 'iter_prompts', 'load_prompts',
-           'sample_data_path', 'fallback_format', 'format_prompt', 'encode_prompt']
+__all__ = ['log', 'FALLBACK_ROLES', 'PromptRecord', 'check_message', 'record_from_row', 'ReadStats', 'jsonl_rows', 'table_rows',
+           'iter_prompts', 'load_prompts', 'sample_data_path', 'fallback_format', 'format_prompt', 'encode_prompt']
 
 # %% ../nbs/00_data.ipynb #89c86fff
 @dataclass
@@ -34,7 +34,11 @@ class PromptRecord:
 # %% ../nbs/00_data.ipynb #0a4df0c5
 _ROLES = ('system', 'user', 'assistant', 'tool')
 
-def _check_message(m, path, line:int, k:int):
+def check_message(m, # one message of a row
+                  path, # the file, for messages
+                  line:int, # the row's 1-based line (or row), for messages
+                  k:int, # the message's 0-based position in its row
+                 ):
     "Raise `DataError` unless `m` is a well-formed message (the k-th of its row)."
     if not isinstance(m, dict): raise DataError(path, line, f"message {k} is not an object")
     role,content = m.get('role'),m.get('content')
@@ -54,7 +58,7 @@ def record_from_row(row, # one parsed row: a dict with `conversations` or `messa
     if msgs is None: raise DataError(path, line, "no 'conversations' (or 'messages') field")
     if hasattr(msgs, 'tolist'): msgs = msgs.tolist()  # parquet gives arrays
     if not isinstance(msgs, list) or not msgs: raise DataError(path, line, "'conversations' must be a non-empty list of messages")
-    for k,m in enumerate(msgs): _check_message(m, path, line, k)
+    for k,m in enumerate(msgs): check_message(m, path, line, k)
     first_asst = next((k for k,m in enumerate(msgs) if m['role'] == 'assistant'), len(msgs))
     prompt = [{'role': m['role'], 'content': m['content']} for m in msgs[:first_asst]]
     if not any(m['role'] == 'user' for m in prompt): raise DataError(path, line, "no user message before the first assistant turn")
@@ -71,7 +75,8 @@ class ReadStats:
     skipped:int = 0 # malformed rows skipped (with skip_bad=True)
 
 # %% ../nbs/00_data.ipynb #567c4ccd
-def _jsonl_rows(path:Path)->Iterator[tuple[int, object]]:
+def jsonl_rows(path:Path, # a JSONL file
+              )->Iterator[tuple[int, object]]:
     "Yield (1-based line number, parsed row) for each non-blank line; bad JSON yields a `DataError` as the row."
     with open(path, 'rb') as f:
         for ln,raw in enumerate(f, 1):
@@ -80,7 +85,8 @@ def _jsonl_rows(path:Path)->Iterator[tuple[int, object]]:
             except (json.JSONDecodeError, UnicodeDecodeError) as e: yield ln, DataError(path, ln, f"not valid JSON ({e.__class__.__name__}: {str(e).split(':')[0]})")
 
 # %% ../nbs/00_data.ipynb #15cb0717
-def _table_rows(path:Path)->Iterator[tuple[int, object]]:
+def table_rows(path:Path, # a `.json` file holding a list of rows, or a `.parquet` file
+              )->Iterator[tuple[int, object]]:
     "Yield (1-based row number, row) from a `.json` list or a `.parquet` table."
     if path.suffix == '.parquet':
         import pandas as pd
@@ -93,6 +99,31 @@ def _table_rows(path:Path)->Iterator[tuple[int, object]]:
     if not isinstance(rows, list): raise DataError(path, None, "a .json data file must hold a list of conversations")
     yield from enumerate(rows, 1)
 
+# %% ../nbs/00_data.ipynb #4a6c28b7
+def _check_data_file(path:Path):
+    "Raise `DataError` unless `path` is a data file with something in it."
+    if not path.exists(): raise DataError(path, None, "no such file")
+    if path.is_dir(): raise DataError(path, None, "is a directory, not a data file")
+    if path.is_file() and path.stat().st_size == 0: raise DataError(path, None, "empty file")
+
+# %% ../nbs/00_data.ipynb #8fb49de8
+def _record(row, # a row as read: parsed, or the `DataError` it is
+            index:int, # its 0-based position in the file
+            path:Path, # the file, for messages
+            line:int, # its 1-based line (or row), for messages
+            skip_bad:bool, # log and skip a malformed row instead of raising
+            stats:ReadStats, # counts the skipped row
+           )->PromptRecord|None:
+    "The record of one row as read, or None (counted in `stats`) for a malformed row when `skip_bad`."
+    try:
+        if isinstance(row, DataError): raise row
+        return record_from_row(row, index, path, line)
+    except DataError as e:
+        if not skip_bad: raise
+        stats.skipped += 1
+        log.warning("skipping %s", e)
+        return None
+
 # %% ../nbs/00_data.ipynb #49fc515d
 def iter_prompts(path, # a .jsonl, .json or .parquet file of conversations
                  num_examples:int|None=None, # take the first N prompts (None: all)
@@ -102,23 +133,12 @@ def iter_prompts(path, # a .jsonl, .json or .parquet file of conversations
     "Stream `PromptRecord`s from `path`, stopping after `num_examples`."
     path = Path(path)
     check_setting("num_examples", num_examples)
-    if not path.exists(): raise DataError(path, None, "no such file")
-    if path.is_dir(): raise DataError(path, None, "is a directory, not a data file")
-    if path.is_file() and path.stat().st_size == 0: raise DataError(path, None, "empty file")
+    _check_data_file(path)
     stats = ReadStats() if stats is None else stats
-    rows = _jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else _table_rows(path)
-    index = 0
-    for ln,row in rows:
-        try:
-            if isinstance(row, DataError): raise row
-            rec = record_from_row(row, index, path, ln)
-        except DataError as e:
-            if not skip_bad: raise
-            stats.skipped += 1
-            log.warning("skipping %s", e)
-            index += 1
-            continue
-        index += 1
+    rows = jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else table_rows(path)
+    for index,(ln,row) in enumerate(rows):
+        rec = _record(row, index, path, ln, skip_bad, stats)
+        if rec is None: continue
         stats.rows += 1
         yield rec
         if num_examples is not None and stats.rows >= num_examples: return  # read no further line

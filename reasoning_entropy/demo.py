@@ -23,8 +23,14 @@ __all__ = ['log', 'SYSTEM_PROMPT', 'NAMES', 'ITEMS', 'TEMPLATES', 'SAMPLE_SEED',
 
 # %% ../nbs/10_demo.ipynb #9aecbd5a
 SYSTEM_PROMPT = "You are a helpful assistant. Think step by step."
+
+# %% ../nbs/10_demo.ipynb #1c882c13
 NAMES = ["Tom", "Ana", "Sam", "Mia", "Leo", "Zoe", "Ben", "Ivy"]
+
+# %% ../nbs/10_demo.ipynb #54dac097
 ITEMS = ["apples", "marbles", "stickers", "books", "coins", "shells", "pencils", "cards"]
+
+# %% ../nbs/10_demo.ipynb #302f4082
 TEMPLATES = [
     "{name} has {a} {items}. {name} gets {b} more {items}. How many {items} does {name} have now?",
     "A box holds {a} {items} and a bag holds {b} {items}. How many {items} are there in total?",
@@ -79,6 +85,7 @@ def make_conversations(n:int, # how many conversations
 # %% ../nbs/10_demo.ipynb #40e73091
 SAMPLE_SEED, TRAIN_SEED, SAMPLE_SIZE = 0, 1, 300
 
+# %% ../nbs/10_demo.ipynb #bc1bbaa9
 def sample_conversations(n:int=SAMPLE_SIZE, # number of problems
                          seed:int=SAMPLE_SEED, # seed of the evaluation stream
                         )->list[dict]:
@@ -97,6 +104,8 @@ def write_sample_data(path, # the .jsonl file to write
 
 # %% ../nbs/10_demo.ipynb #a7892ded
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# %% ../nbs/10_demo.ipynb #4348d321
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -141,6 +150,7 @@ def _tokenizer_corpus(rows:list[dict])->list[str]:
     "Texts to train the BPE on: every message of `rows`, plus the role names the chat template writes."
     return [m["content"] for r in rows for m in r["conversations"]] + ["system\nuser\nassistant\n"] * 100
 
+# %% ../nbs/10_demo.ipynb #340ae6ed
 def build_tokenizer(rows:list[dict], # conversations to learn the vocabulary from
                     vocab_size:int=512, # target vocabulary size
                     model_max_length:int=256, # the model's context length
@@ -170,6 +180,7 @@ def encode_conversation(tokenizer, # the demo tokenizer
     answer = tokenizer.encode(msgs[-1]["content"], add_special_tokens=False)
     return encode_prompt(tokenizer, msgs[:-1]), answer + [tokenizer.eos_token_id]
 
+# %% ../nbs/10_demo.ipynb #72737dbd
 def encode_conversations(tokenizer, # the demo tokenizer
                          rows:list[dict], # conversations from `make_problem`
                         )->list[tuple[list[int], list[int]]]:
@@ -195,10 +206,12 @@ def _batch(pairs:list, pad_id:int):
 # %% ../nbs/10_demo.ipynb #d89fa2dd
 SERIES = (1, 2, 4, 10)  # checkpoints saved at k/10 of training, the original script's naming
 
+# %% ../nbs/10_demo.ipynb #c4782502
 def checkpoint_dirname(k:int)->str:
     "The original script's directory name for the checkpoint saved at k/10 of training."
     return f"demo-checkpoint-{k}-of-10"
 
+# %% ../nbs/10_demo.ipynb #a4353aba
 def _save_checkpoint(model, tokenizer, path:Path):
     "Save model, tokenizer and a plain greedy generation config (stop at `<|im_end|>`) to `path`."
     from transformers import GenerationConfig
@@ -206,6 +219,70 @@ def _save_checkpoint(model, tokenizer, path:Path):
                                                bos_token_id=None, do_sample=False)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+
+# %% ../nbs/10_demo.ipynb #4fe95d66
+def _training_data(steps:int, batch_size:int, vocab_size:int)->tuple:
+    "(tokenizer, encoded training pairs): `steps × batch_size` problems of the training stream, the sample held out; the tokenizer learns from the first 2000."
+    held_out = {problem_key(r) for r in sample_conversations()}
+    rows = make_conversations(steps * batch_size, TRAIN_SEED, exclude=held_out)
+    tokenizer = build_tokenizer(rows[:2000], vocab_size)
+    return tokenizer, encode_conversations(tokenizer, rows)
+
+# %% ../nbs/10_demo.ipynb #67100d27
+def _optimizer(model, lr:float, steps:int)->tuple:
+    "AdamW (betas 0.9, 0.98; weight decay 0.01) and its schedule: linear warm-up over the first 5% of `steps`, then cosine decay."
+    import torch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+
+# %% ../nbs/10_demo.ipynb #bd6e2959
+def _train_step(model, opt, sched, ids, mask, labels)->float:
+    "One optimizer step on a batch (loss on the answer tokens, gradients clipped to norm 1); the batch's loss."
+    import torch
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+# %% ../nbs/10_demo.ipynb #fd30b350
+def _save_series_checkpoint(model, tokenizer, out_dir:Path, k:int)->tuple:
+    "Save the checkpoint at k/10 of training (in eval mode, then back to train mode); its (name, path) in the series."
+    model.eval()
+    _save_checkpoint(model, tokenizer, out_dir / checkpoint_dirname(k))
+    model.train()
+    return f"Checkpoint_{k}", out_dir / checkpoint_dirname(k)
+
+# %% ../nbs/10_demo.ipynb #d14ad164
+def _train(out_dir, steps, batch_size, lr, hidden_size, num_layers, vocab_size, seed, progress, t0):
+    "The body of `train_demo_series`, run with the torch thread count raised to the machine's cores."
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM
+    tokenizer, pairs = _training_data(steps, batch_size, vocab_size)
+    model = AutoModelForCausalLM.from_config(demo_config(tokenizer, hidden_size, num_layers), dtype=torch.float32)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("training demo model (%d parameters, vocabulary %d) for %d steps of %d problems in %s",
+             n_params, len(tokenizer), steps, batch_size, out_dir)
+    opt, sched = _optimizer(model, lr, steps)
+    saves = {max(1, round(steps * k / 10)): k for k in SERIES}
+    series, losses = [], {}
+    model.train()
+    bar = tqdm(range(1, steps + 1), desc="demo training", disable=not progress)
+    for step in bar:
+        loss = _train_step(model, opt, sched, *_batch(pairs[(step-1)*batch_size:step*batch_size], tokenizer.pad_token_id))
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if step not in saves: continue
+        series.append(_save_series_checkpoint(model, tokenizer, out_dir, saves[step]))
+        losses[saves[step]] = round(loss, 4)
+        log.info("saved %s at step %d (loss %.3f, %.0f s)", checkpoint_dirname(saves[step]), step, loss, time.time() - t0)
+    info = dict(steps=steps, batch_size=batch_size, lr=lr, hidden_size=hidden_size, num_layers=num_layers,
+                vocab_size=len(tokenizer), seed=seed, parameters=n_params, train_seed=TRAIN_SEED,
+                held_out=f"{SAMPLE_SIZE} sample problems (seed {SAMPLE_SEED})", loss_at_checkpoint=losses,
+                seconds=round(time.time() - t0, 1), checkpoints=[checkpoint_dirname(k) for k in SERIES])
+    (out_dir / "demo_build.json").write_text(json.dumps(info, indent=1))
+    return series
 
 # %% ../nbs/10_demo.ipynb #1792f43d
 def train_demo_series(out_dir, # directory that receives the checkpoints (created)
@@ -230,59 +307,20 @@ def train_demo_series(out_dir, # directory that receives the checkpoints (create
     try: return _train(out_dir, steps, batch_size, lr, hidden_size, num_layers, vocab_size, seed, progress, t0)
     finally: torch.set_num_threads(threads)
 
-def _train(out_dir, steps, batch_size, lr, hidden_size, num_layers, vocab_size, seed, progress, t0):
-    "The body of `train_demo_series`, run with the torch thread count raised to the machine's cores."
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
-    held_out = {problem_key(r) for r in sample_conversations()}
-    rows = make_conversations(steps * batch_size, TRAIN_SEED, exclude=held_out)
-    tokenizer = build_tokenizer(rows[:2000], vocab_size)
-    pairs = encode_conversations(tokenizer, rows)
-    model = AutoModelForCausalLM.from_config(demo_config(tokenizer, hidden_size, num_layers), dtype=torch.float32)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("training demo model (%d parameters, vocabulary %d) for %d steps of %d problems in %s",
-             n_params, len(tokenizer), steps, batch_size, out_dir)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    saves = {max(1, round(steps * k / 10)): k for k in SERIES}
-    series, losses = [], {}
-    model.train()
-    bar = tqdm(range(1, steps + 1), desc="demo training", disable=not progress)
-    for step in bar:
-        ids, mask, labels = _batch(pairs[(step-1)*batch_size:step*batch_size], tokenizer.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if step in saves:
-            k = saves[step]
-            model.eval()
-            _save_checkpoint(model, tokenizer, out_dir / checkpoint_dirname(k))
-            model.train()
-            losses[k] = round(loss.item(), 4)
-            series.append((f"Checkpoint_{k}", out_dir / checkpoint_dirname(k)))
-            log.info("saved %s at step %d (loss %.3f, %.0f s)", checkpoint_dirname(k), step, loss.item(), time.time() - t0)
-    info = dict(steps=steps, batch_size=batch_size, lr=lr, hidden_size=hidden_size, num_layers=num_layers,
-                vocab_size=len(tokenizer), seed=seed, parameters=n_params, train_seed=TRAIN_SEED,
-                held_out=f"{SAMPLE_SIZE} sample problems (seed {SAMPLE_SEED})", loss_at_checkpoint=losses,
-                seconds=round(time.time() - t0, 1), checkpoints=[checkpoint_dirname(k) for k in SERIES])
-    (out_dir / "demo_build.json").write_text(json.dumps(info, indent=1))
-    return series
-
 # %% ../nbs/10_demo.ipynb #de980a74
 DEMO_VERSION = "1"
+
+# %% ../nbs/10_demo.ipynb #4992ff1b
 DEMO_DEFAULTS = dict(steps=500, batch_size=32, lr=3e-3, hidden_size=128, num_layers=4, vocab_size=512, seed=0)
 
+# %% ../nbs/10_demo.ipynb #18dce85b
 def default_cache_root()->Path:
     "Where demo series are cached: $REASONING_ENTROPY_CACHE, else $XDG_CACHE_HOME/reasoning-entropy, else ~/.cache/reasoning-entropy."
     if os.environ.get("REASONING_ENTROPY_CACHE"): return Path(os.environ["REASONING_ENTROPY_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(xdg).expanduser() / "reasoning-entropy"
 
+# %% ../nbs/10_demo.ipynb #832ab0b6
 def demo_build_hash(**settings)->str:
     "Short hash naming a demo build: `DEMO_VERSION` and the training settings (defaults filled in)."
     unknown = set(settings) - set(DEMO_DEFAULTS)
@@ -292,12 +330,38 @@ def demo_build_hash(**settings)->str:
 
 # %% ../nbs/10_demo.ipynb #6a6b1c1d
 def _series_paths(d:Path)->list[tuple[str, Path]]:
+    "The series under `d`: (name, checkpoint directory) for 1, 2, 4 and 10 tenths of training."
     return [(f"Checkpoint_{k}", d / checkpoint_dirname(k)) for k in SERIES]
 
+# %% ../nbs/10_demo.ipynb #71345c71
 def _complete(d:Path)->bool:
     "A finished series: the build record (written last) and every checkpoint's weights are there."
     return (d / "demo_build.json").is_file() and all((p / "model.safetensors").is_file() for _, p in _series_paths(d))
 
+# %% ../nbs/10_demo.ipynb #3d4ce2c9
+def _swap_in(tmp:Path, target:Path):
+    "Rename the finished build `tmp` to `target`; an existing series is first moved aside, then removed."
+    if target.exists():  # force: move the old series aside, swap the new one in
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-old-"))
+        os.replace(target, old / "series")
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(tmp, target)
+
+# %% ../nbs/10_demo.ipynb #815827d1
+def _build_into(root:Path, target:Path, progress:bool, settings:dict):
+    "Train the series in a fresh temporary directory beside `target` and swap it in; a failed build leaves nothing behind."
+    for stale in root.glob(f".tmp-{target.name}-*"): shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{target.name}-"))
+    umask = os.umask(0); os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the series gets the usual permissions
+    log.info("building demo series in %s (takes a few minutes on CPU, once)", target)
+    try:
+        train_demo_series(tmp, progress=progress, **{**DEMO_DEFAULTS, **settings})
+        _swap_in(tmp, target)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/10_demo.ipynb #e9305534
 def demo_series(cache_dir=None, # cache root (default: `default_cache_root()`)
                 force:bool=False, # rebuild even if a cached series exists
                 progress:bool=True, # show a tqdm bar while building
@@ -316,20 +380,7 @@ def demo_series(cache_dir=None, # cache root (default: `default_cache_root()`)
             if not force and _complete(target):
                 log.info("using demo series %s built by another process", target)
                 return _series_paths(target)
-            for stale in root.glob(f".tmp-{target.name}-*"): shutil.rmtree(stale, ignore_errors=True)
-            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{target.name}-"))
-            umask = os.umask(0); os.umask(umask)
-            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the series gets the usual permissions
-            log.info("building demo series in %s (takes a few minutes on CPU, once)", target)
-            try:
-                train_demo_series(tmp, progress=progress, **{**DEMO_DEFAULTS, **settings})
-                if target.exists():  # force: move the old series aside, swap the new one in
-                    old = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{target.name}-old-"))
-                    os.replace(target, old / "series")
-                    os.replace(tmp, target)
-                    shutil.rmtree(old, ignore_errors=True)
-                else: os.replace(tmp, target)
-            finally: shutil.rmtree(tmp, ignore_errors=True)
+            _build_into(root, target, progress, settings)
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
     return _series_paths(target)
 
@@ -339,6 +390,7 @@ def demo_settings(**settings # `RunConfig` fields that replace the demo's defaul
     "The demo's settings: the defaults of `COMMANDS['demo']` (100 prompts, 96 new tokens, ./demo_run) and `settings`."
     return RunConfig(**{**COMMANDS['demo'].defaults, **settings})
 
+# %% ../nbs/10_demo.ipynb #0cdc66ac
 def demo_run(config:RunConfig|None=None, # the demo's settings (default: `demo_settings()`)
              progress:bool=True, # progress bars
              **settings # `RunConfig` fields: output_dir=, cache_dir=, num_examples=, no_report=, device=, …

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit, datetime, heapq, logging, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
+from fastcore.basics import patch
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def launched_world_size(env=None # the environment (default: os.environ)
     try: return max(1, int(env.get('WORLD_SIZE', '1') or 1))
     except ValueError: raise InputError(f"WORLD_SIZE={env.get('WORLD_SIZE')!r} is not a number") from None
 
+# %% ../nbs/11_distributed.ipynb #7f71407b
 def launched_rank(env=None)->int:
     "This process's global rank (`RANK`; 0 when not launched)."
     env = os.environ if env is None else env
@@ -42,6 +44,7 @@ def balanced_shards(costs:list, # cost of each item (e.g. token count)
         heapq.heappush(heap, (load + costs[i], n + 1, r))
     return [sorted(o) for o in out]
 
+# %% ../nbs/11_distributed.ipynb #d1efac24
 def shard_of(costs:list, world_size:int, rank:int)->list[int]:
     "The item indices of `rank` under `balanced_shards`."
     return balanced_shards(costs, world_size)[rank]
@@ -66,32 +69,41 @@ class Ranks:
         "The part prefix of this rank's store (None for rank 0, `rR` for the others)."
         return None if self.rank == 0 else f'r{self.rank}'
 
-    def barrier(self):
-        "Wait until every rank is here."
-        if self.state is not None: self.state.wait_for_everyone()
-
-    def gather(self, obj)->list:
-        "`obj` of every rank, in rank order (picklable, small)."
-        if self.state is None: return [obj]
-        import torch.distributed as dist
-        out = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj):
-        "Rank 0's `obj`, on every rank."
-        return self.gather(obj if self.is_main else None)[0]
-
     def __repr__(self): return f'Ranks(rank={self.rank}, world_size={self.world_size}, device={self.device!r})'
+
+# %% ../nbs/11_distributed.ipynb #88e50b77
+@patch
+def barrier(self:Ranks):
+    "Wait until every rank is here."
+    if self.state is not None: self.state.wait_for_everyone()
+
+# %% ../nbs/11_distributed.ipynb #5fb76e43
+@patch
+def gather(self:Ranks, obj)->list:
+    "`obj` of every rank, in rank order (picklable, small)."
+    if self.state is None: return [obj]
+    import torch.distributed as dist
+    out = [None] * self.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+# %% ../nbs/11_distributed.ipynb #a63f8078
+@patch
+def broadcast(self:Ranks, obj):
+    "Rank 0's `obj`, on every rank."
+    return self.gather(obj if self.is_main else None)[0]
 
 # %% ../nbs/11_distributed.ipynb #e70a5634
 _DEFAULT_TIMEOUT_MIN = 24 * 60
 
+# %% ../nbs/11_distributed.ipynb #76181b68
 def _timeout()->datetime.timedelta:
+    "The barrier timeout: `REASONING_ENTROPY_DIST_TIMEOUT_MINUTES`, else 24 hours."
     v = os.environ.get('REASONING_ENTROPY_DIST_TIMEOUT_MINUTES')
     try: return datetime.timedelta(minutes=float(v) if v else _DEFAULT_TIMEOUT_MIN)
     except ValueError: raise InputError(f'REASONING_ENTROPY_DIST_TIMEOUT_MINUTES={v!r} is not a number') from None
 
+# %% ../nbs/11_distributed.ipynb #961b1979
 def _check_launch_options(world_size:int, local_world_size:int, device, device_map)->str|None:
     "The device kind asked for under a launch ('cuda', 'cpu' or None); raise on combinations that cannot work."
     if device_map is not None and local_world_size > 1:
@@ -104,6 +116,7 @@ def _check_launch_options(world_size:int, local_world_size:int, device, device_m
                          '(cuda:LOCAL_RANK); pass --device cuda or --device cpu, or leave it out')
     return kind
 
+# %% ../nbs/11_distributed.ipynb #a8f1e921
 def init_ranks(device=None, # the --device flag (under a launch only 'cuda', 'cpu' or None)
                device_map:str|None=None, # the --device_map flag (one process per node only)
                env=None, # the environment (default: os.environ)
@@ -133,8 +146,6 @@ def init_ranks(device=None, # the --device flag (under a launch only 'cuda', 'cp
     return r
 
 # %% ../nbs/11_distributed.ipynb #5990c724
-_SHUTDOWN = []
-
 def shutdown(barrier:bool=False # wait for every rank first (only when every rank is known to get here)
             ):
     "Destroy the process group of a launch (no-op for a lone process); safe to call twice."
@@ -144,7 +155,12 @@ def shutdown(barrier:bool=False # wait for every rank first (only when every ran
         if barrier: dist.barrier()  # no rank tears down its connections while another still uses them
         dist.destroy_process_group()
 
+# %% ../nbs/11_distributed.ipynb #2b6ef388
+_SHUTDOWN = []  # holds True once `shutdown` is registered to run at exit
+
+# %% ../nbs/11_distributed.ipynb #41556908
 def _register_shutdown():
+    "Have `shutdown` run at exit (once, however often this is called)."
     if not _SHUTDOWN: atexit.register(shutdown); _SHUTDOWN.append(True)
 
 # %% ../nbs/11_distributed.ipynb #8d9d89c7

@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict, field
 from typing import Iterator
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .errors import InputError
 from .config import check_setting
 from .checkpoints import eos_token_ids
@@ -47,18 +48,23 @@ class PromptInput:
 
 # %% ../nbs/03_engine.ipynb #754926dc
 def _max_positions(model)->int|None:
+    "The model's context in positions, from whichever config field its family uses (None: not stated)."
     c = model.config
     return next((getattr(c, a) for a in ('max_position_embeddings', 'n_positions', 'max_sequence_length') if getattr(c, a, None)), None)
 
+# %% ../nbs/03_engine.ipynb #5c1af169
 def _pad_id(model, tokenizer)->int:
+    "The id that pads batches: the tokenizer's pad token, else the model's, else EOS, else 0."
     for v in (tokenizer.pad_token_id, getattr(model.config, 'pad_token_id', None), tokenizer.eos_token_id):
         if isinstance(v, int): return v
     return 0
 
+# %% ../nbs/03_engine.ipynb #e1921f8d
 def _keeps_last_logits(model)->bool:
     "Does the model's forward accept `logits_to_keep` (project only the last position)?"
     return 'logits_to_keep' in inspect.signature(model.forward).parameters
 
+# %% ../nbs/03_engine.ipynb #7a9479d2
 def auto_batch_size(model, # the loaded model
                     n_items:int, # number of prompts
                     max_len:int, # longest prompt + new tokens
@@ -82,10 +88,12 @@ def _plain(d:DecodingConfig, V:int)->bool:
     "Whether sampling with `d` draws from the raw distribution itself (temperature 1, no top-k, no top-p)."
     return d.temperature == 1 and not 0 < d.top_k < V and d.top_p >= 1
 
+# %% ../nbs/03_engine.ipynb #ac0ee180
 def _sample(logits:torch.Tensor, d:DecodingConfig, u:torch.Tensor):
     "(sampled ids, entropy of the warped distribution) per row, each row's id drawn by inverse CDF at its uniform `u`."
     return sample_tokens(logits, u, d.temperature, d.top_k, d.top_p)  # masked tokens have no width: never drawn
 
+# %% ../nbs/03_engine.ipynb #3de836c0
 def _stream(seed:int, # the run's seed
             prompt_id:str, # the prompt
             sample:int, # which sample of it
@@ -124,6 +132,13 @@ def _left_padded(prompts:list[list[int]], pad:int, dev)->tuple[torch.Tensor, tor
     for i, p in enumerate(prompts): ids[i, L-len(p):] = torch.tensor(p); attn[i, L-len(p):] = 1
     return ids.to(dev), attn.to(dev)
 
+# %% ../nbs/03_engine.ipynb #d22f622e
+def _step_buffers(rows:int, T:int, k:int, pad:int, dev)->tuple[torch.Tensor, torch.Tensor]:
+    "On-device records of `rows` rows by `T` steps: [rows, T, 4+k] float32 (NaN) and [rows, T, 2+k] long (`pad`)."
+    return (torch.full((rows, T, 4 + k), math.nan, dtype=torch.float32, device=dev),  # entropy, logprob, varentropy, sampling_entropy, top_logprobs
+            torch.full((rows, T, 2 + k), pad, dtype=torch.long, device=dev))           # token, rank, top_ids
+
+# %% ../nbs/03_engine.ipynb #c000b0ef
 @torch.inference_mode()
 def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
                     u:np.ndarray|None, sync_every:int=1)->dict:
@@ -135,8 +150,7 @@ def _generate_batch(model, prompts:list[list[int]], d:DecodingConfig, eos:list[i
     from transformers import DynamicCache
     cache = DynamicCache(config=model.config)
     kw = dict(logits_to_keep=1) if _keeps_last_logits(model) else {}
-    fbuf = torch.full((B, T, 4 + k), math.nan, dtype=torch.float32, device=dev)  # entropy, logprob, varentropy, sampling_entropy, top_logprobs
-    lbuf = torch.full((B, T, 2 + k), pad, dtype=torch.long, device=dev)           # token, rank, top_ids
+    fbuf, lbuf = _step_buffers(B, T, k, pad, dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     n_tok = torch.zeros(B, dtype=torch.long, device=dev)
     eos_t = torch.tensor(eos or [-1], device=dev)
@@ -166,6 +180,7 @@ def _plain_cache(model)->bool:
     from transformers.cache_utils import DynamicLayer
     return all(type(l) is DynamicLayer for l in DynamicCache(config=model.config).layers)
 
+# %% ../nbs/03_engine.ipynb #5eabc9f9
 @dataclass
 class _Window:
     "Which slots (rows r0:r1) and columns (start:end, the last q of them new) of the slot cache the next forward uses."
@@ -173,6 +188,7 @@ class _Window:
     r0:int = 0; r1:int = 0; start:int = 0; end:int = 0; q:int = 0
     def at(self, r0, r1, start, end, q): self.r0, self.r1, self.start, self.end, self.q = r0, r1, start, end, q
 
+# %% ../nbs/03_engine.ipynb #f95bb18a
 @functools.cache
 def _slot_layer():
     "The slot cache layer class (defined on first use: importing transformers is left to the first generation)."
@@ -193,6 +209,7 @@ def _slot_layer():
         def get_seq_length(self)->int: return self.w.end - self.w.q - self.w.start  # cached columns the new ones attend to
     return _SlotLayer
 
+# %% ../nbs/03_engine.ipynb #89b4fbd4
 def _slot_cache(model, w:_Window):
     "A `DynamicCache` for `model` whose layers keep their keys and values in slots (see above), all sharing the window `w`."
     from transformers import DynamicCache
@@ -204,86 +221,161 @@ def _slot_cache(model, w:_Window):
 _SLACK = 8  # spare columns beyond the live window: the buffers grow, or the window moves back, at most once per _SLACK steps
 _PREFILL = 4  # prompts are prefilled bs // _PREFILL at a time: less padding, and a smaller transient beside the live cache
 
-def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, s:int, c:int):
-    "Move the live rows past the new live count into the finished rows below it (cache window s:c, and each per-row buffer)."
+# %% ../nbs/03_engine.ipynb #f124e043
+def _fill_holes(cache, bufs:list[torch.Tensor], done:torch.Tensor, start:int, end:int):
+    "Move the live rows past the new live count into the finished rows below it (cache window start:end, and each per-row buffer)."
     live = int((~done).sum())
-    h = done[:live].nonzero()[:, 0]; src = (~done[live:]).nonzero()[:, 0] + live
-    if len(h):
-        for l in cache.layers: l.K[h, :, s:c] = l.K[src, :, s:c]; l.V[h, :, s:c] = l.V[src, :, s:c]
-        for x in bufs: x[h] = x[src]
+    holes = done[:live].nonzero()[:, 0]; src = (~done[live:]).nonzero()[:, 0] + live
+    if len(holes):
+        for l in cache.layers: l.K[holes, :, start:end] = l.K[src, :, start:end]; l.V[holes, :, start:end] = l.V[src, :, start:end]
+        for x in bufs: x[holes] = x[src]
 
-def _rebuilt(x:torch.Tensor, b:int, s:int, c:int, to:int, width:int)->torch.Tensor:
-    "A new [slots, …, width, …] buffer (zeros) holding the window (rows :b, columns s:c of dim 2, or of dim 1 for a 2-d mask) of `x` at column `to`."
+# %% ../nbs/03_engine.ipynb #2e6fca44
+def _rebuilt(x:torch.Tensor, rows:int, start:int, end:int, to:int, width:int)->torch.Tensor:
+    "A new [slots, …, width, …] buffer (zeros) holding the window (rows :rows, columns start:end of dim 2, or of dim 1 for a 2-d mask) of `x` at column `to`."
     d = 2 if x.dim() == 4 else 1
     y = x.new_zeros(x.shape[:d] + (width,) + x.shape[d+1:])
-    y[:b].narrow(d, to, c - s).copy_(x[:b].narrow(d, s, c - s)); return y
+    y[:rows].narrow(d, to, end - start).copy_(x[:rows].narrow(d, start, end - start)); return y
 
-def _move(cache, A:torch.Tensor, w:_Window, b:int, s:int, c:int, to:int, width:int)->torch.Tensor:
-    "Rebuild the slot buffers `width` columns wide with the live window (rows :b, columns s:c) at `to`, one buffer at a time; the new mask."
+# %% ../nbs/03_engine.ipynb #44655987
+def _move(cache, mask:torch.Tensor, window:_Window, rows:int, start:int, end:int, to:int, width:int)->torch.Tensor:
+    "Rebuild the slot buffers `width` columns wide with the live window (rows :rows, columns start:end) at `to`, one buffer at a time; the new mask."
     for l in cache.layers:
         l.keys = l.values = None  # no view keeps an old buffer alive
-        l.K = _rebuilt(l.K, b, s, c, to, width); l.V = _rebuilt(l.V, b, s, c, to, width)
-    w.width = width; return _rebuilt(A, b, s, c, to, width)
+        l.K = _rebuilt(l.K, rows, start, end, to, width); l.V = _rebuilt(l.V, rows, start, end, to, width)
+    window.width = width; return _rebuilt(mask, rows, start, end, to, width)
 
+# %% ../nbs/03_engine.ipynb #807309da
+class _ContinuousBatch:
+    "Continuous-batching state: slot cache, attention mask and step records of `slots` rows; slots :live decode, in columns start:clock."
+    def __init__(self, model, # a causal LM whose cache layers are plain (`_plain_cache`)
+                 prompts:list[list[int]], # every prompt's token ids, in the order they are admitted
+                 d:DecodingConfig, # how to decode
+                 eos:list[int], # EOS ids
+                 pad:int, # the pad id
+                 k:int, # top alternatives per token
+                 u:np.ndarray|None, # [prompts, max_new_tokens] each prompt's uniforms (sampling), else None
+                 bs:int, # live rows at most
+                ):
+        dev = self.dev = next(model.parameters()).device
+        self.model, self.prompts, self.d, self.pad, self.k = model, prompts, d, pad, k
+        self.fwd = dict(logits_to_keep=1) if _keeps_last_logits(model) else {}  # project the last position only
+        self.longest, self.slots = max(len(p) for p in prompts), min(bs, len(prompts))
+        self.window = _Window(self.slots, self.longest + _SLACK); self.cache = _slot_cache(model, self.window)
+        self.eos = torch.tensor(eos or [-1], device=dev)
+        self.uniforms = torch.from_numpy(u).to(dev) if u is not None else None  # prompt i's t-th number at its t-th token
+        self.mask = torch.zeros((self.slots, self.window.width), dtype=torch.bool, device=dev)  # attention mask of every slot
+        self.fbuf, self.lbuf = _step_buffers(self.slots, d.max_new_tokens, k, pad, dev)
+        self.prompt, self.steps, self.next_pos, self.chosen = (torch.zeros(self.slots, dtype=torch.long, device=dev) for _ in range(4))  # per slot: prompt index, tokens so far, next position, last token
+        self.live, self.admitted = 0, 0  # live rows (slots :live); prompts admitted so far (the others wait)
+        self.start = self.clock = self.longest  # the live window is columns start:clock; the clock never falls below the longest prompt
+
+# %% ../nbs/03_engine.ipynb #5c3b000f
+@patch
+def last_logits(self:_ContinuousBatch, **inputs)->torch.Tensor:
+    "[rows, vocab] logits of the last position of a forward through the slot cache."
+    return self.model(**inputs, cache=self.cache, use_cache=True, **self.fwd).logits[:, -1]
+
+# %% ../nbs/03_engine.ipynb #3247810b
+@patch
+def record(self:_ContinuousBatch, logits:torch.Tensor, r0:int, r1:int):
+    "Rows r0:r1 take their next token, and its metrics, from their `logits`, each at its own step (and its own uniform)."
+    at, steps = torch.arange(r0, r1, device=self.dev), self.steps[r0:r1]
+    u = None if self.uniforms is None else self.uniforms[self.prompt[r0:r1], steps]
+    self.chosen[r0:r1], self.fbuf[at, steps], self.lbuf[at, steps] = _decode_step(logits, self.d, self.k, u)
+    self.steps[r0:r1] += 1
+
+# %% ../nbs/03_engine.ipynb #64395ca1
+@patch
+def prefill(self:_ContinuousBatch, idx:list[int]):
+    "Prefill prompts `idx` into the next free slots, right-aligned to end at the clock; each takes its first token."
+    r0, r1, clock = self.live, self.live + len(idx), self.clock
+    ids, a = _left_padded([self.prompts[i] for i in idx], self.pad, self.dev); L = a.shape[1]
+    if clock - L < self.start: self.mask[:r0, clock-L:self.start] = 0  # the window widens to the left: columns the live rows do not attend
+    self.start = min(self.start, clock - L); self.mask[r0:r1, self.start:clock] = 0; self.mask[r0:r1, clock-L:clock] = a
+    self.window.at(r0, r1, clock - L, clock, L)
+    self.prompt[r0:r1] = torch.tensor(idx, device=self.dev); self.steps[r0:r1] = 0; self.next_pos[r0:r1] = a.sum(-1)
+    self.record(self.last_logits(input_ids=ids, attention_mask=a, position_ids=(a.cumsum(-1) - 1).clamp_(min=0)), r0, r1)
+    self.live = r1
+
+# %% ../nbs/03_engine.ipynb #72f59634
+@patch
+def admit(self:_ContinuousBatch):
+    "Prefill waiting prompts into the free slots, `slots // _PREFILL` of them (at least 1) at a time."
+    while self.live < self.slots and self.admitted < len(self.prompts):
+        n = min(self.slots - self.live, max(1, self.slots // _PREFILL), len(self.prompts) - self.admitted)
+        self.admitted += n; self.prefill(list(range(self.admitted - n, self.admitted)))
+
+# %% ../nbs/03_engine.ipynb #3beb3e79
+@patch
+def decode(self:_ContinuousBatch):
+    "One step of the live rows: each writes its keys and values at the clock's column and takes its next token."
+    live, start, clock = self.live, self.start, self.clock
+    self.mask[:live, clock] = True; self.window.at(0, live, start, clock + 1, 1)
+    self.record(self.last_logits(input_ids=self.chosen[:live, None], attention_mask=self.mask[:live, start:clock+1],
+                                 position_ids=self.next_pos[:live, None]), 0, live)
+    self.next_pos[:live] += 1; self.clock += 1
+
+# %% ../nbs/03_engine.ipynb #6e5b8da8
+@patch
+def finished_rows(self:_ContinuousBatch)->tuple[torch.Tensor, torch.Tensor]:
+    "Per live row: (ended: its last token is an EOS id, done: ended or `max_new_tokens` reached)."
+    ended = torch.isin(self.chosen[:self.live], self.eos)
+    return ended, ended | (self.steps[:self.live] >= self.d.max_new_tokens)
+
+# %% ../nbs/03_engine.ipynb #0050b562
+@patch
+def move_back(self:_ContinuousBatch):
+    "The clock reached the width: move the window back to the left, into wider buffers if it needs them."
+    n = self.clock - self.start; end = max(n, self.longest)  # the window's new end; it never needs more than longest + max_new_tokens - 1 columns
+    width = max(self.window.width, min(end + _SLACK, self.longest + self.d.max_new_tokens - 1), end + 1)
+    self.mask = _move(self.cache, self.mask, self.window, self.live, self.start, self.clock, end - n, width)
+    self.start, self.clock = end - n, end
+
+# %% ../nbs/03_engine.ipynb #f5877e63
+@patch
+def restart(self:_ContinuousBatch):
+    "Nothing is live: the clock starts again, and wide buffers start small again if prompts wait."
+    self.start = self.clock = self.longest
+    if self.admitted < len(self.prompts) and self.window.width > self.longest + _SLACK:
+        self.mask = _move(self.cache, self.mask, self.window, 0, self.start, self.clock, 0, self.longest + _SLACK)
+
+# %% ../nbs/03_engine.ipynb #10f42d3e
+@patch
+def retire(self:_ContinuousBatch, ended:torch.Tensor, done:torch.Tensor)->Iterator[tuple[int, dict]]:
+    "Yield (prompt index, its records) of each `done` row, then free their slots for the waiting prompts."
+    for r in done.nonzero()[:, 0].tolist():
+        n = int(self.steps[r])
+        yield int(self.prompt[r]), dict(f=self.fbuf[r, :n].to('cpu', copy=True).numpy(), l=self.lbuf[r, :n].to('cpu', copy=True).numpy(),
+                                        n=n, finished=bool(ended[r]))
+    start, clock = self.start, self.clock
+    _fill_holes(self.cache, [self.mask[:, start:clock], self.fbuf, self.lbuf, self.prompt, self.steps, self.next_pos, self.chosen], done, start, clock)
+    self.live = int((~done).sum())
+    if self.live: self.start += int(self.mask[:self.live, start:clock].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row leave
+    else: self.restart()
+
+# %% ../nbs/03_engine.ipynb #cb03c4d6
 @torch.inference_mode()
 def _generate_continuous(model, prompts:list[list[int]], d:DecodingConfig, eos:list[int], pad:int, k:int,
                          u:np.ndarray|None, bs:int)->Iterator[tuple[int, dict]]:
     "Decode `prompts` with at most `bs` live rows; yield (prompt index, dict(f, l, n, finished)) as each one ends."
-    dev = next(model.parameters()).device
-    T, kw = d.max_new_tokens, (dict(logits_to_keep=1) if _keeps_last_logits(model) else {})
-    Lmax, bs = max(len(p) for p in prompts), min(bs, len(prompts))
-    w = _Window(bs, Lmax + _SLACK); cache = _slot_cache(model, w)
-    eos_t = torch.tensor(eos or [-1], device=dev)
-    U = torch.from_numpy(u).to(dev) if u is not None else None  # [N, T]: prompt i's t-th number at its t-th token
-    A = torch.zeros((bs, w.width), dtype=torch.bool, device=dev)  # attention mask of every slot
-    fbuf = torch.full((bs, T, 4 + k), math.nan, dtype=torch.float32, device=dev)
-    lbuf = torch.full((bs, T, 2 + k), pad, dtype=torch.long, device=dev)
-    rows, steps, pos, chosen = (torch.zeros(bs, dtype=torch.long, device=dev) for _ in range(4))  # prompt, tokens so far, next position, last choice
-    def record(logits, r0, r1):  # rows r0:r1 take their next token, and its metrics, from their logits
-        ar = torch.arange(r0, r1, device=dev)
-        chosen[r0:r1], fbuf[ar, steps[r0:r1]], lbuf[ar, steps[r0:r1]] = _decode_step(logits, d, k, None if U is None else U[rows[r0:r1], steps[r0:r1]])
-        steps[r0:r1] += 1
-    b, nxt, s = 0, 0, Lmax; c = s  # live rows are slots :b; their window is columns s:c; c >= Lmax always
+    batch = _ContinuousBatch(model, prompts, d, eos, pad, k, u, bs)
     while True:
-        while b < bs and nxt < len(prompts):  # refill: prefill the next prompts straight into the free slots, a few at a time
-            idx = list(range(nxt, min(nxt + bs - b, nxt + max(1, bs // _PREFILL), len(prompts)))); nxt += len(idx); r1 = b + len(idx)
-            ids, a = _left_padded([prompts[i] for i in idx], pad, dev); L = a.shape[1]
-            if c - L < s: A[:b, c-L:s] = 0
-            s = min(s, c - L); A[b:r1, s:c] = 0; A[b:r1, c-L:c] = a
-            w.at(b, r1, c - L, c, L)
-            rows[b:r1] = torch.tensor(idx, device=dev); steps[b:r1] = 0; pos[b:r1] = a.sum(-1)
-            record(model(input_ids=ids, attention_mask=a, position_ids=(a.cumsum(-1) - 1).clamp_(min=0), cache=cache, use_cache=True, **kw).logits[:, -1], b, r1)
-            b = r1
-        if not b: return
-        ended = torch.isin(chosen[:b], eos_t)
-        done = ended | (steps[:b] >= T)
-        if bool(done.any()):  # finished rows leave; the freed slots are refilled before the next step
-            for r in done.nonzero()[:, 0].tolist():
-                n = int(steps[r])
-                yield int(rows[r]), dict(f=fbuf[r, :n].to('cpu', copy=True).numpy(), l=lbuf[r, :n].to('cpu', copy=True).numpy(),
-                                         n=n, finished=bool(ended[r]))
-            _fill_holes(cache, [A[:, s:c], fbuf, lbuf, rows, steps, pos, chosen], done, s, c)
-            b = int((~done).sum())
-            if b: s += int(A[:b, s:c].any(0).to(torch.uint8).argmax())  # columns that are padding in every live row
-            else:
-                s = c = Lmax  # nothing live: the clock starts again, and wide buffers start small again if prompts wait
-                if nxt < len(prompts) and w.width > Lmax + _SLACK: A = _move(cache, A, w, 0, s, c, 0, Lmax + _SLACK)
-            continue
-        if c == w.width:  # no free column left: the window moves back to the left, into wider buffers if it needs them
-            n = c - s; end = max(n, Lmax)  # a window never needs more than Lmax + T - 1 columns
-            A = _move(cache, A, w, b, s, c, end - n, max(w.width, min(end + _SLACK, Lmax + T - 1), end + 1)); s, c = end - n, end
-        A[:b, c] = True; w.at(0, b, s, c + 1, 1)
-        record(model(input_ids=chosen[:b, None], attention_mask=A[:b, s:c+1], position_ids=pos[:b, None], cache=cache, use_cache=True, **kw).logits[:, -1], 0, b)
-        pos[:b] += 1; c += 1
+        batch.admit()
+        if not batch.live: return
+        ended, done = batch.finished_rows()
+        if bool(done.any()): yield from batch.retire(ended, done); continue  # the freed slots are refilled before the next step
+        if batch.clock == batch.window.width: batch.move_back()
+        batch.decode()
 
 # %% ../nbs/03_engine.ipynb #36b0aaad
-def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], f:np.ndarray, lrank:np.ndarray,
+def _token_frame(pids:list[str], token_ids:np.ndarray, n:np.ndarray, last:list[int], f:np.ndarray, lrank:np.ndarray,
                  tids:np.ndarray|None, k:int, texts:_Texts, sampling:bool, samples:list[int]|None=None)->pd.DataFrame:
     "Long token table from [B, T] arrays, keeping the first n[b] steps of row b."
-    T = toks.shape[1]
+    T = token_ids.shape[1]
     b, t = np.nonzero(np.arange(T)[None, :] < n[:, None])
-    tid = toks[b, t].astype(np.int64)
-    prev = np.where(t == 0, np.asarray(last, dtype=np.int64)[b], toks[b, np.maximum(t - 1, 0)])
+    tid = token_ids[b, t].astype(np.int64)
+    prev = np.where(t == 0, np.asarray(last, dtype=np.int64)[b], token_ids[b, np.maximum(t - 1, 0)])
     k_lp = f[b, t, 4:4+k].astype(np.float64); k_id = tids[b, t] if k else np.zeros((len(b), 0), np.int64)
     return pd.DataFrame({
         'prompt_id': np.asarray(pids, dtype=object)[b],
@@ -297,6 +389,7 @@ def _token_frame(pids:list[str], toks:np.ndarray, n:np.ndarray, last:list[int], 
 
 # %% ../nbs/03_engine.ipynb #e0154c25
 def _check_lengths(model, lengths, extra:int, what:str, ids):
+    "Raise `InputError` for an empty sequence, or one whose length plus `extra` new tokens exceeds the model's context."
     mp = _max_positions(model)
     for pid, n in zip(ids, lengths):
         if n < 1: raise InputError(f'{what} {pid}: empty token sequence')
@@ -313,6 +406,92 @@ def _padded(results:list[dict])->dict:
     for b, r in enumerate(results): f[b, :r['n']], l[b, :r['n']] = r['f'], r['l']
     return dict(f=f, l=l, n=np.array([r['n'] for r in results]), finished=np.array([r['finished'] for r in results]))
 
+# %% ../nbs/03_engine.ipynb #f6da0901
+def _halved(err:Exception, # the out-of-memory error being handled
+            dev:torch.device, # the model's device
+            bs:int, # the batch size that ran out of memory
+            msg:str, # the warning, with %d for the new batch size
+           )->int:
+    "The batch size to go on with after a CUDA out-of-memory error: half of `bs`; off CUDA, or at batch size 1, `err` is raised again."
+    if dev.type != 'cuda' or bs == 1: raise err
+    bs = max(1, bs // 2); torch.cuda.empty_cache()
+    log.warning(msg, bs)
+    return bs
+
+# %% ../nbs/03_engine.ipynb #6b8b1c17
+def _uniforms(prompts:list[PromptInput], d:DecodingConfig, seed:int)->np.ndarray|None:
+    "[prompts, max_new_tokens]: each prompt's own random numbers when sampling (`_stream`), else None."
+    return np.stack([_stream(seed, p.prompt_id, p.sample, d.max_new_tokens) for p in prompts]) if d.do_sample else None
+
+# %% ../nbs/03_engine.ipynb #9c732877
+def _frames(batch:list[PromptInput], # finished prompts
+            r:dict, # their padded results (`_generate_batch`, `_padded`)
+            k:int, # top alternatives per token
+            texts:_Texts, # token texts
+            tokenizer, # decodes the generated texts
+            sampling:bool, # record the sampling entropy
+           )->tuple[pd.DataFrame, pd.DataFrame]:
+    "(tokens_df, generations_df) of finished prompts `batch` from padded [B, T, …] arrays."
+    pids, token_ids = [p.prompt_id for p in batch], r['l'][:, :, 0]
+    tdf = _token_frame(pids, token_ids, r['n'], [p.token_ids[-1] for p in batch], r['f'], r['l'][:, :, 1],
+                       r['l'][:, :, 2:], k, texts, sampling, [p.sample for p in batch])
+    gen_ids = [token_ids[b, :r['n'][b]].astype(np.int64).tolist() for b in range(len(batch))]
+    gdf = pd.DataFrame({'prompt_id': pids, 'sample': np.array([p.sample for p in batch], dtype=np.int64), 'prompt_text': [p.prompt_text for p in batch],
+                        'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
+                        'generated_token_ids': gen_ids,
+                        'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],
+                        'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)})
+    return tdf, gdf
+
+# %% ../nbs/03_engine.ipynb #0f502137
+class _Progress:
+    "A tqdm bar over prompts that shows the tokens per second so far."
+    def __init__(self, total:int, desc:str, show:bool):
+        self.bar = tqdm(total=total, desc=desc, unit='prompt', disable=not show)
+        self.n_tokens, self.t0 = 0, time.perf_counter()
+    def update(self, n_prompts:int, n_tokens:int):
+        "Count `n_prompts` more finished prompts, with `n_tokens` tokens."
+        self.n_tokens += n_tokens
+        self.bar.set_postfix_str(f'{self.n_tokens / (time.perf_counter() - self.t0):.0f} tokens/s', refresh=False); self.bar.update(n_prompts)
+    def close(self): self.bar.close()
+
+# %% ../nbs/03_engine.ipynb #aaa93e44
+def _continuous_groups(model, prompts:list[PromptInput], order:list[int], d:DecodingConfig, eos:list[int], pad:int, k:int,
+                       seed:int, bs:int)->Iterator[tuple[list[PromptInput], dict]]:
+    "Yield (prompts, padded results) from `_generate_continuous`, `bs` finished prompts at a time; return ([], bs), or after a CUDA out-of-memory error (prompts not yet yielded, half of bs)."
+    left, group = list(order), []
+    try:
+        for j, res in _generate_continuous(model, [prompts[o].token_ids for o in order], d, eos, pad, k, _uniforms([prompts[o] for o in order], d, seed), bs):
+            group.append((order[j], res))
+            if len(group) == bs or len(group) == len(left):
+                batch, r = [prompts[o] for o, _ in group], _padded([x for _, x in group])
+                left = [o for o in left if o not in {o for o, _ in group}]; group = []
+                yield batch, r
+        return [], bs
+    except torch.OutOfMemoryError as e:
+        return left, _halved(e, next(model.parameters()).device, bs, 'out of memory: continuing batch by batch with batch size %d')
+
+# %% ../nbs/03_engine.ipynb #bf569f95
+def _batch_groups(model, prompts:list[PromptInput], order:list[int], d:DecodingConfig, eos:list[int], pad:int, k:int,
+                  seed:int, bs:int)->Iterator[tuple[list[PromptInput], dict]]:
+    "Yield (prompts, results) from `_generate_batch` for the prompts `order`, `bs` at a time; a batch that runs out of CUDA memory is retried at half the size."
+    dev = next(model.parameters()).device
+    sync_every, i = (1 if dev.type == 'cpu' else 8), 0
+    while i < len(order):
+        batch = [prompts[j] for j in order[i:i+bs]]
+        try: r = _generate_batch(model, [p.token_ids for p in batch], d, eos, pad, k, _uniforms(batch, d, seed), sync_every)
+        except torch.OutOfMemoryError as e:
+            bs = _halved(e, dev, bs, 'out of memory: retrying with batch size %d'); continue
+        yield batch, r
+        i += len(batch)
+
+# %% ../nbs/03_engine.ipynb #5af43ce5
+def _groups(model, prompts:list[PromptInput], order:list[int], d:DecodingConfig, eos:list[int], pad:int, k:int,
+            seed:int, bs:int)->Iterator[tuple[list[PromptInput], dict]]:
+    "(prompts, padded results) of every prompt: by continuous batching where the cache allows, else (and after running out of memory) batch by batch."
+    if _plain_cache(model): order, bs = yield from _continuous_groups(model, prompts, order, d, eos, pad, k, seed, bs)
+    yield from _batch_groups(model, prompts, order, d, eos, pad, k, seed, bs)
+
 # %% ../nbs/03_engine.ipynb #2220a52d
 def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
              tokenizer, # its tokenizer
@@ -328,61 +507,16 @@ def generate(model, # a causal LM in eval mode (see `load_checkpoint`)
     k = check_setting('top_k_alternatives', int(top_k_alternatives))
     if not prompts: return
     _check_lengths(model, [len(p.token_ids) for p in prompts], d.max_new_tokens, 'prompt', [p.prompt_id for p in prompts])
-    dev = next(model.parameters()).device
     eos, pad, texts = eos_token_ids(model, tokenizer), _pad_id(model, tokenizer), _Texts(tokenizer)
     seed = d.seed if d.seed is not None else int(np.random.SeedSequence().entropy)  # no seed: not reproducible
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].token_ids))
     bs = batch_size or auto_batch_size(model, len(prompts), max(len(p.token_ids) for p in prompts) + d.max_new_tokens)
-    sync_every = 1 if dev.type == 'cpu' else 8
-    stream = lambda p: _stream(seed, p.prompt_id, p.sample, d.max_new_tokens)
-    def frames(batch, r):
-        "(tokens_df, generations_df) of finished prompts `batch` from padded [B, T, …] arrays."
-        pids = [p.prompt_id for p in batch]
-        toks = r['l'][:, :, 0]
-        tdf = _token_frame(pids, toks, r['n'], [p.token_ids[-1] for p in batch], r['f'], r['l'][:, :, 1],
-                           r['l'][:, :, 2:], k, texts, d.do_sample, [p.sample for p in batch])
-        gen_ids = [toks[b, :r['n'][b]].astype(np.int64).tolist() for b in range(len(batch))]
-        gdf = pd.DataFrame({'prompt_id': pids, 'sample': np.array([p.sample for p in batch], dtype=np.int64), 'prompt_text': [p.prompt_text for p in batch],
-                            'prompt_token_ids': [list(map(int, p.token_ids)) for p in batch],
-                            'generated_token_ids': gen_ids,
-                            'generated_text': [tokenizer.decode(g, skip_special_tokens=True) for g in gen_ids],
-                            'finished': r['finished'].astype(bool), 'n_tokens': r['n'].astype(np.int64)})
-        return tdf, gdf
-    bar = tqdm(total=len(prompts), desc=desc or 'generate', unit='prompt', disable=not progress)
-    n_tok, t0 = 0, time.perf_counter()
-    def done(tdf, batch):
-        nonlocal n_tok
-        n_tok += len(tdf)
-        bar.set_postfix_str(f'{n_tok / (time.perf_counter() - t0):.0f} tokens/s', refresh=False); bar.update(len(batch))
+    bar = _Progress(len(prompts), desc or 'generate', progress)
     try:
-        if _plain_cache(model):  # continuous batching (see above); a group of `bs` finished prompts per yield
-            u = np.stack([stream(prompts[j]) for j in order]) if d.do_sample else None
-            group, left = [], list(order)
-            try:
-                for j, res in _generate_continuous(model, [prompts[o].token_ids for o in order], d, eos, pad, k, u, bs):
-                    group.append((order[j], res))
-                    if len(group) == bs or len(group) == len(left):
-                        batch, r = [prompts[o] for o, _ in group], _padded([x for _, x in group])
-                        left = [o for o in left if o not in {o for o, _ in group}]; group = []
-                        tdf, gdf = frames(batch, r); yield tdf, gdf; done(tdf, batch)
-                order = []
-            except torch.OutOfMemoryError:
-                if dev.type != 'cuda' or bs == 1: raise
-                bs = max(1, bs // 2); torch.cuda.empty_cache()
-                log.warning('out of memory: continuing batch by batch with batch size %d', bs)
-                order = left
-        i = 0
-        while i < len(order):
-            batch = [prompts[j] for j in order[i:i+bs]]
-            u = np.stack([stream(p) for p in batch]) if d.do_sample else None
-            try: r = _generate_batch(model, [p.token_ids for p in batch], d, eos, pad, k, u, sync_every)
-            except torch.OutOfMemoryError:
-                if dev.type != 'cuda' or bs == 1: raise
-                bs = max(1, bs // 2); torch.cuda.empty_cache()
-                log.warning('out of memory: retrying with batch size %d', bs)
-                continue
-            tdf, gdf = frames(batch, r); yield tdf, gdf; done(tdf, batch)
-            i += len(batch)
+        for batch, r in _groups(model, prompts, order, d, eos, pad, k, seed, bs):
+            tdf, gdf = _frames(batch, r, k, texts, tokenizer, d.do_sample)
+            yield tdf, gdf
+            bar.update(len(batch), len(tdf))
     finally: bar.close()
 
 # %% ../nbs/03_engine.ipynb #0de38cdc
@@ -397,6 +531,7 @@ def _project(model, h:torch.Tensor)->torch.Tensor:
         if hooked is None: del base.forward
         else: base.forward = hooked
 
+# %% ../nbs/03_engine.ipynb #d3f1b320
 def _check_projection(model, ids:list[int], tol:float=1e-3):
     "Raise unless `_project` of the body's hidden states reproduces `model(ids).logits` (max |Δ| ≤ tol relative to the logits' scale)."
     dev = next(model.parameters()).device
@@ -408,6 +543,7 @@ def _check_projection(model, ids:list[int], tol:float=1e-3):
         raise RuntimeError(f'{model.config.model_type}: teacher-forced logits do not reproduce the model\'s own logits '
                            f'(max |Δ| {err:.3g} for logits up to {scale:.3g}); scoring would be wrong for this architecture')
 
+# %% ../nbs/03_engine.ipynb #e2f3d572
 @torch.inference_mode()
 def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, chunk:int)->dict:
     "One forward pass through the base model, then the vocabulary projection in chunks of positions."
@@ -430,6 +566,20 @@ def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, 
         l[s:s+chunk, 0] = m['rank']
         if k: f[s:s+chunk, 3:] = m['top_logprobs']; l[s:s+chunk, 1:] = m['top_ids']
     return dict(f=f.cpu().numpy(), l=l.cpu().numpy())
+
+# %% ../nbs/03_engine.ipynb #bada256f
+def _scored_arrays(completions:list[list[int]], r:dict, pad:int, k:int)->tuple:
+    "`_score_batch`'s per-position results as the padded [B, T, …] arrays of `_token_frame`: (token ids, lengths, floats, ranks, top ids)."
+    n = np.array([len(c) for c in completions]); T = max(1, n.max())
+    token_ids = np.full((len(completions), T), pad, dtype=np.int64)
+    f = np.full((len(completions), T, 4 + k), np.nan, dtype=np.float32)
+    lr = np.zeros((len(completions), T), dtype=np.int64); ti = np.zeros((len(completions), T, k), dtype=np.int64)
+    o = 0
+    for b, c in enumerate(completions):
+        m = len(c); token_ids[b, :m] = c
+        f[b, :m, :3] = r['f'][o:o+m, :3]; f[b, :m, 4:] = r['f'][o:o+m, 3:]
+        lr[b, :m] = r['l'][o:o+m, 0]; ti[b, :m] = r['l'][o:o+m, 1:]; o += m
+    return token_ids, n, f, lr, ti
 
 # %% ../nbs/03_engine.ipynb #fcc9f237
 def score(model, # a causal LM in eval mode
@@ -458,15 +608,7 @@ def score(model, # a causal LM in eval mode
         for i in range(0, len(order), bs):
             batch = [items[j] for j in order[i:i+bs]]
             r = _score_batch(model, [(p, c) for _, p, c in batch], pad, k, chunk)
-            n = np.array([len(c) for _, _, c in batch]); T = max(1, n.max())
-            toks = np.full((len(batch), T), pad, dtype=np.int64)
-            f = np.full((len(batch), T, 4 + k), np.nan, dtype=np.float32)
-            lr = np.zeros((len(batch), T), dtype=np.int64); ti = np.zeros((len(batch), T, k), dtype=np.int64)
-            o = 0
-            for b, (_, _, c) in enumerate(batch):
-                m = len(c); toks[b, :m] = c
-                f[b, :m, :3] = r['f'][o:o+m, :3]; f[b, :m, 4:] = r['f'][o:o+m, 3:]
-                lr[b, :m] = r['l'][o:o+m, 0]; ti[b, :m] = r['l'][o:o+m, 1:]; o += m
-            yield _token_frame([x[0] for x in batch], toks, n, [p[-1] for _, p, _ in batch], f, lr, ti, k, texts, False)
+            token_ids, n, f, lr, ti = _scored_arrays([c for _, _, c in batch], r, pad, k)
+            yield _token_frame([x[0] for x in batch], token_ids, n, [p[-1] for _, p, _ in batch], f, lr, ti, k, texts, False)
             bar.update(len(batch))
     finally: bar.close()

@@ -19,6 +19,7 @@ __all__ = ['log', 'METRICS', 'token_heatmap', 'aligned_view', 'Explorer', 'telli
 METRICS = {'entropy': ('entropy', 'nats', 'seq'), 'probability': ('surprise, 1 − probability', '', 'seq'),
            'delta_entropy': ('Δentropy', 'nats', 'div')}
 
+# %% ../nbs/09_explorer.ipynb #41003cc8
 def _rgb(value:float, vmax:float, kind:str='seq')->str:
     "CSS colour of `value` on a white→red (seq) or blue→white→red (div) scale up to `vmax`."
     if value is None or not np.isfinite(value): return 'rgb(235,235,235)'
@@ -36,11 +37,13 @@ def _luminance(css:str)->float:
     c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     return float(0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2])
 
+# %% ../nbs/09_explorer.ipynb #70448936
 def _contrast(a:str, b:str)->float:
     "WCAG contrast ratio of two 'rgb(…)' colours."
     la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
     return (la + 0.05) / (lb + 0.05)
 
+# %% ../nbs/09_explorer.ipynb #25a38cfb
 def _text_colour(bg:str)->str:
     "Black or white, whichever contrasts more with `bg`."
     return 'rgb(0,0,0)' if _contrast(bg, 'rgb(0,0,0)') >= _contrast(bg, 'rgb(255,255,255)') else 'rgb(255,255,255)'
@@ -64,6 +67,13 @@ def _token_text(t:str)->str:
     s = _html.escape(t)
     return s.replace('\n', '↵\n') if '\n' in t else (s or '∅')
 
+# %% ../nbs/09_explorer.ipynb #a382ade8
+def _alts(r:dict, name)->str:
+    "The top alternatives of a token row (`name`: id -> text), each with its probability; '' when the row has none."
+    ids, lps = r.get('top_ids'), r.get('top_logprobs')
+    if ids is None or lps is None: return ''
+    return ', '.join(f"{name(int(i))!r} {math.exp(float(lp)):.3f}" for i, lp in zip(ids, lps))
+
 # %% ../nbs/09_explorer.ipynb #461a5290
 def _tooltip(r, id_to_text)->str:
     "Tooltip text for one token row."
@@ -71,10 +81,7 @@ def _tooltip(r, id_to_text)->str:
     for c, fmt in (('entropy', '{:.4f} nats'), ('probability', '{:.4f}'), ('rank', '{:.0f}'), ('delta_entropy', '{:+.4f} nats')):
         v = r.get(c)
         if v is not None and not (isinstance(v, float) and math.isnan(v)): parts.append(f"{c} {fmt.format(v)}")
-    ids, lps = r.get('top_ids'), r.get('top_logprobs')
-    if ids is not None and lps is not None and len(ids):
-        alts = ', '.join(f"{id_to_text(int(i))!r} {math.exp(float(lp)):.3f}" for i, lp in zip(ids, lps))
-        parts.append(f"top: {alts}")
+    if r.get('top_ids') is not None and r.get('top_logprobs') is not None and len(r['top_ids']): parts.append(f"top: {_alts(r, id_to_text)}")
     return '\n'.join(parts)
 
 # %% ../nbs/09_explorer.ipynb #a7868a86
@@ -86,8 +93,9 @@ def _id_to_text(frame:pd.DataFrame, id_to_text=None):
     return lambda i: seen.get(i, f'#{i}')
 
 # %% ../nbs/09_explorer.ipynb #c2330910
-_LEVELS = 32
+_LEVELS = 32  # colour levels on each side of a scale (the compact view's classes)
 
+# %% ../nbs/09_explorer.ipynb #f9d77f49
 def _level(v:float, vmax:float, kind:str)->str:
     "The colour level of `v` (0 … _LEVELS, div: -_LEVELS … _LEVELS as 'm3'), 'x' when missing."
     if v is None or not np.isfinite(v): return 'x'
@@ -95,6 +103,7 @@ def _level(v:float, vmax:float, kind:str)->str:
     k = int(round(t * _LEVELS))
     return f'm{-k}' if k < 0 else str(k)
 
+# %% ../nbs/09_explorer.ipynb #bf6c15f6
 def _palette_css(kind:str)->str:
     "CSS classes .q0 … .q32 (and .qm1 … .qm32 for div) with each level's background and readable text."
     ks = range(-_LEVELS if kind == 'div' else 0, _LEVELS + 1)
@@ -103,18 +112,108 @@ def _palette_css(kind:str)->str:
         return f'.q{"m" + str(-k) if k < 0 else k}{{background:{bg}{";color:#fff" if _text_colour(bg) != "rgb(0,0,0)" else ""}}}'
     return '<style>' + ''.join(rule(k) for k in ks) + '.qx{background:rgb(235,235,235)}</style>'
 
+# %% ../nbs/09_explorer.ipynb #722149c2
 # one delegated handler per column: a click writes "step|checkpoint" into the explorer's hidden pick box
 _ONCLICK = (' onclick="var t=event.target.closest(\'[data-s]\'),w=this.closest(\'.re-explorer\'),i=w&&w.querySelector(\'.re-w-pick input\');'
             'if(!t||!i)return;i.value=t.dataset.s+\'|\'+this.dataset.m+\'|\'+Date.now();i.dispatchEvent(new Event(\'input\',{bubbles:true}))"')
 
-_CSS = ('<style>.re-heatmap table{border-collapse:collapse;table-layout:fixed;width:100%}'
-        '.re-heatmap td{vertical-align:top;text-align:left;padding:4px 8px}'
+# %% ../nbs/09_explorer.ipynb #01e6d41c
+_CSS = ('<style>.re-heatmap,.re-heatmap .re-text{text-align:left !important}'
+        'div.re-heatmap table{border-collapse:collapse !important;table-layout:fixed !important;width:100% !important}'
+        'div.re-heatmap tr,div.re-heatmap th,div.re-heatmap td{text-align:left !important;vertical-align:top !important}'
+        'div.re-heatmap th,div.re-heatmap td{padding:4px 8px !important}'
         '.re-heatmap .re-text{font-family:monospace;font-size:12px;line-height:1.7;white-space:pre-wrap;overflow-wrap:anywhere}'
         '.re-tok{position:relative;cursor:pointer}.re-fork{outline:2px solid #f0a000}.re-diverge{border-left:3px solid #6f42c1}'
         '.re-tok:hover::after,.re-tok:focus::after{content:attr(data-tip);position:absolute;left:0;top:1.7em;z-index:20;'
-        'white-space:pre;background:#fffbe6;color:#111;border:1px solid #888;border-radius:4px;padding:4px 6px;'
+        'white-space:pre;text-align:left !important;background:#fffbe6;color:#111;border:1px solid #888;border-radius:4px;padding:4px 6px;'
         'font:11px monospace;box-shadow:0 2px 6px rgba(0,0,0,.25)}.re-tok:focus{outline:2px solid #0969da}</style>')
 
+# %% ../nbs/09_explorer.ipynb #dac7c2bb
+def _heatmap_select(tokens:pd.DataFrame, models:list|None, prompt_ids:list|None)->tuple:
+    "The rows of `models` × `prompt_ids` (default: all, as they appear), model names as text; with both lists."
+    t = tokens.copy()
+    if 'model' not in t: t['model'] = ''
+    t['model'] = t['model'].astype(str)
+    models = list(models) if models is not None else list(dict.fromkeys(t['model']))
+    prompt_ids = list(prompt_ids) if prompt_ids is not None else list(dict.fromkeys(t['prompt_id']))
+    return t[t.model.isin(models) & t.prompt_id.isin(prompt_ids)], models, prompt_ids
+
+# %% ../nbs/09_explorer.ipynb #2413ac07
+def _shown_values(t:pd.DataFrame, metric:str, vmax:float|None)->tuple:
+    "The values that colour the tokens (probability as 1 − p) and the top of the scale (default: 99th percentile of |value|; probability: 1)."
+    vals = t[metric].to_numpy(dtype=float)
+    if metric == 'probability': vals = 1.0 - vals  # shown as surprise: uncertain is red in every metric
+    fin = vals[np.isfinite(vals)]
+    if vmax is None: vmax = 1.0 if metric == 'probability' else (float(np.quantile(np.abs(fin), 0.99)) if len(fin) else 1.0) or 1.0
+    return vals, vmax
+
+# %% ../nbs/09_explorer.ipynb #13280d0c
+def _fork_threshold(t:pd.DataFrame, metric:str, q:float|None)->tuple:
+    "The outline threshold, the `q` quantile of the entropies shown (without entropy: of the colours' values), and its column."
+    hv = t['entropy'].to_numpy(dtype=float) if 'entropy' in t else t['_v'].to_numpy(dtype=float)  # forks are judged by entropy
+    hfin = hv[np.isfinite(hv)]
+    thr = float(np.quantile(hfin, q)) if q is not None and len(hfin) else None
+    return thr, 'entropy' if 'entropy' in t else metric
+
+# %% ../nbs/09_explorer.ipynb #aa3f04c5
+def _tok_marks(r:dict, hcol:str, thr:float|None, mark_step:int|None)->str:
+    "A token's extra classes: ' re-fork' above the outline threshold, ' re-diverge' at the marked step."
+    e = r[hcol]
+    fork = ' re-fork' if thr is not None and np.isfinite(e) and e > thr else ''
+    return fork + (' re-diverge' if mark_step is not None and int(r['step']) == int(mark_step) else '')
+
+# %% ../nbs/09_explorer.ipynb #9089c8eb
+def _tok_span(r:dict, marks:str, vmax:float, kind:str, tips:bool, name)->str:
+    "One token's span: its colour and tip (`tips`), or compact: its colour level's class and the step for the click handler."
+    s, text = int(r['step']), _token_text(r['next_token'])
+    if not tips: return f'<span class="re-tok q{_level(r["_v"], vmax, kind)}{marks}" data-s="{s}">{text}</span>'
+    bg = _rgb(r['_v'], vmax, kind)
+    fg = '' if _text_colour(bg) == 'rgb(0,0,0)' else ';color:#fff'
+    return (f'<span class="re-tok{marks}" tabindex="0" data-s="{s}" style="background:{bg}{fg}" '
+            f'data-tip="{_html.escape(_tooltip(r, name), quote=True)}">{text}</span>')
+
+# %% ../nbs/09_explorer.ipynb #84e558c2
+def _verdict_mark(ok:bool|None)->str:
+    "' ✓ correct' in green or ' ✗ incorrect' in red; '' when unknown."
+    return '' if ok is None else (' <span style="color:#1a7f37">✓ correct</span>' if ok else ' <span style="color:#cf222e">✗ incorrect</span>')
+
+# %% ../nbs/09_explorer.ipynb #545e0ec3
+def _heatmap_cell(m:str, pid, spans:list, ok:bool|None, tips:bool)->str:
+    "One checkpoint's cell of one prompt: the prompt, its verdict and the token spans (compact: with the column's click handler)."
+    return (f'<td><div style="color:#555;font-family:sans-serif;font-size:12px">prompt {_html.escape(str(pid))}{_verdict_mark(ok)}</div>'
+            f'<div class="re-text" data-m="{_html.escape(m, quote=True)}"{"" if tips else _ONCLICK}>{"".join(spans)}</div></td>')
+
+# %% ../nbs/09_explorer.ipynb #29e269a1
+def _heatmap_row(groups:dict, pid, models:list, spans, correct:dict|None, tips:bool)->str:
+    "One prompt's table row: a cell per checkpoint (`spans`: its rows -> token spans), '—' where it has no tokens."
+    cells = [_heatmap_cell(m, pid, spans(groups[(m, pid)]), (correct or {}).get((m, pid)), tips) if (m, pid) in groups
+             else '<td style="color:#999">—</td>' for m in models]
+    return f'<tr>{"".join(cells)}</tr>'
+
+# %% ../nbs/09_explorer.ipynb #161c10d2
+def _heatmap_head(models:list, labels:dict)->str:
+    "The header row's cells: one per checkpoint, its label (default: its name)."
+    return ''.join(f'<th style="text-align:left;padding:4px 8px">{_html.escape(str(labels.get(m, m)))}</th>' for m in models)
+
+# %% ../nbs/09_explorer.ipynb #ae28fb06
+def _heatmap_legend(metric:str, unit:str, kind:str, vmax:float, hcol:str, thr:float|None, q:float|None, tips:bool)->str:
+    "The line under the colour bar: the metric, its scale, what is outlined and how to read a token's values."
+    return (f'<div style="font-family:sans-serif;font-size:12px;color:#333">colour: {_html.escape(metric)}'
+            f'{" (" + unit + ")" if unit else ""}, scale {"±" if kind == "div" else "0–"}{vmax:.3g}'
+            f'{f"; outlined: {_html.escape(hcol)} above its {q:.0%} quantile ({thr:.3g})" if thr is not None else ""}'
+            f'; {"hover or click a token for its values" if tips else "click a token: every checkpoint at that step"}</div>')
+
+# %% ../nbs/09_explorer.ipynb #af32cdb8
+def _caption_html(caption:str|None)->str:
+    "The caption line above a view (escaped); '' without one."
+    return f'<div class="re-caption" style="font:bold 13px sans-serif;margin:4px 0">{_html.escape(caption)}</div>' if caption else ''
+
+# %% ../nbs/09_explorer.ipynb #dfa5c955
+def _page(body:str, title:str)->str:
+    "A complete HTML page around `body` (`title`: HTML, escaped by the caller)."
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head><body>{body}</body></html>'
+
+# %% ../nbs/09_explorer.ipynb #21decdee
 def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, step, next_token, the metric…)
                   metric:str='entropy', # 'entropy', 'probability' (coloured as 1 − p) or 'delta_entropy' (a column of `tokens`)
                   models:list|None=None, # checkpoints to show, in order (default: as they appear)
@@ -131,83 +230,70 @@ def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, s
                  )->str:
     "HTML of the tokens coloured by `metric`, one column per checkpoint and one row per prompt."
     if metric not in tokens.columns: raise ValueError(f"token_heatmap: no column {metric!r} in the tokens")
-    t = tokens.copy()
-    if 'model' not in t: t['model'] = ''
-    t['model'] = t['model'].astype(str)
-    models = list(models) if models is not None else list(dict.fromkeys(t['model']))
-    prompt_ids = list(prompt_ids) if prompt_ids is not None else list(dict.fromkeys(t['prompt_id']))
-    t = t[t.model.isin(models) & t.prompt_id.isin(prompt_ids)]
+    t, models, prompt_ids = _heatmap_select(tokens, models, prompt_ids)
     _, unit, kind = METRICS.get(metric, (metric, '', 'seq'))
-    vals = t[metric].to_numpy(dtype=float)
-    if metric == 'probability': vals = 1.0 - vals  # shown as surprise: uncertain is red in every metric
-    fin = vals[np.isfinite(vals)]
-    if vmax is None: vmax = 1.0 if metric == 'probability' else (float(np.quantile(np.abs(fin), 0.99)) if len(fin) else 1.0) or 1.0
+    vals, vmax = _shown_values(t, metric, vmax)
     t = t.assign(_v=vals)
-    hv = t['entropy'].to_numpy(dtype=float) if 'entropy' in t else vals  # forks are judged by entropy
-    hfin = hv[np.isfinite(hv)]
-    thr = float(np.quantile(hfin, highlight_quantile)) if highlight_quantile is not None and len(hfin) else None
-    hcol = 'entropy' if 'entropy' in t else metric
+    thr, hcol = _fork_threshold(t, metric, highlight_quantile)
     name = _id_to_text(tokens, id_to_text)
+    spans = lambda g: [_tok_span(r, _tok_marks(r, hcol, thr, mark_step), vmax, kind, tips, name) for r in g.to_dict('records')]
     groups = {k: g.sort_values('step') for k, g in t.groupby(['model', 'prompt_id'], sort=False)}
-    labels = labels or {}
-    head = ''.join(f'<th style="text-align:left;padding:4px 8px">{_html.escape(str(labels.get(m, m)))}</th>' for m in models)
-    rows = []
-    for pid in prompt_ids:
-        cells = []
-        for m in models:
-            g = groups.get((m, pid))
-            if g is None: cells.append('<td style="color:#999">—</td>'); continue
-            spans = []
-            for r in g.to_dict('records'):
-                e = r[hcol]
-                out = thr is not None and np.isfinite(e) and e > thr
-                dv = ' re-diverge' if mark_step is not None and int(r['step']) == int(mark_step) else ''
-                if not tips:  # one short class per colour level, the step for the click handler
-                    spans.append(f'<span class="re-tok q{_level(r["_v"], vmax, kind)}{" re-fork" if out else ""}{dv}" data-s="{int(r["step"])}">'
-                                 f'{_token_text(r["next_token"])}</span>'); continue
-                bg = _rgb(r['_v'], vmax, kind)
-                fg = '' if _text_colour(bg) == 'rgb(0,0,0)' else ';color:#fff'
-                spans.append(f'<span class="re-tok{" re-fork" if out else ""}{dv}" tabindex="0" data-s="{int(r["step"])}" style="background:{bg}{fg}" '
-                             f'data-tip="{_html.escape(_tooltip(r, name), quote=True)}">{_token_text(r["next_token"])}</span>')
-            ok = (correct or {}).get((m, pid))
-            mark = '' if ok is None else (' <span style="color:#1a7f37">✓ correct</span>' if ok else ' <span style="color:#cf222e">✗ incorrect</span>')
-            cells.append(f'<td><div style="color:#555;font-family:sans-serif;font-size:12px">prompt {_html.escape(str(pid))}{mark}</div>'
-                         f'<div class="re-text" data-m="{_html.escape(m, quote=True)}"{"" if tips else _ONCLICK}>{"".join(spans)}</div></td>')
-        rows.append(f'<tr>{"".join(cells)}</tr>')
-    legend = (f'<div style="font-family:sans-serif;font-size:12px;color:#333">colour: {metric}'
-              f'{" (" + unit + ")" if unit else ""}, scale {"±" if kind == "div" else "0–"}{vmax:.3g}'
-              f'{f"; outlined: {hcol} above its {highlight_quantile:.0%} quantile ({thr:.3g})" if thr is not None else ""}'
-              f'; {"hover or click a token for its values" if tips else "click a token: every checkpoint at that step"}</div>')
-    cap = f'<div class="re-caption" style="font:bold 13px sans-serif;margin:4px 0">{_html.escape(caption)}</div>' if caption else ''
-    frag = (f'<div class="re-heatmap">{_CSS}{"" if tips else _palette_css(kind)}{cap}{_colour_bar(metric, vmax, kind)}{legend}'
-            f'<table><tr>{head}</tr>{"".join(rows)}</table></div>')
-    if not standalone: return frag
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>token heatmap</title></head><body>{frag}</body></html>'
+    rows = ''.join(_heatmap_row(groups, pid, models, spans, correct, tips) for pid in prompt_ids)
+    legend = _heatmap_legend(metric, unit, kind, vmax, hcol, thr, highlight_quantile, tips)
+    frag = (f'<div class="re-heatmap">{_CSS}{"" if tips else _palette_css(kind)}{_caption_html(caption)}{_colour_bar(metric, vmax, kind)}'
+            f'{legend}<table><tr>{_heatmap_head(models, labels or {})}</tr>{rows}</table></div>')
+    return _page(frag, 'token heatmap') if standalone else frag
 
 # %% ../nbs/09_explorer.ipynb #a1d2e3f1
-_ALIGN_CSS = ('<style>.re-aligned{display:flex;flex-wrap:wrap;align-items:flex-start;font:12px monospace}'
+_ALIGN_CSS = ('<style>.re-aligned-view{text-align:left !important}'
+              '.re-aligned{display:flex;flex-wrap:wrap;align-items:flex-start;font:12px monospace}'
               '.re-col{display:inline-flex;flex-direction:column;position:relative;margin:0 1px 6px 0;cursor:pointer}'
               '.re-col>b{font-weight:normal;white-space:pre;padding:0 1px;border-bottom:1px solid #ccc}'
               '.re-col>i{display:block;height:9px}.re-key{display:inline-flex;flex-direction:column;margin-right:4px}'
               '.re-key>span{font:9px sans-serif;height:9px;line-height:9px;color:#333}'
               '.re-col:focus{outline:2px solid #0969da}.re-col:hover::after,.re-col:focus::after{content:attr(data-tip);position:absolute;'
-              'left:0;top:100%;z-index:20;white-space:pre;background:#fffbe6;color:#111;border:1px solid #888;border-radius:4px;'
-              'padding:4px 6px;font:11px monospace;box-shadow:0 2px 6px rgba(0,0,0,.25)}</style>')
+              'left:0;top:100%;z-index:20;white-space:pre;text-align:left !important;background:#fffbe6;color:#111;border:1px solid #888;'
+              'border-radius:4px;padding:4px 6px;font:11px monospace;box-shadow:0 2px 6px rgba(0,0,0,.25)}</style>')
 
+# %% ../nbs/09_explorer.ipynb #d8d571c7
+def _panel_line(m:str, r:dict|None, name, own:bool=False)->str:
+    "One checkpoint's line of a position's panel: its values there ('—' where it has no token)."
+    if r is None: return f"{m}: —"
+    return (f"{m}: entropy {r['entropy']:.4f} nats, probability {r['probability']:.4f}, rank {int(r['rank'])}; top: {_alts(r, name)}"
+            + (f"; chose {r['next_token']!r}" if own else ''))
+
+# %% ../nbs/09_explorer.ipynb #bb81537a
 def _panel(rows:list, name, models:list, own:bool=False # each checkpoint's own token (generated texts): named on its line
           )->str:
     "The pinned panel of one position: every checkpoint's entropy, probability, rank and top alternatives."
     by = {r['model']: r for r in rows}
-    out = [f"step {int(rows[0]['step'])}: {rows[0]['next_token']!r}"]
-    for m in models:
-        r = by.get(m)
-        if r is None: out.append(f"{m}: —"); continue
-        ids, lps = r.get('top_ids'), r.get('top_logprobs')
-        top = ', '.join(f"{name(int(i))!r} {math.exp(float(lp)):.3f}" for i, lp in zip(ids, lps)) if ids is not None and lps is not None else ''
-        out.append(f"{m}: entropy {r['entropy']:.4f} nats, probability {r['probability']:.4f}, rank {int(r['rank'])}; top: {top}"
-                   + (f"; chose {r['next_token']!r}" if own else ''))
-    return '\n'.join(out)
+    return '\n'.join([f"step {int(rows[0]['step'])}: {rows[0]['next_token']!r}"] + [_panel_line(m, by.get(m), name, own) for m in models])
 
+# %% ../nbs/09_explorer.ipynb #a057e2ad
+def _aligned_key(models:list, labels:dict)->str:
+    "The first column of the aligned view: each row's label (default: its checkpoint)."
+    return '<span class="re-key"><span>&nbsp;</span>' + ''.join(f'<span>{_html.escape(str(labels.get(m, m)))}</span>' for m in models) + '</span>'
+
+# %% ../nbs/09_explorer.ipynb #ae49d33b
+def _aligned_col(step, rows:list, models:list, vmax:float, kind:str, tips:bool, name)->str:
+    "One position: its token's text and a coloured cell per checkpoint, with the panel as its tip (`tips`) or compact, its levels' classes."
+    by = {r['model']: r for r in rows}
+    text = _token_text(rows[0]["next_token"]).replace(chr(10), "")
+    if not tips:
+        cells = ''.join(f'<i class="q{_level(by[m]["_v"], vmax, kind) if m in by else "x"}"></i>' for m in models)
+        return f'<span class="re-col" data-s="{int(step)}"><b>{text}</b>{cells}</span>'
+    cells = ''.join(f'<i style="background:{_rgb(by[m]["_v"], vmax, kind) if m in by else "rgb(235,235,235)"}"></i>' for m in models)
+    return (f'<span class="re-col" tabindex="0" data-s="{int(step)}" data-tip="{_html.escape(_panel(rows, name, models), quote=True)}">'
+            f'<b>{text}</b>{cells}</span>')
+
+# %% ../nbs/09_explorer.ipynb #be32276c
+def _aligned_legend(metric:str, unit:str, kind:str, vmax:float, models:list, labels:dict)->str:
+    "The line under the aligned view's colour bar: the metric, its scale, the rows and how to pin a position."
+    return (f'<div style="font:12px sans-serif;color:#333">colour: {_html.escape(metric)}{" (" + unit + ")" if unit else ""}, '
+            f'scale {"±" if kind == "div" else "0–"}{vmax:.3g}; rows: {", ".join(_html.escape(str(labels.get(m, m))) for m in models)}; '
+            f'click a position to pin every checkpoint\'s values</div>')
+
+# %% ../nbs/09_explorer.ipynb #107dcf0b
 def aligned_view(tokens:pd.DataFrame, # scored rows of one prompt (columns model, step, next_token, entropy, probability, rank, …)
                  metric:str='entropy', # the column that colours the cells ('probability' as 1 − p)
                  models:list|None=None, # one row per checkpoint, in this order
@@ -222,33 +308,18 @@ def aligned_view(tokens:pd.DataFrame, # scored rows of one prompt (columns model
     models = list(models) if models is not None else list(dict.fromkeys(t.model))
     t = t[t.model.isin(models)]
     _, unit, kind = METRICS.get(metric, (metric, '', 'seq'))
-    vals = t[metric].to_numpy(dtype=float)
-    if metric == 'probability': vals = 1.0 - vals
-    fin = vals[np.isfinite(vals)]
-    if vmax is None: vmax = 1.0 if metric == 'probability' else (float(np.quantile(np.abs(fin), 0.99)) if len(fin) else 1.0) or 1.0
+    vals, vmax = _shown_values(t, metric, vmax)
     t = t.assign(_v=vals)
     name, labels = _id_to_text(tokens, id_to_text), labels or {}
-    key = '<span class="re-key"><span>&nbsp;</span>' + ''.join(f'<span>{_html.escape(str(labels.get(m, m)))}</span>' for m in models) + '</span>'
-    cols = [key]
-    for step, g in t.groupby('step', sort=True):
-        rows = g.to_dict('records')
-        by = {r['model']: r for r in rows}
-        text = _token_text(rows[0]["next_token"]).replace(chr(10), "")
-        if not tips:
-            cells = ''.join(f'<i class="q{_level(by[m]["_v"], vmax, kind) if m in by else "x"}"></i>' for m in models)
-            cols.append(f'<span class="re-col" data-s="{int(step)}"><b>{text}</b>{cells}</span>'); continue
-        cells = ''.join(f'<i style="background:{_rgb(by[m]["_v"], vmax, kind) if m in by else "rgb(235,235,235)"}"></i>' for m in models)
-        cols.append(f'<span class="re-col" tabindex="0" data-s="{int(step)}" data-tip="{_html.escape(_panel(rows, name, models), quote=True)}">'
-                    f'<b>{text}</b>{cells}</span>')
-    cap = f'<div class="re-caption" style="font:bold 13px sans-serif;margin:4px 0">{_html.escape(caption)}</div>' if caption else ''
-    legend = (f'<div style="font:12px sans-serif;color:#333">colour: {metric}{" (" + unit + ")" if unit else ""}, '
-              f'scale {"±" if kind == "div" else "0–"}{vmax:.3g}; rows: {", ".join(_html.escape(str(labels.get(m, m))) for m in models)}; '
-              f'click a position to pin every checkpoint\'s values</div>')
-    return (f'<div class="re-heatmap re-aligned-view">{_ALIGN_CSS}{"" if tips else _palette_css(kind)}{cap}{_colour_bar(metric, vmax, kind)}{legend}'
+    cols = [_aligned_key(models, labels)] + [_aligned_col(step, g.to_dict('records'), models, vmax, kind, tips, name)
+                                             for step, g in t.groupby('step', sort=True)]
+    return (f'<div class="re-heatmap re-aligned-view">{_ALIGN_CSS}{"" if tips else _palette_css(kind)}{_caption_html(caption)}'
+            f'{_colour_bar(metric, vmax, kind)}{_aligned_legend(metric, unit, kind, vmax, models, labels)}'
             f'<div class="re-aligned" data-m=""{"" if tips else _ONCLICK}>{"".join(cols)}</div></div>')
 
 # %% ../nbs/09_explorer.ipynb #37f01bc5
 import pyarrow.dataset as ds
+from fastcore.basics import patch
 from .store import RunStore
 from .report_figures import checkpoint_colors
 
@@ -267,23 +338,53 @@ def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None,
     by = ['_m'] + [c for c in ('sample', 'step') if c in df.columns]
     return df.assign(_m=df.model.map(order)).sort_values(by, kind='stable').drop(columns='_m').reset_index(drop=True)
 
+# %% ../nbs/09_explorer.ipynb #61b04f8c
+def _read_results(store:RunStore)->pd.DataFrame:
+    "The per-prompt results (one row per prompt and checkpoint, without the generated texts); empty when the run has none."
+    plr = store.legacy_path('prompt_level_results.csv')
+    return (pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c != 'generated_text')
+            if plr.exists() else pd.DataFrame(columns=['prompt_id', 'model', 'entropy_mean', 'correct']))
+
 # %% ../nbs/09_explorer.ipynb #2188e7e6
 def _user_text(messages_json:str)->str:
     "The last user message of a prompt (its system prompt is not part of it)."
     msgs = json.loads(messages_json) if isinstance(messages_json, str) else []
     return next((m['content'] for m in reversed(msgs) if m.get('role') == 'user'), '')
 
+# %% ../nbs/09_explorer.ipynb #d8656df1
 def _prompt_label(messages_json:str, width:int=60)->str:
     "A one-line preview of a prompt: its last user message."
     user = ' '.join(_user_text(messages_json).split())
     return user if len(user) <= width else user[:width-1] + '…'
 
+# %% ../nbs/09_explorer.ipynb #c80186d5
 def _as_bool(c):
     "A `correct` cell as True/False/None (CSV cells come back as strings)."
     if isinstance(c, (bool, np.bool_)): return bool(c)
     if c in ('True', 1, 1.0): return True
     if c in ('False', 0, 0.0): return False
     return None
+
+# %% ../nbs/09_explorer.ipynb #a1329b58
+def _mark(v)->str:
+    "A checkpoint's verdict on a prompt as one character: ✓ (right in at least half its samples), ✗, or · when unknown."
+    return '·' if pd.isna(v) else '✓' if v >= 0.5 else '✗'
+
+# %% ../nbs/09_explorer.ipynb #46b39060
+def _correct_by_model(r:pd.DataFrame, models:list)->pd.DataFrame:
+    "The share of right answers per prompt (rows) and checkpoint (columns, in the order of `models`) of the per-prompt results."
+    ok = r.assign(c=r.correct.map(_as_bool).astype(float)).pivot_table(index='prompt_id', columns='model', values='c', aggfunc='mean')
+    return ok[[m for m in models if m in ok]]
+
+# %% ../nbs/09_explorer.ipynb #d8e56ff5
+def _entropy_by_model(r:pd.DataFrame)->pd.DataFrame:
+    "The mean entropy per prompt (rows) and checkpoint (columns) of the per-prompt results."
+    return r.pivot_table(index='prompt_id', columns='model', values='entropy_mean', aggfunc='mean')
+
+# %% ../nbs/09_explorer.ipynb #c2b1970a
+def _delta_mean(ent:pd.DataFrame, a:str, b:str)->pd.Series:
+    "Per prompt, the mean entropy of `b` − that of `a` (empty when either is missing)."
+    return (ent[b] - ent[a]) if a in ent and b in ent else pd.Series(dtype=float)
 
 # %% ../nbs/09_explorer.ipynb #6a8e5f72
 class Explorer:
@@ -295,102 +396,140 @@ class Explorer:
                  sample:int=0, # which sample (a run of several)
                  delta:tuple|None=None, # (from, to) checkpoints of Δ (default: the first and the last)
                 ):
-        import ipywidgets as W
-        self.run_dir = Path(run_dir)
-        self.store = RunStore(self.run_dir)
-        self.all_models = self.store.models
-        self.prompts = self.store.read_prompts()
-        plr = self.store.legacy_path('prompt_level_results.csv')
-        self.results = (pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c != 'generated_text')
-                        if plr.exists() else pd.DataFrame(columns=['prompt_id', 'model', 'entropy_mean', 'correct']))
-        self.scored = self.store.scored_dir.exists()
-        self.sequences = (self.store.scoring_state() or {}).get('sequences') if self.scored else None
-        self.n_samples = int((self.store.manifest.get('config') or {}).get('num_samples') or 1)
-        self._labels = {r.prompt_id: _prompt_label(r.messages) for r in self.prompts.itertuples()}
-        self._users = {r.prompt_id: _user_text(r.messages) for r in self.prompts.itertuples()}
-        metrics = ['entropy', 'probability'] + (['delta_entropy'] if self.scored else [])
-        if metric not in metrics: raise ValueError(f"Explorer: metric {metric!r} is not one of {metrics}")
-        models = [str(m) for m in (models or self.all_models)]
-        bad = [m for m in models if m not in self.all_models]
-        if bad: raise ValueError(f"Explorer: no checkpoint {bad} in the run (it has {self.all_models})")
-        a, b = delta or (self.all_models[0], self.all_models[-1])
-        lay = lambda w: W.Layout(width=w)
-        self.w_search = W.Text(placeholder='search the user turn…', description='search', layout=lay('320px'))
-        self.w_count = W.HTML()
-        self.w_wrong = W.Dropdown(options=[('(any)', None)] + [(m, m) for m in self.all_models], description='wrong at', layout=lay('240px'))
-        self.w_right = W.Dropdown(options=[('(any)', None)] + [(m, m) for m in self.all_models], description='right at', layout=lay('240px'))
-        self.w_sort = W.Dropdown(options=['prompt', '|Δentropy|', 'Δentropy', 'mean entropy', 'length'], value='prompt',
-                                 description='sort by', layout=lay('240px'))
-        self.w_table = W.Select(options=[], rows=8, layout=lay('100%'))
-        self.w_table.add_class('re-prompt-table')
-        self.w_table_head = W.HTML()
-        self.w_prompt = W.Dropdown(options=self._options(list(self.prompts.prompt_id)), description='prompt', layout=lay('60%'))
-        self.w_sample = W.Dropdown(options=[(f'{i} of {self.n_samples}', i) for i in range(self.n_samples)], value=sample,
-                                   description='sample', layout=lay('200px'))
-        self.w_models = W.SelectMultiple(options=self.all_models, value=tuple(models), description='checkpoints', rows=min(6, len(self.all_models)))
-        self.w_metric = W.ToggleButtons(options=metrics, value=metric, description='colour')
-        self.w_quantile = W.FloatSlider(value=0.8, min=0.5, max=0.99, step=0.01, description='outline >q')
-        self.w_from = W.Dropdown(options=self.all_models, value=a, description='Δ from')
-        self.w_to = W.Dropdown(options=self.all_models, value=b, description='to')
-        self.w_rank = W.Button(description='largest Δentropy first')
-        self.w_info, self.w_html, self.w_panel = W.HTML(), W.HTML(), W.HTML()
-        self.w_pick = W.Text(layout=W.Layout(display='none'))  # a click on a token writes 'step|checkpoint|time' here
-        self._view = None
-        self.w_plot = W.Image(format='png', layout=lay('720px'))
-        self.figure, self.view_tokens = None, pd.DataFrame()
-        self._busy = 0
-        self.w_rank.on_click(lambda _: self.rank_by_change(self.w_from.value, self.w_to.value))
-        for w in (self.w_search, self.w_wrong, self.w_right, self.w_sort): w.observe(lambda ch: self._refresh_table(), 'value')
-        self.w_table.observe(lambda ch: ch['new'] is not None and not self._busy and self._open(ch['new']), 'value')
-        for w in (self.w_prompt, self.w_sample, self.w_models, self.w_metric, self.w_quantile): w.observe(lambda ch: self.render(), 'value')
-        for w in (self.w_from, self.w_to): w.observe(lambda ch: self._on_delta(), 'value')
-        self.w_pick.observe(lambda ch: ch['new'] and self.pin(int(ch['new'].split('|')[0])), 'value')
-        for w, c in ((self.w_prompt, 'prompt'), (self.w_models, 'models'), (self.w_metric, 'metric'), (self.w_from, 'from'), (self.w_to, 'to'),
-                     (self.w_wrong, 'wrong'), (self.w_right, 'right'), (self.w_sort, 'sort'), (self.w_search, 'search'), (self.w_plot, 'plot'), (self.w_pick, 'pick'), (self.w_panel, 'panel')):
-            w.add_class(f're-w-{c}')  # stable handles for a browser (and a test) to find each control
-        self._top = W.HBox([self.w_prompt] + ([self.w_sample] if self.n_samples > 1 else []))  # a sample control only when there is a choice
-        self.widget = W.VBox([W.HBox([self.w_search, self.w_count]), W.HBox([self.w_wrong, self.w_right, self.w_sort]),
-                              self.w_table_head, self.w_table, self._top, W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
-                              W.HBox([self.w_from, self.w_to, self.w_rank]), self.w_info, self.w_html, self.w_pick, self.w_panel, self.w_plot])
-        self.widget.add_class('re-explorer')
+        self._load(run_dir)
+        metrics, models = self._check(metric, models)
+        self._table_controls()
+        self._view_controls(models, metrics, metric, sample, delta or (self.all_models[0], self.all_models[-1]))
+        self._wire()
+        self.widget = self._layout()
         self._refresh_table(keep=True)
         if prompt is not None and str(prompt) not in self._labels: raise ValueError(f"Explorer: no prompt {prompt!r} in the run")
         if prompt is not None: self._open(str(prompt))
         else: self.render()
 
-    def _hold(self):
-        "A context in which control changes do not redraw."
-        from contextlib import contextmanager
-        @contextmanager
-        def hold():
-            self._busy += 1
-            try: yield
-            finally: self._busy -= 1
-        return hold()
-    def _options(self, ids): return [(f"{i} · {self._labels.get(i, '')}", i) for i in ids]
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
+# %% ../nbs/09_explorer.ipynb #4cc0b917
+@patch
+def _load(self:Explorer, run_dir):
+    "Read what the explorer keeps for its whole life: checkpoints, prompts, per-prompt results, scoring and samples."
+    self.run_dir = Path(run_dir)
+    self.store = RunStore(self.run_dir)
+    self.all_models, self.prompts, self.results = self.store.models, self.store.read_prompts(), _read_results(self.store)
+    self.scored = self.store.scored_dir.exists()
+    self.sequences = (self.store.scoring_state() or {}).get('sequences') if self.scored else None
+    self.n_samples = self.store.num_samples
+    self._labels = {r.prompt_id: _prompt_label(r.messages) for r in self.prompts.itertuples()}
+    self._users = {r.prompt_id: _user_text(r.messages) for r in self.prompts.itertuples()}
 
-# %% ../nbs/09_explorer.ipynb #0c9b7272
-from fastcore.basics import patch
+# %% ../nbs/09_explorer.ipynb #45cc86a6
+@patch
+def _check(self:Explorer, metric:str, models:list|None)->tuple:
+    "The metrics this run offers and the checkpoints to show (default: all); an error for a metric or checkpoint it lacks."
+    metrics = ['entropy', 'probability'] + (['delta_entropy'] if self.scored else [])
+    if metric not in metrics: raise ValueError(f"Explorer: metric {metric!r} is not one of {metrics}")
+    models = [str(m) for m in (models or self.all_models)]
+    bad = [m for m in models if m not in self.all_models]
+    if bad: raise ValueError(f"Explorer: no checkpoint {bad} in the run (it has {self.all_models})")
+    return metrics, models
 
+# %% ../nbs/09_explorer.ipynb #525e6128
+@patch
+def _table_controls(self:Explorer):
+    "The prompt table's controls: search, count of matches, 'wrong at' / 'right at' filters, sort, the table and its header."
+    import ipywidgets as W
+    any_of = lambda label: W.Dropdown(options=[('(any)', None)] + [(m, m) for m in self.all_models], description=label, layout=W.Layout(width='240px'))
+    self.w_search = W.Text(placeholder='search the user turn…', description='search', layout=W.Layout(width='320px'))
+    self.w_count = W.HTML()
+    self.w_wrong, self.w_right = any_of('wrong at'), any_of('right at')
+    self.w_sort = W.Dropdown(options=['prompt', '|Δentropy|', 'Δentropy', 'mean entropy', 'length'], value='prompt',
+                             description='sort by', layout=W.Layout(width='240px'))
+    self.w_table = W.Select(options=[], rows=8, layout=W.Layout(width='100%'))
+    self.w_table.add_class('re-prompt-table')
+    self.w_table_head = W.HTML()
+
+# %% ../nbs/09_explorer.ipynb #3b5bc1e2
+@patch
+def _options(self:Explorer, ids:list)->list:
+    "The prompt dropdown's options: (id · preview, id) per prompt."
+    return [(f"{i} · {self._labels.get(i, '')}", i) for i in ids]
+
+# %% ../nbs/09_explorer.ipynb #9e2c1cfd
+@patch
+def _view_controls(self:Explorer, models:list, metrics:list, metric:str, sample:int, delta:tuple):
+    "The view's controls (prompt, sample, checkpoints, metric, outline quantile, Δ from/to) and views (text, tokens, panel, curve)."
+    import ipywidgets as W
+    self.w_prompt = W.Dropdown(options=self._options(list(self.prompts.prompt_id)), description='prompt', layout=W.Layout(width='60%'))
+    self.w_sample = W.Dropdown(options=[(f'{i} of {self.n_samples}', i) for i in range(self.n_samples)], value=sample,
+                               description='sample', layout=W.Layout(width='200px'))
+    self.w_models = W.SelectMultiple(options=self.all_models, value=tuple(models), description='checkpoints', rows=min(6, len(self.all_models)))
+    self.w_metric = W.ToggleButtons(options=metrics, value=metric, description='colour')
+    self.w_quantile = W.FloatSlider(value=0.8, min=0.5, max=0.99, step=0.01, description='outline >q')
+    self.w_from = W.Dropdown(options=self.all_models, value=delta[0], description='Δ from')
+    self.w_to = W.Dropdown(options=self.all_models, value=delta[1], description='to')
+    self.w_rank = W.Button(description='largest Δentropy first')
+    self.w_info, self.w_html, self.w_panel = W.HTML(), W.HTML(), W.HTML()
+    self.w_pick = W.Text(layout=W.Layout(display='none'))  # a click on a token writes 'step|checkpoint|time' here
+    self.w_plot = W.Image(format='png', layout=W.Layout(width='720px'))
+    self._view, self.figure, self.view_tokens, self._busy = None, None, pd.DataFrame(), 0
+
+# %% ../nbs/09_explorer.ipynb #ba376476
+@patch
+def _wire(self:Explorer):
+    "Connect the controls: the filters redraw the table, the view's controls the view, Δ from/to both, a click pins its position."
+    self.w_rank.on_click(lambda _: self.rank_by_change(self.w_from.value, self.w_to.value))
+    for w in (self.w_search, self.w_wrong, self.w_right, self.w_sort): w.observe(lambda ch: self._refresh_table(), 'value')
+    self.w_table.observe(lambda ch: ch['new'] is not None and not self._busy and self._open(ch['new']), 'value')
+    for w in (self.w_prompt, self.w_sample, self.w_models, self.w_metric, self.w_quantile): w.observe(lambda ch: self.render(), 'value')
+    for w in (self.w_from, self.w_to): w.observe(lambda ch: self._on_delta(), 'value')
+    self.w_pick.observe(lambda ch: ch['new'] and self.pin(int(ch['new'].split('|')[0])), 'value')
+
+# %% ../nbs/09_explorer.ipynb #a680037c
+@patch
+def _layout(self:Explorer):
+    "The explorer's box of controls and views; each control gets a stable class `re-w-NAME` for a browser (and a test) to find it."
+    import ipywidgets as W
+    for c in ('prompt', 'models', 'metric', 'from', 'to', 'wrong', 'right', 'sort', 'search', 'plot', 'pick', 'panel'):
+        getattr(self, f'w_{c}').add_class(f're-w-{c}')
+    self._top = W.HBox([self.w_prompt] + ([self.w_sample] if self.n_samples > 1 else []))  # a sample control only when there is a choice
+    box = W.VBox([W.HBox([self.w_search, self.w_count]), W.HBox([self.w_wrong, self.w_right, self.w_sort]),
+                  self.w_table_head, self.w_table, self._top, W.HBox([self.w_models, W.VBox([self.w_metric, self.w_quantile])]),
+                  W.HBox([self.w_from, self.w_to, self.w_rank]), self.w_info, self.w_html, self.w_pick, self.w_panel, self.w_plot])
+    box.add_class('re-explorer')
+    return box
+
+# %% ../nbs/09_explorer.ipynb #878d173b
+@patch
+def _hold(self:Explorer):
+    "A context in which control changes do not redraw."
+    from contextlib import contextmanager
+    @contextmanager
+    def hold():
+        self._busy += 1
+        try: yield
+        finally: self._busy -= 1
+    return hold()
+
+# %% ../nbs/09_explorer.ipynb #8c439a4f
+@patch
+def _ipython_display_(self:Explorer):
+    "Show the explorer's widget in a notebook."
+    from IPython.display import display
+    display(self.widget)
+
+# %% ../nbs/09_explorer.ipynb #26d06cf9
 @patch
 def prompt_table(self:Explorer)->pd.DataFrame:
     "One row per prompt: ✓/✗ per checkpoint, mean entropy, Δ mean entropy (to − from), length, finished, user turn."
-    r = self.results.assign(_ok=self.results['correct'].map(_as_bool).astype(float))
-    ok = r.pivot_table(index='prompt_id', columns='model', values='_ok', aggfunc='mean')
-    ent = r.pivot_table(index='prompt_id', columns='model', values='entropy_mean', aggfunc='mean')
+    r, ok, ent = self.results, _correct_by_model(self.results, self.all_models), _entropy_by_model(self.results)
     out = pd.DataFrame(index=pd.Index(list(self.prompts.prompt_id), name='prompt_id'))
     for m in self.all_models: out[f'correct {m}'] = ok[m] if m in ok else np.nan
     out['entropy_mean'] = ent.mean(axis=1)
-    a, b = self.w_from.value, self.w_to.value
-    out['delta_entropy'] = (ent[b] - ent[a]) if a in ent and b in ent else np.nan
+    out['delta_entropy'] = _delta_mean(ent, self.w_from.value, self.w_to.value)
     out['length'] = r.groupby('prompt_id')['n_tokens'].mean() if 'n_tokens' in r else np.nan
     out['finished'] = r.groupby('prompt_id')['finished'].agg(lambda f: bool(f.map(_as_bool).fillna(False).all())) if 'finished' in r else np.nan
     out['user'] = [self._users.get(i, '') for i in out.index]
     return out.reset_index()
 
+# %% ../nbs/09_explorer.ipynb #0c9b7272
 @patch
 def filter_prompts(self:Explorer, text:str='', # case-insensitive text to find in the user turn
                    wrong_at:str|None=None, # only prompts this checkpoint answered wrongly
@@ -406,21 +545,29 @@ def filter_prompts(self:Explorer, text:str='', # case-insensitive text to find i
     if key is not None: t = t.loc[key.sort_values(ascending=False, kind='stable', na_position='last').index]
     return t.reset_index(drop=True)
 
+# %% ../nbs/09_explorer.ipynb #6a0c40ba
 @patch
 def _row_text(self:Explorer, r)->str:
     "One line of the prompt table (`r`: a row as a dict)."
-    marks = ''.join('·' if pd.isna(r[f'correct {m}']) else '✓' if r[f'correct {m}'] >= 0.5 else '✗' for m in self.all_models)
+    marks = ''.join(_mark(r[f'correct {m}']) for m in self.all_models)
     f = lambda v, fmt: '—' if pd.isna(v) else format(v, fmt)
     return (f"{r['prompt_id']:>6} │ {marks} │ H {f(r['entropy_mean'], '.3f')} │ Δ {f(r['delta_entropy'], '+.3f')} │ "
             f"{f(r['length'], '5.0f')} tok │ {'fin' if r['finished'] is True else 'cut'} │ {' '.join(r['user'].split())[:70]}")
 
+# %% ../nbs/09_explorer.ipynb #6e891d1b
 @patch
-def _refresh_table(self:Explorer, keep:bool=False):
+def _table_head(self:Explorer)->str:
+    "The prompt table's header line (the Δ column names its checkpoints)."
+    return (f'<pre style="margin:0;font-size:11px">{"prompt":>6} │ {_html.escape(" ".join(self.all_models))} (✓/✗) │ mean entropy │ '
+            f'Δ {_html.escape(self.w_to.value)} − {_html.escape(self.w_from.value)} │ length │ finished │ user turn</pre>')
+
+# %% ../nbs/09_explorer.ipynb #66b4775e
+@patch
+def _refresh_table(self:Explorer, keep:bool=False # keep the prompt shown if it still passes (and do not redraw)
+                  ):
     "Redraw the prompt table and the prompt dropdown from the filters."
     t = self.filter_prompts(self.w_search.value, self.w_wrong.value, self.w_right.value, self.w_sort.value)
-    self.table = t
-    self.w_table_head.value = (f'<pre style="margin:0;font-size:11px">{"prompt":>6} │ {" ".join(self.all_models)} (✓/✗) │ mean entropy │ '
-                               f'Δ {_html.escape(self.w_to.value)} − {_html.escape(self.w_from.value)} │ length │ finished │ user turn</pre>')
+    self.table, self.w_table_head.value = t, self._table_head()
     ids, cur = list(t.prompt_id), self.w_prompt.value
     with self._hold():
         self.w_table.options = [(self._row_text(r), r['prompt_id']) for r in t.to_dict('records')]
@@ -429,39 +576,6 @@ def _refresh_table(self:Explorer, keep:bool=False):
         if ids: self.w_prompt.value = cur if keep and cur in ids else ids[0]
     self.w_count.value = f'<b class="re-count">{len(t)} of {len(self.prompts)} prompts</b>'  # after the rows: a browser sees the count last
     if not keep: self.render()
-
-@patch
-def _open(self:Explorer, prompt_id:str):
-    "Show `prompt_id` (from the table or a call)."
-    with self._hold():
-        if prompt_id not in [v for _, v in self.w_prompt.options]: self.w_prompt.options = self._options([prompt_id] + [v for _, v in self.w_prompt.options])
-        self.w_prompt.value = prompt_id
-    self.render()
-
-@patch
-def _on_delta(self:Explorer):
-    "The Δ checkpoints changed: the table's Δ column and (in the Δ view) the token view follow."
-    self._refresh_table(keep=True)
-    self.render()
-
-@patch
-def search(self:Explorer, text:str # case-insensitive text to find in the user turn
-          ):
-    "Show only prompts whose user turn contains `text` (the table's order and other filters kept)."
-    self.w_search.value = text or ''
-
-@patch
-def rank_by_change(self:Explorer, a:str, # checkpoint to compare from
-                   b:str # checkpoint to compare to
-                  )->pd.DataFrame:
-    "Order the prompts by |mean entropy of `b` − of `a`| (largest first); return the ranking."
-    with self._hold():
-        self.w_from.value, self.w_to.value = a, b
-        self.w_sort.value = '|Δentropy|'
-    self._refresh_table()
-    rank = self.table[['prompt_id', 'delta_entropy']].dropna().rename(columns={'delta_entropy': 'delta_entropy_mean'}).reset_index(drop=True)
-    if len(rank): self.w_prompt.value = rank.prompt_id.iloc[0]
-    return rank
 
 # %% ../nbs/09_explorer.ipynb #09c52195
 @patch
@@ -476,6 +590,7 @@ def tokens(self:Explorer, prompt_id:str, # the prompt
     ref = t[t.model == models[0]].set_index('step')['entropy']
     return t.assign(delta_entropy=t.entropy - t.step.map(ref))
 
+# %% ../nbs/09_explorer.ipynb #94cda1d7
 @patch
 def _verdicts(self:Explorer, prompt_id:str, models:list, sample:int)->dict:
     "{(model, prompt_id): correct} of the shown generations: the per-prompt results, or with several samples the chosen one's answer graded here."
@@ -488,6 +603,7 @@ def _verdicts(self:Explorer, prompt_id:str, models:list, sample:int)->dict:
     g = _read_rows(self.store.generations_dir, prompt_id, list(models), ['model', 'prompt_id', 'sample', 'generated_text'], sample=sample)
     return {(m, prompt_id): answers_match(extract_boxed(t), ref.iloc[0]) for m, t in zip(g.model, g.generated_text)}
 
+# %% ../nbs/09_explorer.ipynb #0c90fb63
 def _first_divergence(t:pd.DataFrame)->int|None:
     "The first step where the shown generations' tokens differ (a shorter one ending counts), or None."
     if t.model.nunique() < 2: return None
@@ -495,64 +611,145 @@ def _first_divergence(t:pd.DataFrame)->int|None:
     diff = p.nunique(axis=1, dropna=False) > 1
     return int(diff.idxmax()) if diff.any() else None
 
+# %% ../nbs/09_explorer.ipynb #20d8ffb2
+def _prompt_info(pid:str, user:str, ref:str|None)->str:
+    "HTML of a prompt's full user turn and its reference answer (escaped)."
+    return (f'<details open class="re-prompt"><summary style="font:bold 13px sans-serif">prompt {_html.escape(pid)}: user turn and reference answer</summary>'
+            f'<div style="white-space:pre-wrap;font:12px monospace;border-left:3px solid #ccc;padding-left:6px">{_html.escape(user)}</div>'
+            f'<div style="font:12px sans-serif;margin-top:4px"><b>reference answer:</b> '
+            f'<span class="re-reference" style="white-space:pre-wrap">{_html.escape(ref) if ref else "<i>none</i>"}</span></div></details>')
+
+# %% ../nbs/09_explorer.ipynb #6e5d8e42
 @patch
 def _info(self:Explorer, pid:str)->str:
     "The prompt's full user turn and its reference answer."
     ref = self.prompts.loc[self.prompts.prompt_id == pid, 'reference_answer'] if 'reference_answer' in self.prompts else pd.Series([], dtype=object)
-    ref = ref.iloc[0] if len(ref) and isinstance(ref.iloc[0], str) else None
-    return (f'<details open class="re-prompt"><summary style="font:bold 13px sans-serif">prompt {_html.escape(pid)}: user turn and reference answer</summary>'
-            f'<div style="white-space:pre-wrap;font:12px monospace;border-left:3px solid #ccc;padding-left:6px">{_html.escape(self._users.get(pid, ""))}</div>'
-            f'<div style="font:12px sans-serif;margin-top:4px"><b>reference answer:</b> '
-            f'<span class="re-reference" style="white-space:pre-wrap">{_html.escape(ref) if ref else "<i>none</i>"}</span></div></details>')
+    return _prompt_info(pid, self._users.get(pid, ''), ref.iloc[0] if len(ref) and isinstance(ref.iloc[0], str) else None)
 
+# %% ../nbs/09_explorer.ipynb #a4d4a1f5
+@patch
+def _clear(self:Explorer, pid:str|None):
+    "Empty the view (no prompt or no checkpoint chosen); the prompt's text stays when there is a prompt."
+    self.w_html.value = '<i class="re-empty">pick a prompt and at least one checkpoint</i>'
+    self.w_plot.value, self.figure, self.view_tokens, self.w_panel.value, self._view = b'', None, pd.DataFrame(), '', None
+    self.w_info.value = self._info(pid) if pid is not None else ''
+
+# %% ../nbs/09_explorer.ipynb #6fa8d658
+@patch
+def _delta_caption(self:Explorer, pid:str, a:str, b:str)->str:
+    "The Δ view's caption: whose sequence it is (with that sequence's own ✓/✗), the baseline `a` and the target `b`."
+    seq = f"{self.sequences}'s generation" if self.sequences in self.all_models else f"the sequences of {self.sequences or 'the scoring'}"
+    ok = self._verdicts(pid, [self.sequences], 0).get((self.sequences, pid)) if self.sequences in self.all_models else None
+    mark = '' if ok is None else f" (its answer: {'✓ correct' if ok else '✗ incorrect'})"
+    return f"{seq}{mark}, scored by each checkpoint; colour: Δentropy = entropy of the row's checkpoint − entropy of {a} (baseline); target {b}"
+
+# %% ../nbs/09_explorer.ipynb #a7f6bfcd
+@patch
+def _delta_view(self:Explorer, pid:str, models:list)->tuple:
+    "Set the Δ view (the scored sequence lined up: baseline, the other checkpoints shown, target); return its rows and row order."
+    a, b = self.w_from.value, self.w_to.value
+    rows = [a] + [m for m in models if m not in (a, b)] + ([b] if b != a else [])
+    t = self.tokens(pid, rows, 'delta_entropy')
+    cap = self._delta_caption(pid, a, b)
+    lab = {m: m for m in rows}; lab[a] = f'{a} (baseline)'
+    if b != a: lab[b] = f'{b} (target)'
+    self._view = lambda tips, t=t, rows=rows, lab=lab, cap=cap: aligned_view(t, 'delta_entropy', models=rows, labels=lab, caption=cap, tips=tips)
+    self._caption = cap
+    return t, rows
+
+# %% ../nbs/09_explorer.ipynb #19b1d3d0
+@patch
+def _own_view(self:Explorer, pid:str, models:list, metric:str, sample:int)->tuple:
+    "Set the token view of the checkpoints' own generations (the chosen sample; where they part marked); return its rows and checkpoints."
+    t = self.tokens(pid, models, metric, sample)
+    div = _first_divergence(t)
+    cap = ("the checkpoints' own generations" + (f"; they first diverge at step {div} (marked ▌)" if div else '; identical')
+           + (f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''))
+    ok, q = self._verdicts(pid, models, sample), self.w_quantile.value
+    self._view = lambda tips, t=t, ms=models, ok=ok, cap=cap, q=q: token_heatmap(
+        t, metric, models=ms, prompt_ids=[pid], highlight_quantile=q, correct=ok, caption=cap, tips=tips, mark_step=div)
+    self._caption = cap
+    return t, models
+
+# %% ../nbs/09_explorer.ipynb #ebee1767
+def _curve(t:pd.DataFrame, models:list, colours:dict, title:str):
+    "The per-step entropy of each checkpoint of `models` in `t` (a matplotlib Figure, no pyplot state)."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 3), layout='constrained')
+    ax = fig.subplots()
+    for m in models:
+        g = t[t.model == m]
+        ax.plot(g.step, g.entropy, label=m, lw=1.2, color=colours[m])
+    ax.set(xlabel='step', ylabel='entropy (nats)', title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+# %% ../nbs/09_explorer.ipynb #7d22b27a
+@patch
+def _plot(self:Explorer, t:pd.DataFrame, models:list, pid:str, metric:str, sample:int):
+    "Draw the curve of the shown rows into the image control (the figure kept as `figure` for `save_plot`)."
+    import io
+    what = ' (scored sequence)' if metric == 'delta_entropy' else f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''
+    colours = checkpoint_colors(self.all_models)  # the report's colours: one per checkpoint, in training order
+    self.figure = fig = _curve(t, models, colours, f'prompt {pid}{what}')
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90)
+    self.w_plot.value = buf.getvalue()
+
+# %% ../nbs/09_explorer.ipynb #fb8a3096
 @patch
 def render(self:Explorer):
     "Redraw the token view and the per-step curve for the current controls."
     if self._busy: return
     pid, models, metric, sample = self.w_prompt.value, list(self.w_models.value), self.w_metric.value, self.w_sample.value
-    if pid is None or not models:
-        self.w_html.value = '<i class="re-empty">pick a prompt and at least one checkpoint</i>'
-        self.w_plot.value, self.figure, self.view_tokens, self.w_panel.value, self._view = b'', None, pd.DataFrame(), '', None
-        self.w_info.value = self._info(pid) if pid is not None else ''
-        return
+    if pid is None or not models: return self._clear(pid)
     self.w_info.value = self._info(pid)
-    if metric == 'delta_entropy':
-        a, b = self.w_from.value, self.w_to.value
-        rows = [a] + [m for m in models if m not in (a, b)] + ([b] if b != a else [])
-        t = self.tokens(pid, rows, metric)
-        seq = f"{self.sequences}'s generation" if self.sequences in self.all_models else f"the sequences of {self.sequences or 'the scoring'}"
-        ok = self._verdicts(pid, [self.sequences], 0).get((self.sequences, pid)) if self.sequences in self.all_models else None
-        mark = '' if ok is None else f" (its answer: {'✓ correct' if ok else '✗ incorrect'})"
-        cap = f"{seq}{mark}, scored by each checkpoint; colour: Δentropy = entropy of the row's checkpoint − entropy of {a} (baseline); target {b}"
-        lab = {m: m for m in rows}; lab[a] = f'{a} (baseline)'
-        if b != a: lab[b] = f'{b} (target)'
-        self._view = lambda tips, t=t, rows=rows, lab=lab, cap=cap: aligned_view(t, metric, models=rows, labels=lab, caption=cap, tips=tips)
-        self._caption, models = cap, rows
-    else:
-        t = self.tokens(pid, models, metric, sample)
-        div = _first_divergence(t)
-        cap = ("the checkpoints' own generations" + (f"; they first diverge at step {div} (marked ▌)" if div else '; identical')
-               + (f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''))
-        ok, q = self._verdicts(pid, models, sample), self.w_quantile.value
-        self._view = lambda tips, t=t, ms=models, ok=ok, cap=cap, q=q: token_heatmap(
-            t, metric, models=ms, prompt_ids=[pid], highlight_quantile=q, correct=ok, caption=cap, tips=tips, mark_step=div)
-        self._caption = cap
+    t, models = self._delta_view(pid, models) if metric == 'delta_entropy' else self._own_view(pid, models, metric, sample)
     self.w_html.value = self._view(False)  # compact: one click handler, the values in the panel below
     self.view_tokens, self.w_panel.value = t, ''
-    from matplotlib.figure import Figure
-    import io
-    fig = Figure(figsize=(8, 3), layout='constrained')
-    ax = fig.subplots()
-    colours = checkpoint_colors(self.all_models)  # the report's colours: one per checkpoint, in training order
-    for m in models:
-        g = t[t.model == m]
-        ax.plot(g.step, g.entropy, label=m, lw=1.2, color=colours[m])
-    what = ' (scored sequence)' if metric == 'delta_entropy' else f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''
-    ax.set(xlabel='step', ylabel='entropy (nats)', title=f'prompt {pid}{what}')
-    ax.legend(fontsize=8)
-    self.figure = fig
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90)
-    self.w_plot.value = buf.getvalue()
+    self._plot(t, models, pid, metric, sample)
+
+# %% ../nbs/09_explorer.ipynb #9cb15e99
+@patch
+def _open(self:Explorer, prompt_id:str):
+    "Show `prompt_id` (from the table or a call)."
+    with self._hold():
+        if prompt_id not in [v for _, v in self.w_prompt.options]: self.w_prompt.options = self._options([prompt_id] + [v for _, v in self.w_prompt.options])
+        self.w_prompt.value = prompt_id
+    self.render()
+
+# %% ../nbs/09_explorer.ipynb #97d0a041
+@patch
+def _on_delta(self:Explorer):
+    "The Δ checkpoints changed: the table's Δ column and (in the Δ view) the token view follow."
+    self._refresh_table(keep=True)
+    self.render()
+
+# %% ../nbs/09_explorer.ipynb #21288c70
+@patch
+def search(self:Explorer, text:str # case-insensitive text to find in the user turn
+          ):
+    "Show only prompts whose user turn contains `text` (the table's order and other filters kept)."
+    self.w_search.value = text or ''
+
+# %% ../nbs/09_explorer.ipynb #e8bf55cb
+@patch
+def rank_by_change(self:Explorer, a:str, # checkpoint to compare from
+                   b:str # checkpoint to compare to
+                  )->pd.DataFrame:
+    "Order the prompts by |mean entropy of `b` − of `a`| (largest first); return the ranking."
+    with self._hold():
+        self.w_from.value, self.w_to.value = a, b
+        self.w_sort.value = '|Δentropy|'
+    self._refresh_table()
+    rank = self.table[['prompt_id', 'delta_entropy']].dropna().rename(columns={'delta_entropy': 'delta_entropy_mean'}).reset_index(drop=True)
+    if len(rank): self.w_prompt.value = rank.prompt_id.iloc[0]
+    return rank
+
+# %% ../nbs/09_explorer.ipynb #8fb6bf60
+def _panel_html(text:str)->str:
+    "The explorer's pinned panel: `text` (escaped) in a box that keeps its lines and can be selected."
+    return (f'<pre class="re-panel" style="background:#fffbe6;border:1px solid #888;border-radius:4px;padding:6px;'
+            f'font-size:12px;white-space:pre-wrap;user-select:text">{_html.escape(text)}</pre>')
 
 # %% ../nbs/09_explorer.ipynb #e5f6a7b1
 @patch
@@ -563,22 +760,21 @@ def pin(self:Explorer, step:int # the position (step) clicked
     if not len(t) or 'step' not in t: return ''
     rows = t[t.step == int(step)].to_dict('records')
     if not rows: self.w_panel.value = ''; return ''
-    own = self.w_metric.value != 'delta_entropy'
-    text = _panel(rows, _id_to_text(t), list(dict.fromkeys(t.model)), own=own)
-    self.w_panel.value = (f'<pre class="re-panel" style="background:#fffbe6;border:1px solid #888;border-radius:4px;padding:6px;'
-                          f'font-size:12px;white-space:pre-wrap;user-select:text">{_html.escape(text)}</pre>')
+    text = _panel(rows, _id_to_text(t), list(dict.fromkeys(t.model)), own=self.w_metric.value != 'delta_entropy')
+    self.w_panel.value = _panel_html(text)
     return text
 
+# %% ../nbs/09_explorer.ipynb #2bc71063
 @patch
 def to_html(self:Explorer, path=None # where to write the page (None: return it only)
            )->str:
     "The current token view as a standalone HTML page, with a tip on every token (written to `path` when given)."
     body = self._view(True) if self._view is not None else self.w_html.value
-    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_html.escape(str(self.run_dir.name))} · prompt '
-            f'{_html.escape(str(self.w_prompt.value))}</title></head><body>{self.w_info.value}{body}</body></html>')
+    page = _page(f'{self.w_info.value}{body}', f'{_html.escape(str(self.run_dir.name))} · prompt {_html.escape(str(self.w_prompt.value))}')
     if path is not None: Path(path).write_text(page, encoding='utf-8')
     return page
 
+# %% ../nbs/09_explorer.ipynb #f1ffc105
 @patch
 def save_plot(self:Explorer, path # a .png or .svg file
              )->Path:
@@ -587,6 +783,7 @@ def save_plot(self:Explorer, path # a .png or .svg file
     self.figure.savefig(path, format=Path(path).suffix.lstrip('.') or 'png')
     return Path(path)
 
+# %% ../nbs/09_explorer.ipynb #5abaa7db
 @patch
 def to_csv(self:Explorer, path=None # where to write (None: return the text)
           ):
@@ -595,6 +792,15 @@ def to_csv(self:Explorer, path=None # where to write (None: return the text)
     for c in ('top_ids', 'top_logprobs'):
         if c in t: t[c] = t[c].map(lambda v: json.dumps([float(x) if c == 'top_logprobs' else int(x) for x in v]) if v is not None else '')
     return t.to_csv(path, index=False)
+
+# %% ../nbs/09_explorer.ipynb #b1ea00a1
+def _telling_order(d:pd.Series, n:int, flip)->list:
+    "`n` prompts: half by the largest |Δ| of `d`, then those whose answer flips (`flip(p)`), then the next by |Δ|."
+    order = list(d.abs().sort_values(ascending=False, kind='stable').index)
+    pick = order[:(n + 1) // 2]
+    pick += [p for p in order if p not in pick and flip(p)][:n - len(pick)]
+    pick += [p for p in order if p not in pick][:n - len(pick)]
+    return pick
 
 # %% ../nbs/09_explorer.ipynb #f1e2d3c1
 def telling_prompts(run_dir, # a run directory
@@ -608,21 +814,11 @@ def telling_prompts(run_dir, # a run directory
     if not plr.exists() or len(models) < 1: return pd.DataFrame(columns=cols)
     r = pd.read_csv(plr, dtype={'prompt_id': str, 'model': str}, usecols=lambda c: c in ('prompt_id', 'model', 'entropy_mean', 'correct'))
     a, b = models[0], models[-1]
-    ent = r.pivot_table(index='prompt_id', columns='model', values='entropy_mean', aggfunc='mean')
-    d = (ent[b] - ent[a]) if a in ent and b in ent else pd.Series(dtype=float)
-    ok = r.assign(c=r.correct.map(_as_bool).astype(float)).pivot_table(index='prompt_id', columns='model', values='c', aggfunc='mean')
-    ok = ok[[m for m in models if m in ok]]
+    d, ok = _delta_mean(_entropy_by_model(r), a, b), _correct_by_model(r, models)
     flip = lambda p: p in ok.index and ok.loc[p].dropna().round().nunique() > 1
-    order = list(d.abs().sort_values(ascending=False, kind='stable').index)
-    pick = order[:(n + 1) // 2]
-    pick += [p for p in order if p not in pick and flip(p)][:n - len(pick)]
-    pick += [p for p in order if p not in pick][:n - len(pick)]
-    ref = run_ref if run_ref is not None else str(run_dir)
-    rows = []
-    for p in pick:
-        marks = ''.join('·' if pd.isna(v) else '✓' if v >= 0.5 else '✗' for v in ok.loc[p]) if p in ok.index else ''
-        ms = [a, b] if a != b else [a]
-        rows.append(dict(prompt_id=p, delta_entropy_mean=float(d[p]), flips=bool(flip(p)),
-                         why=f"Δ mean entropy {d[p]:+.3f} nats ({a} → {b}); answers {marks}" + (' flip' if flip(p) else ''),
-                         code=f"Explorer({ref!r}, prompt={p!r}, models={ms!r})"))
+    ref, ms = (run_ref if run_ref is not None else str(run_dir)), ([a, b] if a != b else [a])
+    rows = [dict(prompt_id=p, delta_entropy_mean=float(d[p]), flips=bool(flip(p)),
+                 why=f"Δ mean entropy {d[p]:+.3f} nats ({a} → {b}); answers {''.join(map(_mark, ok.loc[p])) if p in ok.index else ''}"
+                     + (' flip' if flip(p) else ''),
+                 code=f"Explorer({ref!r}, prompt={p!r}, models={ms!r})") for p in _telling_order(d, n, flip)]
     return pd.DataFrame(rows, columns=cols)

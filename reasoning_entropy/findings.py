@@ -4,13 +4,15 @@
 
 # %% ../nbs/08a_findings.ipynb #a808ac7d
 from __future__ import annotations
-import math
+import html, math
 from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['FINDINGS', 'sig', 'display_table', 'key_findings']
+__all__ = ['sig', 'is_p_column', 'cell_text', 'display_table', 'checkpoint_label', 'entropy_finding', 'distance_finding',
+           'accuracy_finding', 'share_finding', 'aligned_finding', 'pass_finding', 'length_finding',
+           'calibration_finding']
 
 # %% ../nbs/08a_findings.ipynb #48b3cfaf
 def sig(x, # a value from a table cell
@@ -26,15 +28,28 @@ def sig(x, # a value from a table cell
         return f'{x:,.0f}' if abs(x) >= 1000 else f'{x:.{digits}g}'
     return str(x)
 
-# %% ../nbs/08a_findings.ipynb #cc37bdf9
+# %% ../nbs/08a_findings.ipynb #bfc8a928
+def is_p_column(name:str)->bool:
+    "Whether a table column holds p-values: `p`, `p_adj`, `ks_p`, …"
+    name = str(name)
+    return name == 'p' or name.startswith('p_') or name.endswith('_p')
+
+def cell_text(x, column:str='', digits:int=4)->str:
+    "A table cell as the report shows it: p-values below 0.001 as '< 0.001', the rest through `sig`."
+    if is_p_column(column) and isinstance(x, Real) and not isinstance(x, bool) and not math.isnan(x) and x < 0.001: return '< 0.001'
+    return sig(x, digits)
+
+# %% ../nbs/08a_findings.ipynb #75d9304f
 def display_table(df:pd.DataFrame, # a report table
                   digits:int=4, # significant digits of floats
                  ):
-    "A Styler of `df` without its index, every number at most `digits` significant digits."
-    return df.style.hide(axis='index').format(lambda x: sig(x, digits))
+    "A Styler of `df` without its index, headers with spaces, every number at most `digits` significant digits."
+    shown = df.rename(columns=lambda c: str(c).replace('_', ' '))
+    fmt = {new: (lambda x, c=old: html.escape(cell_text(x, c, digits), quote=False)) for old, new in zip(df.columns, shown.columns)}
+    return shown.style.hide(axis='index').format(fmt)
 
-# %% ../nbs/08a_findings.ipynb #f2e08226
-def _label(model:str, steps:dict|None)->str:
+# %% ../nbs/08a_findings.ipynb #81d6f2d7
+def checkpoint_label(model:str, steps:dict|None)->str:
     "A checkpoint as a sentence names it: its training step when known."
     s = (steps or {}).get(model)
     return f'step {int(s)} ({model})' if s is not None and not (isinstance(s, float) and math.isnan(s)) else model
@@ -51,8 +66,8 @@ def _row(t:pd.DataFrame|None, **eq)->pd.Series|None:
 def _pct(x:float)->str: return f'{100 * x:.3g}%'
 def _p(p:float)->str: return 'p < 0.001' if p < 0.001 else f'p = {sig(p, 2)}'
 
-# %% ../nbs/08a_findings.ipynb #9766c53b
-def _entropy_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #caad0461
+def entropy_finding(tables, a, b, L):
     "Mean entropy, first vs last, with the paired per-prompt difference and its verdict."
     s, d = tables.get('entropy_summary'), _row(tables.get('paired_differences'), model=b, ref_model=a)
     ra, rb = _row(s, model=a), _row(s, model=b)
@@ -63,7 +78,8 @@ def _entropy_finding(tables, a, b, L):
                 f"n = {int(d['n_prompts'])} prompts): **{d['verdict']}** (Holm-adjusted {_p(d['p_adj'])})")
     return out + '.'
 
-def _distance_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #b05ee47b
+def distance_finding(tables, a, b, L):
     "The entropy distributions of the first and last checkpoints against their noise floor."
     d = _row(tables.get('distances'), model=b, ref_model=a)
     if d is None: return None
@@ -71,7 +87,8 @@ def _distance_finding(tables, a, b, L):
             f"{sig(d['wasserstein_floor'])}, the 95th percentile when the two checkpoints' labels are swapped within prompts; "
             f"KS {sig(d['ks'])}, floor {sig(d['ks_floor'])}): **{d['verdict']}**.")
 
-def _accuracy_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #86282b77
+def accuracy_finding(tables, a, b, L):
     "Accuracy of the first and last checkpoints with their Wilson intervals."
     t = tables.get('accuracy'); ra, rb = _row(t, model=a), _row(t, model=b)
     if ra is None or rb is None or not ra['n'] or not rb['n']: return None
@@ -80,14 +97,16 @@ def _accuracy_finding(tables, a, b, L):
     return (f"Accuracy went from {iv(ra)} at {L(a)} to {iv(rb)} at {L(b)}; the 95% Wilson intervals "
             + ("do not overlap." if apart else "overlap, so the change is not established by these prompts."))
 
-def _share_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #8e5a004e
+def share_finding(tables, a, b, L):
     "The share of near-deterministic tokens, first vs last."
     t = tables.get('share_below'); ra, rb = _row(t, model=a), _row(t, model=b)
     if ra is None or rb is None: return None
     return (f"Tokens generated with entropy below {sig(ra['threshold'])} nats: {_pct(ra['share_below'])} at {L(a)}, "
             f"{_pct(rb['share_below'])} at {L(b)} (pooled over tokens).")
 
-def _aligned_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #71ae59ad
+def aligned_finding(tables, a, b, L):
     "Forking positions kept on the same sequences, and the regression-corrected change of the most uncertain bin."
     o = _row(tables.get('aligned_top_overlap'), model=b, ref_model=a)
     c = tables.get('aligned_change_by_percentile')
@@ -103,7 +122,8 @@ def _aligned_finding(tables, a, b, L):
                     f"**{r['verdict']}**")
     return out + '.'
 
-def _pass_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #d475940e
+def pass_finding(tables, a, b, L):
     "pass@1 and pass@N of the last checkpoint, when there are several samples per prompt."
     t = tables.get('pass_at_k')
     if t is None or not len(t) or 'k' not in t: return None
@@ -113,7 +133,8 @@ def _pass_finding(tables, a, b, L):
     return (f"With {int(hi['k'])} samples per prompt, {L(b)} solves {_pct(hi['pass_at_k'])} of prompts at least once "
             f"(pass@{int(hi['k'])}) against {_pct(lo['pass_at_k'])} for one sample (pass@1).")
 
-def _length_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #9d38e710
+def length_finding(tables, a, b, L):
     "Pooled vs per-generation share of near-certain tokens when loops make them disagree."
     t = tables.get('length_robust'); rb = _row(t, model=b)
     if rb is None or not rb['n_looping']: return None
@@ -121,7 +142,8 @@ def _length_finding(tables, a, b, L):
             f"tokens is {_pct(rb['pooled_share_below'])} pooled over tokens but {_pct(rb['share_below'])} per generation "
             f"(95% CI {_pct(rb['share_ci_low'])}–{_pct(rb['share_ci_high'])}, n = {int(rb['n_prompts'])} prompts): read the per-generation value.")
 
-def _calibration_finding(tables, a, b, L):
+# %% ../nbs/08a_findings.ipynb #3274c78f
+def calibration_finding(tables, a, b, L):
     "The signal that best predicts correctness at the last checkpoint."
     t = tables.get('calibration')
     if t is None or not len(t): return None
@@ -132,18 +154,3 @@ def _calibration_finding(tables, a, b, L):
     return (f"At {L(b)}, {r['signal'].replace('_', ' ')} predicts a correct answer best: AUROC {sig(r['auroc'])} "
             f"(95% CI {sig(r['ci_low'])} to {sig(r['ci_high'])}, n = {int(r['n'])} samples), "
             + ("**beyond chance**." if beyond else "**not distinguishable** from chance (0.5)."))
-
-FINDINGS = [_entropy_finding, _distance_finding, _accuracy_finding, _share_finding, _length_finding, _aligned_finding,
-            _calibration_finding, _pass_finding]
-
-# %% ../nbs/08a_findings.ipynb #630608a1
-def key_findings(tables:dict, # the report's tables by name (as saved under tables/)
-                 models:list, # the checkpoints in order
-                 steps:dict|None=None, # their training steps, where known
-                 extra:list|None=None, # further finding functions f(tables, first, last, label) -> str | None
-                )->list[str]:
-    "The report's key findings, one markdown sentence each, first checkpoint against last."
-    if len(models) < 2: return []
-    L = lambda m: _label(m, steps)
-    out = [f(tables, models[0], models[-1], L) for f in FINDINGS + list(extra or [])]
-    return [x for x in out if x]

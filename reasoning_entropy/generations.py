@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .errors import InputError, DataError
-from .data import PromptRecord, _check_message, _jsonl_rows, _table_rows, format_prompt, encode_prompt
+from .data import PromptRecord, check_message, jsonl_rows, table_rows, format_prompt, encode_prompt
 from .grading import extract_boxed
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'LAYOUTS', 'GENERATION_COLUMNS', 'TOKENIZED_COLUMNS', 'detect_layout', 'ImportedGenerations',
            'load_generations', 'prompt_records', 'tokenize_generations']
 
-# %% ../nbs/07c_generations.ipynb #3d6dbc88
+# %% ../nbs/07c_generations.ipynb #2f1253d0
 LAYOUTS = {
     'vllm': 'vLLM offline output (outputs[i].text / outputs[i].token_ids, with prompt or prompt_token_ids)',
     'chat_completion': 'OpenAI-compatible chat completions (choices[i].message.content, with messages beside them or as request + response)',
@@ -26,6 +26,7 @@ LAYOUTS = {
     'conversation': 'messages or conversations whose first assistant turn is the completion',
 }  # layout -> what it is, for messages and docs
 
+# %% ../nbs/07c_generations.ipynb #7ef8f25b
 _MESSAGES = ('messages', 'conversations')
 _PROMPT = ('prompt', 'input', 'query')  # text, or chat messages
 _PROMPT_IDS = ('prompt_token_ids', 'prompt_ids')
@@ -37,6 +38,7 @@ _REWARD = ('reward', 'score', 'rewards', 'scores')
 _CORRECT = ('correct', 'is_correct', 'acc', 'accuracy_reward')
 _REFERENCE = ('reference', 'ground_truth', 'gts', 'answer', 'solution')
 
+# %% ../nbs/07c_generations.ipynb #3d6dbc88
 def detect_layout(columns, # the column names (keys of the first row)
                   path='<generations>', # the file, for the message
                  )->str:
@@ -57,42 +59,61 @@ def _plain(v):
     if hasattr(v, 'item') and type(v).__module__ == 'numpy': return v.item()
     return v
 
+# %% ../nbs/07c_generations.ipynb #fc440dc6
 def _get(row:dict, names:tuple):
     "(name, value) of the first of `names` in `row` with a value, else (None, None)."
     return next(((n, row[n]) for n in names if row.get(n) is not None), (None, None))
 
+# %% ../nbs/07c_generations.ipynb #47ae1dd0
 def _token_ids(v, what:str, path, line:int)->list[int]:
     "`v` as a list of token ids, or `DataError`."
     if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
         raise DataError(path, line, f'{what} must be a list of token ids (non-negative integers)')
     return v
 
+# %% ../nbs/07c_generations.ipynb #fe88f998
 def _text(v, what:str, path, line:int)->str:
     "`v` as text, or `DataError`."
     if not isinstance(v, str): raise DataError(path, line, f'{what} must be text, got {type(v).__name__}')
     return v
 
+# %% ../nbs/07c_generations.ipynb #8431430e
 def _prompt_messages(v, what:str, path, line:int)->list[dict]:
     "`v` as chat messages with a user message (`data`'s rules for each message), or `DataError`."
     if not isinstance(v, list) or not v: raise DataError(path, line, f'{what} must be a non-empty list of messages')
-    for k, m in enumerate(v): _check_message(m, path, line, k)
+    for k, m in enumerate(v): check_message(m, path, line, k)
     if not any(m['role'] == 'user' for m in v): raise DataError(path, line, f'{what} has no user message')
     return [{'role': m['role'], 'content': m['content']} for m in v]
 
-# %% ../nbs/07c_generations.ipynb #ca5bceb6
+# %% ../nbs/07c_generations.ipynb #523caac1
 def _finished(reason)->bool|None:
     "True for a natural stop, False for the length limit, None when unknown."
     return True if reason in ('stop', 'eos', 'stop_sequence', 'end_turn') else False if reason == 'length' else None
 
+# %% ../nbs/07c_generations.ipynb #62932d96
 def _number(v, what:str, path, line:int)->float:
+    "`v` as a number (a boolean as 0 or 1), or `DataError`."
     if isinstance(v, bool): return float(v)
     if not isinstance(v, (int, float)): raise DataError(path, line, f'{what} must be a number, got {type(v).__name__}')
     return float(v)
 
+# %% ../nbs/07c_generations.ipynb #5b7cd650
 def _verdict(v, what:str, path, line:int)->bool:
+    "`v` as a verdict: true/false or 0/1, else `DataError`."
     if isinstance(v, bool) or v in (0, 1): return bool(v)
     raise DataError(path, line, f'{what} must be true/false or 0/1, got {v!r}')
 
+# %% ../nbs/07c_generations.ipynb #53fed625
+def _reference(row:dict, path, line:int)->str|None:
+    "A row's reference answer as text (a number written as text), from a reference column or verl's `reward_model`."
+    n, v = _get(row, _REFERENCE)
+    if n is None and isinstance(row.get('reward_model'), dict): n, v = 'reward_model.ground_truth', row['reward_model'].get('ground_truth')
+    if v is None: return None
+    if isinstance(v, list) and len(v) == 1: v = v[0]
+    if isinstance(v, (int, float)) and not isinstance(v, bool): v = f'{v:g}' if isinstance(v, float) else str(v)
+    return _text(v, n, path, line)
+
+# %% ../nbs/07c_generations.ipynb #ca5bceb6
 def _row_facts(row:dict, ids:tuple, path, line:int)->dict:
     "The optional facts of a row: its prompt id, reward(s), verdict(s) and reference."
     facts = dict(pid=None, reward=None, correct=None, reference=None, sample=None)
@@ -104,12 +125,7 @@ def _row_facts(row:dict, ids:tuple, path, line:int)->dict:
     if n: facts['reward'] = [_number(x, n, path, line) for x in v] if isinstance(v, list) else _number(v, n, path, line)
     n, v = _get(row, _CORRECT)
     if n: facts['correct'] = [_verdict(x, n, path, line) for x in v] if isinstance(v, list) else _verdict(v, n, path, line)
-    n, v = _get(row, _REFERENCE)
-    if n is None and isinstance(row.get('reward_model'), dict): n, v = 'reward_model.ground_truth', row['reward_model'].get('ground_truth')
-    if v is not None:
-        if isinstance(v, list) and len(v) == 1: v = v[0]
-        if isinstance(v, (int, float)) and not isinstance(v, bool): v = f'{v:g}' if isinstance(v, float) else str(v)
-        facts['reference'] = _text(v, n, path, line)
+    facts['reference'] = _reference(row, path, line)
     return facts
 
 # %% ../nbs/07c_generations.ipynb #450e2fed
@@ -128,6 +144,7 @@ def _prompt(row:dict, path, line:int, text_keys:tuple=_PROMPT)->dict:
         raise DataError(path, line, f"no prompt (one of {', '.join(_MESSAGES + text_keys + _PROMPT_IDS)})")
     return p
 
+# %% ../nbs/07c_generations.ipynb #93bf3913
 def _vllm(row:dict, path, line:int)->tuple[dict, list]:
     "vLLM's `RequestOutput` as JSON: the prompt, and one completion per output."
     outs = row.get('outputs')
@@ -142,11 +159,26 @@ def _vllm(row:dict, path, line:int)->tuple[dict, list]:
                           finished=_finished(o.get('finish_reason')), sample=o.get('index', i)))
     return _prompt(row, path, line, ('prompt',)), comps
 
-# %% ../nbs/07c_generations.ipynb #74b8af2c
+# %% ../nbs/07c_generations.ipynb #638fdeb6
 def _body(v:dict)->dict:
     "An OpenAI batch-file level (`body`) looked through."
     return v.get('body', v) if isinstance(v, dict) else v
 
+# %% ../nbs/07c_generations.ipynb #6acd4add
+def _choice(ch, i:int, path, line:int)->dict:
+    "The completion of choice `i` of a chat completion: its message's content, or its token ids."
+    if not isinstance(ch, dict): raise DataError(path, line, f'choices[{i}] is not an object')
+    msg = ch.get('message') if isinstance(ch.get('message'), dict) else {}
+    t, ids = msg.get('content', ch.get('text')), ch.get('token_ids')
+    if msg.get('reasoning_content') and ids is None:
+        raise DataError(path, line, f'choices[{i}]: the reasoning was split off by a reasoning parser (reasoning_content); '
+                                    'serve without it, or return token ids, to score the whole completion')
+    if t is None and ids is None: raise DataError(path, line, f'choices[{i}] has no message.content (nor text or token_ids)')
+    return dict(completion_text=None if t is None else _text(t, f'choices[{i}].message.content', path, line),
+                completion_token_ids=None if ids is None else _token_ids(ids, f'choices[{i}].token_ids', path, line),
+                finished=_finished(ch.get('finish_reason')), sample=ch.get('index', i))
+
+# %% ../nbs/07c_generations.ipynb #74b8af2c
 def _chat_completion(row:dict, path, line:int)->tuple[dict, list]:
     "A chat completion (or a request + response pair): the request's messages, and one completion per choice."
     req, resp = (_body(row.get('request')), _body(row.get('response'))) if 'choices' not in row else ({}, row)
@@ -156,41 +188,39 @@ def _chat_completion(row:dict, path, line:int)->tuple[dict, list]:
     if 'prompt_token_ids' in resp: src.setdefault('prompt_token_ids', resp['prompt_token_ids'])
     if not any(src.get(k) is not None for k in _MESSAGES + ('prompt',) + _PROMPT_IDS):
         raise DataError(path, line, "no prompt for the response: put the request's messages beside it ('messages') or log the pair as 'request' and 'response'")
-    comps = []
-    for i, ch in enumerate(resp['choices']):
-        if not isinstance(ch, dict): raise DataError(path, line, f'choices[{i}] is not an object')
-        msg = ch.get('message') if isinstance(ch.get('message'), dict) else {}
-        t, ids = msg.get('content', ch.get('text')), ch.get('token_ids')
-        if msg.get('reasoning_content') and ids is None:
-            raise DataError(path, line, f'choices[{i}]: the reasoning was split off by a reasoning parser (reasoning_content); '
-                                        'serve without it, or return token ids, to score the whole completion')
-        if t is None and ids is None: raise DataError(path, line, f'choices[{i}] has no message.content (nor text or token_ids)')
-        comps.append(dict(completion_text=None if t is None else _text(t, f'choices[{i}].message.content', path, line),
-                          completion_token_ids=None if ids is None else _token_ids(ids, f'choices[{i}].token_ids', path, line),
-                          finished=_finished(ch.get('finish_reason')), sample=ch.get('index', i)))
+    comps = [_choice(ch, i, path, line) for i, ch in enumerate(resp['choices'])]
     return _prompt(src, path, line, ('prompt',)), comps
 
-# %% ../nbs/07c_generations.ipynb #447ecb53
+# %% ../nbs/07c_generations.ipynb #43778807
 def _assistant_text(v, what:str, path, line:int)->str:
     "A completion given as text or as assistant messages (TRL's conversational completions): its text."
     if isinstance(v, str): return v
     if isinstance(v, list) and v and all(isinstance(m, dict) for m in v):
-        for k, m in enumerate(v): _check_message(m, path, line, k)
+        for k, m in enumerate(v): check_message(m, path, line, k)
         return ''.join(m['content'] for m in v)
     raise DataError(path, line, f'{what} must be text or a list of assistant messages')
 
+# %% ../nbs/07c_generations.ipynb #dc88de9d
+def _completion_texts(row:dict, path, line:int)->tuple[str|None, list|None]:
+    "(column, texts) of a row's completion column; a list of texts (or of message lists) is several samples."
+    n, v = _get(row, _COMPLETION)
+    if not n: return None, None
+    several = isinstance(v, list) and v and (isinstance(v[0], str) or isinstance(v[0], list))
+    return n, [_assistant_text(x, f'{n}[{i}]', path, line) for i, x in enumerate(v)] if several else [_assistant_text(v, n, path, line)]
+
+# %% ../nbs/07c_generations.ipynb #fccfd9a6
+def _completion_ids(row:dict, path, line:int)->tuple[str|None, list|None]:
+    "(column, token id lists) of a row's completion ids column; a list of lists is several samples."
+    ni, vi = _get(row, _COMPLETION_IDS)
+    if not ni: return None, None
+    several = isinstance(vi, list) and vi and isinstance(vi[0], list)
+    return ni, [_token_ids(x, f'{ni}[{i}]', path, line) for i, x in enumerate(vi)] if several else [_token_ids(vi, ni, path, line)]
+
+# %% ../nbs/07c_generations.ipynb #447ecb53
 def _rollout(row:dict, path, line:int)->tuple[dict, list]:
     "A prompt column and a completion column; a list of completions (verl's `responses`) is several samples."
-    n, v = _get(row, _COMPLETION)
-    texts = None
-    if n:
-        several = isinstance(v, list) and v and (isinstance(v[0], str) or isinstance(v[0], list))
-        texts = [_assistant_text(x, f'{n}[{i}]', path, line) for i, x in enumerate(v)] if several else [_assistant_text(v, n, path, line)]
-    ni, vi = _get(row, _COMPLETION_IDS)
-    ids = None
-    if ni:
-        several = isinstance(vi, list) and vi and isinstance(vi[0], list)
-        ids = [_token_ids(x, f'{ni}[{i}]', path, line) for i, x in enumerate(vi)] if several else [_token_ids(vi, ni, path, line)]
+    n, texts = _completion_texts(row, path, line)
+    ni, ids = _completion_ids(row, path, line)
     if texts is None and ids is None: raise DataError(path, line, f"no completion (one of {', '.join(_COMPLETION + _COMPLETION_IDS)})")
     if texts is not None and ids is not None and len(texts) != len(ids):
         raise DataError(path, line, f'{n} has {len(texts)} completions but {ni} has {len(ids)}')
@@ -200,6 +230,7 @@ def _rollout(row:dict, path, line:int)->tuple[dict, list]:
                   finished=_finished(fin[i] if isinstance(fin, list) else fin), sample=None) for i in range(k)]
     return _prompt(row, path, line), comps
 
+# %% ../nbs/07c_generations.ipynb #15bee3f8
 def _conversation(row:dict, path, line:int)->tuple[dict, list]:
     "Messages whose first assistant turn is the completion."
     n, msgs = _get(row, _MESSAGES)
@@ -209,6 +240,7 @@ def _conversation(row:dict, path, line:int)->tuple[dict, list]:
     return (dict(messages=_prompt_messages(msgs[:first], n, path, line), prompt_text=None, prompt_token_ids=None),
             [dict(completion_text=_assistant_text(msgs[first:first + 1], n, path, line), completion_token_ids=None, finished=None, sample=None)])
 
+# %% ../nbs/07c_generations.ipynb #7c19e680
 _PARSERS = {'vllm': _vllm, 'chat_completion': _chat_completion, 'rollout': _rollout, 'conversation': _conversation}
 
 # %% ../nbs/07c_generations.ipynb #f3375676
@@ -251,13 +283,49 @@ class _Numbering:
         self.samples[pid] = taken
         return out
 
-# %% ../nbs/07c_generations.ipynb #8d810aa0
+# %% ../nbs/07c_generations.ipynb #b1debeaf
 def _binary_verdicts(df:pd.DataFrame)->pd.DataFrame:
     "Verdicts from the rewards where the file gives none and every reward is 0/1 or -1/1 (1: correct)."
     r = df['reward'].dropna()
     if df['correct'].notna().any() or not len(r) or not (set(r) <= {0.0, 1.0} or set(r) <= {-1.0, 1.0}): return df
     return df.assign(correct=pd.array([pd.NA if pd.isna(x) else x == 1.0 for x in df['reward']], dtype='boolean'))
 
+# %% ../nbs/07c_generations.ipynb #7bac3bdd
+def _row_dict(row, path, line:int)->dict:
+    "A row as read, made plain; `DataError` for a line that is not JSON, or not an object."
+    if isinstance(row, DataError): raise row
+    if not isinstance(row, dict): raise DataError(path, line, f'expected a JSON object, got {type(row).__name__}')
+    return _plain(row)
+
+# %% ../nbs/07c_generations.ipynb #66de47a2
+def _parse(row:dict, layout:str, path, line:int)->tuple[dict, list, dict]:
+    "(prompt, completions, facts) of a row of `layout`; a list of rewards or verdicts must give one per completion."
+    prompt, comps = _PARSERS[layout](row, path, line)
+    facts = _row_facts(row, _CHAT_IDS if layout == 'chat_completion' else _IDS, path, line)
+    for what in ('reward', 'correct'):
+        if isinstance(facts[what], list) and len(facts[what]) != len(comps):
+            raise DataError(path, line, f'{len(facts[what])} {what}s for {len(comps)} completions')
+    return prompt, comps, facts
+
+# %% ../nbs/07c_generations.ipynb #28dcaf2d
+def _generation_rows(numbered:list, prompt:dict, comps:list, facts:dict, line:int)->list[dict]:
+    "One `GENERATION_COLUMNS` dict per completion of a row, numbered (prompt id, sample, prompt index) by `_Numbering`."
+    out = []
+    for i, ((pid, s, idx), c) in enumerate(zip(numbered, comps)):
+        each = {k: (facts[k][i] if isinstance(facts[k], list) else facts[k]) for k in ('reward', 'correct')}
+        out.append(dict(prompt_id=pid, sample=s, prompt_index=idx, line=line, **prompt, completion_text=c['completion_text'],
+                        completion_token_ids=c['completion_token_ids'], finished=c['finished'], reference=facts['reference'], **each))
+    return out
+
+# %% ../nbs/07c_generations.ipynb #3f700891
+def _generations_frame(rows:list)->pd.DataFrame:
+    "The typed table of `rows` (dicts of `GENERATION_COLUMNS`), with verdicts from binary rewards."
+    df = pd.DataFrame(rows, columns=GENERATION_COLUMNS, dtype=object)  # object: a missing text stays None (not NaN, as pandas' text columns make it)
+    df = df.astype({'sample': 'int64', 'prompt_index': 'int64', 'line': 'int64', 'reward': 'float64'}).assign(
+        correct=pd.array(df['correct'].tolist(), dtype='boolean'))
+    return _binary_verdicts(df)
+
+# %% ../nbs/07c_generations.ipynb #8d810aa0
 def load_generations(path, # a .jsonl, .json or .parquet file of generations
                      skip_bad:bool=False, # log and skip malformed lines (counted) instead of raising
                     )->ImportedGenerations:
@@ -266,32 +334,20 @@ def load_generations(path, # a .jsonl, .json or .parquet file of generations
     if not path.exists(): raise DataError(path, None, 'no such file')
     if path.is_dir(): raise DataError(path, None, 'is a directory, not a generations file')
     if path.stat().st_size == 0: raise DataError(path, None, 'empty file')
-    rows = _jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else _table_rows(path)
+    rows = jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else table_rows(path)
     layout, number, out, n_rows, skipped = None, _Numbering(path), [], 0, 0
     for line, row in rows:
         n_rows += 1
         try:
-            if isinstance(row, DataError): raise row
-            if not isinstance(row, dict): raise DataError(path, line, f'expected a JSON object, got {type(row).__name__}')
-            row = _plain(row)
+            row = _row_dict(row, path, line)
             layout = layout or detect_layout(row, path)
-            prompt, comps = _PARSERS[layout](row, path, line)
-            facts = _row_facts(row, _CHAT_IDS if layout == 'chat_completion' else _IDS, path, line)
-            for what in ('reward', 'correct'):
-                if isinstance(facts[what], list) and len(facts[what]) != len(comps):
-                    raise DataError(path, line, f'{len(facts[what])} {what}s for {len(comps)} completions')
-            for i, ((pid, s, idx), c) in enumerate(zip(number(facts, prompt, comps, line), comps)):
-                each = {k: (facts[k][i] if isinstance(facts[k], list) else facts[k]) for k in ('reward', 'correct')}
-                out.append(dict(prompt_id=pid, sample=s, prompt_index=idx, line=line, **prompt, completion_text=c['completion_text'],
-                                completion_token_ids=c['completion_token_ids'], finished=c['finished'], reference=facts['reference'], **each))
+            prompt, comps, facts = _parse(row, layout, path, line)
+            out += _generation_rows(number(facts, prompt, comps, line), prompt, comps, facts, line)
         except DataError as e:
             if not skip_bad: raise
             skipped += 1; log.warning('skipping %s', e)
     if not out: raise DataError(path, None, 'no generations in file' + (f' ({skipped} malformed lines skipped)' if skipped else ''))
-    df = pd.DataFrame(out, columns=GENERATION_COLUMNS, dtype=object)  # object: a missing text stays None (not NaN, as pandas' text columns make it)
-    df = df.astype({'sample': 'int64', 'prompt_index': 'int64', 'line': 'int64', 'reward': 'float64'}).assign(
-        correct=pd.array(df['correct'].tolist(), dtype='boolean'))
-    return ImportedGenerations(path, layout, _binary_verdicts(df), n_rows, skipped)
+    return ImportedGenerations(path, layout, _generations_frame(out), n_rows, skipped)
 
 # %% ../nbs/07c_generations.ipynb #e9f98984
 def prompt_records(imported:ImportedGenerations)->list[PromptRecord]:
@@ -302,18 +358,21 @@ def prompt_records(imported:ImportedGenerations)->list[PromptRecord]:
                          None if ref(r.reference) is None else (extract_boxed(r.reference) or r.reference.strip()), int(r.line))
             for r in first.itertuples()]
 
-# %% ../nbs/07c_generations.ipynb #ee10ecf8
+# %% ../nbs/07c_generations.ipynb #270590f5
 def _decoded(tok, ids:list, skip_special:bool)->str:
     return tok.decode(ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
 
+# %% ../nbs/07c_generations.ipynb #7e04afd2
 def _own_ids(tok, ids:list, text:str, prompt:bool=False)->bool:
     "Whether `ids` are `tok`'s encoding of `text` (a completion's text may stop short of them; a prompt's may lack a leading BOS)."
     if prompt: return _decoded(tok, ids, False).endswith(text)
     return _decoded(tok, ids, True).startswith(text)
 
+# %% ../nbs/07c_generations.ipynb #01637066
 def _first_difference(a:str, b:str)->int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
+# %% ../nbs/07c_generations.ipynb #ee10ecf8
 def _round_trip(tok, text:str, what:str, name:str, path, line:int)->list[int]:
     "`text` as `tok`'s ids (no special tokens), or `DataError` when they do not decode back to `text`."
     ids = tok(text, add_special_tokens=False)['input_ids']
@@ -324,11 +383,27 @@ def _round_trip(tok, text:str, what:str, name:str, path, line:int)->list[int]:
                                     f"character {i}: {text[i:i + 12]!r} became {back[i:i + 12]!r}); pass --skip_untokenizable to skip such generations")
     return ids
 
+# %% ../nbs/07c_generations.ipynb #fb30b9be
 def _prompt_text_ids(tok, text:str, name:str, path, line:int)->list[int]:
     "A prompt given as text: round-tripped, with the tokenizer's usual special tokens unless it starts with the BOS."
     ids = _round_trip(tok, text, 'prompt', name, path, line)
     bos = getattr(tok, 'bos_token', None)
     return ids if bos and text.startswith(bos) else tok(text, add_special_tokens=True)['input_ids']
+
+# %% ../nbs/07c_generations.ipynb #1888e789
+def _row_ids(tok, r, name:str, path)->tuple[list, str, list, bool]:
+    "(prompt ids, prompt text, completion ids, whether the file's ids are `tok`'s) of imported row `r`; `DataError` when there are none."
+    pids, ptext, msgs, cids, ctext = r.prompt_token_ids, r.prompt_text, r.messages, r.completion_token_ids, r.completion_text
+    own = (_own_ids(tok, cids, ctext) if cids is not None and ctext is not None else
+           _own_ids(tok, pids, ptext, prompt=True) if pids is not None and ptext is not None else True)
+    if pids is not None and own: p_ids, p_text = list(pids), ptext if ptext is not None else _decoded(tok, pids, False)
+    elif msgs: p_ids, p_text = encode_prompt(tok, msgs), format_prompt(tok, msgs)
+    elif ptext is not None: p_ids, p_text = _prompt_text_ids(tok, ptext, name, path, r.line), ptext
+    else: raise DataError(path, r.line, f"the prompt token ids are not {name}'s tokenizer's and the line has no prompt text or messages to tokenize")
+    if cids is not None and own: c_ids = list(cids)
+    elif ctext is not None: c_ids = _round_trip(tok, ctext, 'completion', name, path, r.line)
+    else: raise DataError(path, r.line, f"the completion token ids are not {name}'s tokenizer's and the line has no completion text to tokenize")
+    return p_ids, p_text, c_ids, own
 
 # %% ../nbs/07c_generations.ipynb #f34611db
 TOKENIZED_COLUMNS = ['prompt_id', 'sample', 'prompt_index', 'line', 'prompt_text', 'prompt_token_ids', 'generated_token_ids',
@@ -342,20 +417,11 @@ def tokenize_generations(imported:ImportedGenerations, # from `load_generations`
     "(`TOKENIZED_COLUMNS`: each row as `tokenizer`'s ids, in file order; the (line, prompt_id, sample) skipped)."
     tok, path, out, skipped = tokenizer, imported.path, [], []
     for r in imported.frame.itertuples():
-        try:
-            pids, ptext, msgs, cids, ctext = r.prompt_token_ids, r.prompt_text, r.messages, r.completion_token_ids, r.completion_text
-            own = (_own_ids(tok, cids, ctext) if cids is not None and ctext is not None else
-                   _own_ids(tok, pids, ptext, prompt=True) if pids is not None and ptext is not None else True)
-            if pids is not None and own: p_ids, p_text = list(pids), ptext if ptext is not None else _decoded(tok, pids, False)
-            elif msgs: p_ids, p_text = encode_prompt(tok, msgs), format_prompt(tok, msgs)
-            elif ptext is not None: p_ids, p_text = _prompt_text_ids(tok, ptext, name, path, r.line), ptext
-            else: raise DataError(path, r.line, f"the prompt token ids are not {name}'s tokenizer's and the line has no prompt text or messages to tokenize")
-            if cids is not None and own: c_ids = list(cids)
-            elif ctext is not None: c_ids = _round_trip(tok, ctext, 'completion', name, path, r.line)
-            else: raise DataError(path, r.line, f"the completion token ids are not {name}'s tokenizer's and the line has no completion text to tokenize")
+        try: p_ids, p_text, c_ids, own = _row_ids(tok, r, name, path)
         except DataError as e:
             if not skip_untokenizable or 'does not survive' not in str(e): raise
             skipped.append((r.line, r.prompt_id, r.sample)); log.warning('skipping %s', e); continue
+        cids, ctext = r.completion_token_ids, r.completion_text
         out.append(dict(prompt_id=r.prompt_id, sample=r.sample, prompt_index=r.prompt_index, line=r.line, prompt_text=p_text,
                         prompt_token_ids=p_ids, generated_token_ids=c_ids,
                         generated_text=ctext if ctext is not None else _decoded(tok, c_ids, True),

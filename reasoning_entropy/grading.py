@@ -30,6 +30,7 @@ def boxed_span(text:str|None, # text that may contain `\boxed{...}`
             if depth == 0: return i + 1, j
     return None
 
+# %% ../nbs/00c_grading.ipynb #7a30fb17
 def extract_boxed(text:str|None, # text that may contain `\boxed{...}`
                  )->str|None:
     "Content of the last `\\boxed{...}` in `text` (balanced braces), stripped; None if there is none or it is cut off."
@@ -38,35 +39,46 @@ def extract_boxed(text:str|None, # text that may contain `\boxed{...}`
 
 # %% ../nbs/00c_grading.ipynb #378660d4
 _WRAPPERS = re.compile(r'\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}')
-_NUM = r'[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?'
 
-def _frac_part(x:str)->str:
-    return x if re.fullmatch(r'[-+]?[\w.]+', x) else f'({x})'
-
-def normalize_answer(s:str|None # an answer, e.g. the content of `\boxed{}`
-                    )->str|None:
-    "`s` with formatting that carries no meaning removed (see above); None stays None."
-    if s is None or (isinstance(s, float) and math.isnan(s)) or s is pd.NA: return None
-    s = str(s).strip()
+def _strip_formatting(s:str)->str:
+    "`s` without text wrappers (keeping their content), `\\left`/`\\right`, LaTeX spacing, degrees, `%`, `$` and whitespace; `{,}` as `,`."
     prev = None
     while prev != s: prev, s = s, _WRAPPERS.sub(r'\1', s)
     s = re.sub(r'\\(?:left|right)\b', '', s)
     s = re.sub(r'\\[,;:! ]', '', s)
     s = re.sub(r'\^\s*\{?\\circ\}?|°', '', s)
     s = s.replace('\\%', '').replace('%', '').replace('\\$', '').replace('$', '').replace('{,}', ',')
-    s = re.sub(r'\s+', '', s)
+    return re.sub(r'\s+', '', s)
+
+# %% ../nbs/00c_grading.ipynb #7d94d041
+def _frac_part(x:str)->str:
+    return x if re.fullmatch(r'[-+]?[\w.]+', x) else f'({x})'
+
+def _fractions(s:str)->str:
+    "`s` with `\\dfrac`/`\\tfrac` as `\\frac`, and each `\\frac{a}{b}` (also `\\frac12`) as `a/b`, innermost first."
     s = re.sub(r'\\[dt]frac', r'\\frac', s)
     s = re.sub(r'\\frac(\d)(\d)', r'\\frac{\1}{\2}', s)
     prev = None
     while prev != s:
         prev, s = s, re.sub(r'\\frac\{([^{}]*)\}\{([^{}]*)\}', lambda m: f'{_frac_part(m[1])}/{_frac_part(m[2])}', s)
+    return s
+
+# %% ../nbs/00c_grading.ipynb #e0b3bb86
+def normalize_answer(s:str|None # an answer, e.g. the content of `\boxed{}`
+                    )->str|None:
+    "`s` with formatting that carries no meaning removed (see above); None stays None."
+    if s is None or (isinstance(s, float) and math.isnan(s)) or s is pd.NA: return None
+    s = _fractions(_strip_formatting(str(s).strip()))
     s = s.rstrip('.') if not s.endswith('..') else s
     if re.fullmatch(r'[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?', s): s = s.replace(',', '')
     if re.fullmatch(r'[-+]?\d+\.\d+', s): s = s.rstrip('0').rstrip('.')
     return s
 
 # %% ../nbs/00c_grading.ipynb #fcecccf2
+_NUM = r'[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?'
+
 def _as_number(s:str|None)->Fraction|None:
+    "The exact value of a plain number (integer, decimal, scientific) or ratio `a/b` in `s`, else None."
     if not s: return None
     m = re.fullmatch(rf'(-?)\(?({_NUM})\)?/\(?({_NUM})\)?', s)
     try:
@@ -76,17 +88,20 @@ def _as_number(s:str|None)->Fraction|None:
         return Fraction(s) if re.fullmatch(_NUM, s) else None
     except (ValueError, ZeroDivisionError): return None
 
-_WORD = re.compile(r'\(?([A-Za-z][A-Za-z ]*)\)?')
-
+# %% ../nbs/00c_grading.ipynb #9612f86f
 def _limit()->int|None:
     "math-verify's time limit in seconds: on the main thread only (it uses SIGALRM)."
     return 5 if threading.current_thread() is threading.main_thread() else None
 
+# %% ../nbs/00c_grading.ipynb #144a6454
 @lru_cache(maxsize=1 << 16)
 def _parsed(s:str):
     "math-verify's parse of an answer (inside `$…$`), cached."
     from math_verify import parse
     return parse(f"${s.replace('$', '')}$", parsing_timeout=_limit())
+
+# %% ../nbs/00c_grading.ipynb #298ba44c
+_WORD = re.compile(r'\(?([A-Za-z][A-Za-z ]*)\)?')
 
 @lru_cache(maxsize=1 << 16)
 def answers_match(pred:str|None, # the extracted answer of a generation

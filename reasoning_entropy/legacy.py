@@ -4,30 +4,26 @@
 
 # %% ../nbs/06b_legacy.ipynb #87079b8b
 from __future__ import annotations
-import json, logging, math, re
-from fractions import Fraction
+import json, logging, math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from typing import Sequence
 
-from .errors import InputError
-from .grading import extract_boxed, answers_match, majority_answer, pass_at_k, pass_ks
+from .grading import pass_at_k, pass_ks
 from .store import RunStore, LEGACY_FILES, to_jsonable, write_csv, write_json, save_figure
+from .results import entropy_agg, sample_level_results, prompt_level_results
 from .report_tables import QUANTILES, entropy_by_step
 from .report_figures import checkpoint_colors
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROMPT_RESULTS_COLUMNS', 'SAMPLE_RESULTS_COLUMNS', 'DETAILED_COLUMNS', 'in_bits', 'token_stats',
-           'references_frame', 'sample_level_results', 'prompt_level_results', 'detailed_tokens', 'results_summary',
-           'write_legacy_tables', 'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures',
-           'legacy_file_names', 'write_legacy_outputs']
+__all__ = ['log', 'DETAILED_COLUMNS', 'in_bits', 'token_stats', 'detailed_tokens', 'results_summary', 'write_legacy_tables',
+           'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures', 'legacy_file_names',
+           'write_legacy_outputs']
 
 # %% ../nbs/06b_legacy.ipynb #18759a8c
 def in_bits(tokens:pd.DataFrame # a tokens table with entropies in nats
@@ -39,99 +35,27 @@ def in_bits(tokens:pd.DataFrame # a tokens table with entropies in nats
     if 'varentropy' in t: t['varentropy'] = t['varentropy'] / math.log(2)**2
     return t
 
-# %% ../nbs/06b_legacy.ipynb #19c09740
-_AGG = ['mean', 'median', 'std', 'min', 'max']
-
-def _entropy_agg(tokens:pd.DataFrame, by:list)->pd.DataFrame:
-    "count, entropy mean/median/std(ddof=0)/min/max and probability mean per group of `by`."
-    g = tokens.groupby(by, sort=False, observed=True)
-    e = g['entropy']
-    return pd.DataFrame({'count': g.size(), 'entropy_mean': e.mean(), 'entropy_median': e.median(),
-                         'entropy_std': e.std(ddof=0), 'entropy_min': e.min(), 'entropy_max': e.max(),
-                         'probability_mean': g['probability'].mean()}).reset_index()
-
+# %% ../nbs/06b_legacy.ipynb #fcde0bb4
 def _one_model(tokens:pd.DataFrame, what:str)->pd.DataFrame:
+    "`tokens` without its `model` column; an error naming `what` when it holds more than one model."
     if 'model' in tokens and tokens['model'].nunique() > 1:
         raise ValueError(f'{what}: one model at a time (got {tokens["model"].nunique()}); filter on `model` first')
     return tokens.drop(columns='model', errors='ignore')
 
+# %% ../nbs/06b_legacy.ipynb #19c09740
 def token_stats(tokens:pd.DataFrame # tokens of ONE checkpoint (next_token, entropy, probability)
                )->pd.DataFrame:
     "Per generated token string: count and entropy mean/median/std/min/max, mean probability; by count desc, token."
     t = _one_model(tokens, 'token_stats')
-    out = _entropy_agg(t, ['next_token']).rename(columns={'next_token': 'token'})
+    out = entropy_agg(t, ['next_token']).rename(columns={'next_token': 'token'})
     out['count'] = out['count'].astype('int64')
     return out.sort_values(['count', 'token'], ascending=[False, True], kind='stable').reset_index(drop=True)
 
-# %% ../nbs/06b_legacy.ipynb #c8617a18
-PROMPT_RESULTS_COLUMNS = ['prompt_id', 'model', 'n_tokens', 'entropy_mean', 'entropy_median', 'entropy_std',
-                          'entropy_min', 'entropy_max', 'probability_mean', 'finished', 'generated_text',
-                          'extracted_answer', 'reference_answer', 'correct', 'n_samples', 'n_correct']
-SAMPLE_RESULTS_COLUMNS = PROMPT_RESULTS_COLUMNS[:1] + ['sample'] + PROMPT_RESULTS_COLUMNS[1:-2]
-
-def references_frame(records # PromptRecords (data.load_prompts / iter_prompts)
-                    )->pd.DataFrame:
-    "`prompt_id, reference_answer` of the records, as `prompt_level_results` takes it."
-    records = list(records)
-    return pd.DataFrame({'prompt_id': pd.Series([str(r.prompt_id) for r in records], dtype=str),
-                         'reference_answer': pd.Series([r.reference_answer for r in records], dtype=object)})
-
-def _with_sample(df:pd.DataFrame)->pd.DataFrame:
-    "`df` with a `sample` column: sample 0 where it has none (a frame of one sample per prompt)."
-    return df if 'sample' in df.columns else df.assign(sample=np.zeros(len(df), np.int64))
-
-def sample_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, sample, entropy, probability)
-                         generations:pd.DataFrame, # the generations table (model, prompt_id, sample, finished, generated_text)
-                         references:pd.DataFrame|None=None # prompt_id, reference_answer; None when the data has none
-                        )->pd.DataFrame:
-    "One row per (prompt, sample, model) in the generations' order: token statistics, finished, answer, correctness."
-    key = ['model', 'prompt_id', 'sample']
-    stats = _entropy_agg(_with_sample(tokens), key).rename(columns={'count': 'n_tokens'})
-    out = _with_sample(generations)[key + ['finished', 'generated_text']].merge(stats, on=key, how='left', validate='one_to_one')
-    out['n_tokens'] = out['n_tokens'].fillna(0).astype('int64')
-    out['finished'] = out['finished'].astype(bool)
-    out['extracted_answer'] = pd.Series([extract_boxed(t) for t in out['generated_text']], index=out.index, dtype=object)
-    if references is not None and len(references):
-        ref = references[['prompt_id', 'reference_answer']].astype({'prompt_id': str}).drop_duplicates('prompt_id')
-        out = out.merge(ref, on='prompt_id', how='left', validate='many_to_one')
-        out['reference_answer'] = out['reference_answer'].astype(object).where(out['reference_answer'].notna(), None)
-    else: out['reference_answer'] = pd.Series([None]*len(out), index=out.index, dtype=object)
-    out['correct'] = pd.array([pd.NA if r is None else answers_match(p, r)
-                               for p, r in zip(out['extracted_answer'], out['reference_answer'])], dtype='boolean')
-    if 'correct' in generations:  # imported generations may carry their own verdict: it stands where there is no reference
-        given = _with_sample(generations).set_index(key)['correct'].astype('boolean')
-        out['correct'] = out['correct'].fillna(pd.Series(given.reindex(pd.MultiIndex.from_frame(out[key])).to_numpy(), index=out.index, dtype='boolean'))
-    return out[SAMPLE_RESULTS_COLUMNS].reset_index(drop=True)
-
-def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, entropy, probability; `sample` if several)
-                         generations:pd.DataFrame, # the generations table (model, prompt_id, finished, generated_text; `sample`)
-                         references:pd.DataFrame|None=None, # prompt_id, reference_answer; None when the data has none
-                         samples:pd.DataFrame|None=None, # `sample_level_results` of the same tables, when already made
-                        )->pd.DataFrame:
-    "One row per (prompt, model) in the generations' order, over its samples: token statistics, finished, (majority) answer, correctness, n_samples, n_correct."
-    s = sample_level_results(tokens, generations, references) if samples is None else samples
-    key = ['model', 'prompt_id']
-    stats = _entropy_agg(_with_sample(tokens), key).rename(columns={'count': 'n_tokens'})
-    ordered = s.sort_values('sample', kind='stable')  # within a prompt, in sample order
-    by = ordered.groupby(key, sort=False)
-    per = by.agg(finished=('finished', 'all'), n_samples=('sample', 'size'), n_verdicts=('correct', 'count'), n_correct=('correct', 'sum'))
-    per['extracted_answer'] = by['extracted_answer'].agg(list).map(majority_answer)
-    first = ordered.drop_duplicates(key)[key + ['generated_text', 'reference_answer']]  # each prompt's sample 0
-    out = s[key].drop_duplicates().merge(per.reset_index(), on=key, how='left', validate='one_to_one')
-    out = out.merge(first, on=key, how='left', validate='one_to_one').merge(stats, on=key, how='left', validate='one_to_one')
-    out['n_tokens'] = out['n_tokens'].fillna(0).astype('int64')
-    out['finished'] = out['finished'].astype(bool)
-    for c in ('extracted_answer', 'reference_answer'): out[c] = out[c].astype(object).where(out[c].notna(), None)
-    out['correct'] = pd.array([pd.NA if r is None else answers_match(p, r)
-                               for p, r in zip(out['extracted_answer'], out['reference_answer'])], dtype='boolean')
-    out['n_samples'] = out['n_samples'].astype('int64')
-    out['n_correct'] = pd.array([int(c) if h else pd.NA for c, h in zip(out['n_correct'], out['n_verdicts'] > 0)], dtype='Int64')
-    return out[PROMPT_RESULTS_COLUMNS].reset_index(drop=True)
-
-# %% ../nbs/06b_legacy.ipynb #7b93e537
+# %% ../nbs/06b_legacy.ipynb #0f62c017
 DETAILED_COLUMNS = ['prompt_id', 'step', 'token_id', 'current_token', 'next_token', 'entropy', 'logprob',
                     'probability', 'rank', 'varentropy', 'top_ids', 'top_logprobs', 'sampling_entropy']
 
+# %% ../nbs/06b_legacy.ipynb #7b93e537
 def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
                    )->pd.DataFrame:
     "The token columns of one checkpoint, top-k lists as JSON strings; `sample` after `prompt_id` when there are several."
@@ -150,13 +74,19 @@ def _model_fact(config:dict, model:str, key:str):
     names, paths = config.get('model_names') or [], config.get('model_paths') or []
     return paths[names.index(model)] if key == 'path' and model in names and len(paths) == len(names) else None
 
+# %% ../nbs/06b_legacy.ipynb #c037f78a
+_AGG = ['mean', 'median', 'std', 'min', 'max']
+
+# %% ../nbs/06b_legacy.ipynb #4bb3e588
 def _describe(x:np.ndarray)->dict:
+    "mean, median, std, min, max and quantiles of the finite values of `x` (None when there are none)."
     x = x[np.isfinite(x)]
     if not len(x): return {k: None for k in _AGG} | {'quantiles': {f'{q:g}': None for q in QUANTILES}}
     qs = np.quantile(x, QUANTILES)
     return {'mean': x.mean(), 'median': np.median(x), 'std': x.std(), 'min': x.min(), 'max': x.max(),
             'quantiles': {f'{q:g}': v for q, v in zip(QUANTILES, qs)}}
 
+# %% ../nbs/06b_legacy.ipynb #04e2451a
 def _pass_at_k(p:pd.DataFrame)->tuple:
     "(samples per prompt, {k: mean pass@k over prompts with a reference and ≥ k samples}) of one checkpoint's prompt rows."
     n = p['n_samples'].to_numpy(int) if 'n_samples' in p else np.ones(len(p), int)
@@ -169,6 +99,38 @@ def _pass_at_k(p:pd.DataFrame)->tuple:
         out[str(k)] = np.mean([pass_at_k(int(a), int(b), k) for a, b in zip(n[sel], c[sel])]) if sel.any() else None
     return int(n.max()), out
 
+# %% ../nbs/06b_legacy.ipynb #59c64c96
+def _generation_length(lens:np.ndarray)->dict:
+    "mean, median and max of the generations' lengths (None when there are none)."
+    return {'mean': lens.mean() if len(lens) else None, 'median': np.median(lens) if len(lens) else None,
+            'max': int(lens.max()) if len(lens) else None}
+
+# %% ../nbs/06b_legacy.ipynb #80eb99ff
+def _tokens_per_second(pg:dict):
+    "The manifest's tokens_per_second of a model, else its tokens over its seconds, else None."
+    return pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None)
+
+# %% ../nbs/06b_legacy.ipynb #e629111b
+def _model_summary(m:str, t:pd.DataFrame, p:pd.DataFrame, gen:pd.DataFrame, config:dict, pg:dict)->dict:
+    "The summary of checkpoint `m`: its tokens `t`, prompt rows `p`, generation rows `gen`, the run `config` and its manifest record `pg`."
+    has_ref = p['correct'].notna()
+    num_samples, pak = _pass_at_k(p)
+    return {'model_path': _model_fact(config, m, 'path'), 'training_step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
+            'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
+            'probability_mean': t['probability'].mean() if len(t) else None, 'num_prompts': len(p),
+            'generation_length': _generation_length(gen['n_tokens'].to_numpy(dtype=float)),
+            'finished_share': gen['finished'].mean() if len(gen) else None,
+            'accuracy': p.loc[has_ref, 'correct'].astype(bool).mean() if has_ref.any() else None,
+            'num_with_reference': int(has_ref.sum()), 'num_samples': num_samples, 'pass_at_k': pak,
+            'seconds': pg.get('seconds'), 'tokens_per_second': _tokens_per_second(pg), 'progress': pg}
+
+# %% ../nbs/06b_legacy.ipynb #31d064c4
+def _summary_order(manifest:dict, models:list|None, present:set)->list:
+    "The models of `present` in `models`' (or the manifest's) order, then the rest sorted."
+    order = [m for m in (manifest.get('models', []) if models is None else models) if m in present]
+    return order + sorted(present - set(order))
+
+# %% ../nbs/06b_legacy.ipynb #b0c455f3
 def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, probability)
                     prompt_results:pd.DataFrame, # from `prompt_level_results`
                     manifest:dict, # the run's manifest (`RunStore.manifest`)
@@ -177,41 +139,30 @@ def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, pro
                    )->dict:
     "The run summary: run facts at the top, statistics per model (see above); JSON-ready."
     config, progress = manifest.get('config', {}), manifest.get('progress', {})
-    present = set(prompt_results['model']) | set(tokens['model'])
-    order = [m for m in (manifest.get('models', []) if models is None else models) if m in present]
-    order += sorted(present - set(order))
-    models = {}
-    for m in order:
-        t, p = tokens[tokens['model'] == m], prompt_results[prompt_results['model'] == m]
+    per = {}
+    for m in _summary_order(manifest, models, set(prompt_results['model']) | set(tokens['model'])):
+        p = prompt_results[prompt_results['model'] == m]
         gen = p if samples is None else samples[samples['model'] == m]  # one row per generation
-        has_ref = p['correct'].notna()
-        pg = progress.get(m, {})
-        lens = gen['n_tokens'].to_numpy(dtype=float)
-        num_samples, pak = _pass_at_k(p)
-        models[m] = {
-            'model_path': _model_fact(config, m, 'path'), 'training_step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
-            'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
-            'probability_mean': t['probability'].mean() if len(t) else None,
-            'num_prompts': len(p),
-            'generation_length': {'mean': lens.mean() if len(lens) else None,
-                                  'median': np.median(lens) if len(lens) else None,
-                                  'max': int(lens.max()) if len(lens) else None},
-            'finished_share': gen['finished'].mean() if len(gen) else None,
-            'accuracy': p.loc[has_ref, 'correct'].astype(bool).mean() if has_ref.any() else None,
-            'num_with_reference': int(has_ref.sum()),
-            'num_samples': num_samples, 'pass_at_k': pak,
-            'seconds': pg.get('seconds'),
-            'tokens_per_second': pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None),
-            'progress': pg}
+        per[m] = _model_summary(m, tokens[tokens['model'] == m], p, gen, config, progress.get(m, {}))
     data_path = config.get('data_path') or (manifest.get('invocations') or [{}])[-1].get('data_path')
-    out = {'data_path': data_path, 'num_prompts': int(prompt_results['prompt_id'].nunique()),
-           'decoding': config.get('decoding'), 'entropy_unit': 'nats', 'versions': manifest.get('versions'),
-           'config': config, 'models': models}
-    return to_jsonable(out)
+    return to_jsonable({'data_path': data_path, 'num_prompts': int(prompt_results['prompt_id'].nunique()),
+                        'decoding': config.get('decoding'), 'entropy_unit': 'nats', 'versions': manifest.get('versions'),
+                        'config': config, 'models': per})
 
-# %% ../nbs/06b_legacy.ipynb #b50e6ee7
+# %% ../nbs/06b_legacy.ipynb #ed93c9fb
 _SUMMARY_COLS = ['entropy', 'probability', 'next_token']
 
+# %% ../nbs/06b_legacy.ipynb #26c35da5
+def _token_files(store:RunStore, tokens:pd.DataFrame, models:list[str], save_detailed_tokens:bool)->list[Path]:
+    "Write each checkpoint's token statistics (and detailed tokens); return the paths in writing order."
+    written = []
+    for m in models:
+        written.append(write_csv(token_stats(tokens[tokens['model'] == m]), store.legacy_path('token_stats', m)))
+        if save_detailed_tokens:
+            written.append(write_csv(detailed_tokens(store.read_tokens([m])), store.legacy_path('all_tokens_detailed', m)))
+    return written
+
+# %% ../nbs/06b_legacy.ipynb #b50e6ee7
 def write_legacy_tables(store:RunStore, # the run
                  references:pd.DataFrame|None=None, # prompt_id, reference_answer
                  save_detailed_tokens:bool=False, # also write {model}_all_tokens_detailed.csv
@@ -221,11 +172,7 @@ def write_legacy_tables(store:RunStore, # the run
     models = store.models if models is None else list(models)
     tokens = store.read_tokens(models, columns=_SUMMARY_COLS)
     gens = store.read_generations(models)
-    written = []
-    for m in models:
-        written.append(write_csv(token_stats(tokens[tokens['model'] == m]), store.legacy_path('token_stats', m)))
-        if save_detailed_tokens:
-            written.append(write_csv(detailed_tokens(store.read_tokens([m])), store.legacy_path('all_tokens_detailed', m)))
+    written = _token_files(store, tokens, models, save_detailed_tokens)
     samples = sample_level_results(tokens, gens, references)
     pr = prompt_level_results(tokens, gens, references, samples=samples)
     written.append(write_csv(pr, store.legacy_path('prompt_level_results.csv')))
@@ -237,9 +184,20 @@ def _models(tokens:pd.DataFrame, models=None)->list:
     "The models to draw: `models`, else in order of first appearance (the store's run order)."
     return list(models) if models is not None else list(dict.fromkeys(tokens['model']))
 
+# %% ../nbs/06b_legacy.ipynb #227d7b29
 def _finish(fig:Figure, path)->Figure:
+    "`fig`, saved (atomically) to `path` first when there is one."
     if path is not None: save_figure(fig, path)
     return fig
+
+# %% ../nbs/06b_legacy.ipynb #4d9c74b7
+def _stairs(ax, tokens:pd.DataFrame, models:list, edges:np.ndarray, density:bool):
+    "One step outline per checkpoint of `models`: its finite entropies' histogram on `edges`."
+    for m, c in checkpoint_colors(models).items():
+        x = tokens.loc[tokens['model'] == m, 'entropy'].to_numpy(dtype=float)
+        x = x[np.isfinite(x)]
+        h, _ = np.histogram(x, bins=edges, density=density and len(x) > 0)
+        ax.stairs(h, edges, color=c, linewidth=1.6, label=f'{m} (n={len(x):,}, mean={x.mean() if len(x) else np.nan:.3f})')
 
 # %% ../nbs/06b_legacy.ipynb #5ba42d82
 def plot_entropy_distribution(tokens:pd.DataFrame, # the tokens table (model, entropy)
@@ -259,12 +217,7 @@ def plot_entropy_distribution(tokens:pd.DataFrame, # the tokens table (model, en
     if not len(finite):
         ax.text(0.5, 0.5, 'no tokens', ha='center', va='center', transform=ax.transAxes)
         return _finish(fig, path)
-    edges = np.histogram_bin_edges(finite, bins=bins)
-    for m, c in checkpoint_colors(models).items():
-        x = tokens.loc[tokens['model'] == m, 'entropy'].to_numpy(dtype=float)
-        x = x[np.isfinite(x)]
-        h, _ = np.histogram(x, bins=edges, density=density and len(x) > 0)
-        ax.stairs(h, edges, color=c, linewidth=1.6, label=f'{m} (n={len(x):,}, mean={x.mean() if len(x) else np.nan:.3f})')
+    _stairs(ax, tokens, models, np.histogram_bin_edges(finite, bins=bins), density)
     ax.set_xlabel(f'entropy of the next-token distribution ({unit})')
     ax.set_ylabel('density' if density else 'tokens')
     if log: ax.set_yscale('log')
@@ -274,6 +227,41 @@ def plot_entropy_distribution(tokens:pd.DataFrame, # the tokens table (model, en
 
 # %% ../nbs/06b_legacy.ipynb #3b9f6eb8
 _STYLES = ['-', '--', ':', '-.']
+
+# %% ../nbs/06b_legacy.ipynb #1e031163
+def _mean_panel(ax, tokens:pd.DataFrame, models:list, colors:dict, min_prompts:int, unit:str):
+    "Mean entropy per step with its 95% band, one line per checkpoint."
+    ss = entropy_by_step(tokens, models)
+    for m in models:
+        s = ss[ss['model'] == m]
+        ax.plot(s['step'], s['mean'], color=colors[m], linewidth=1.6, label=m)
+        band = s[s['n'] >= min_prompts]
+        ax.fill_between(band['step'], band['ci_low'].clip(lower=0), band['ci_high'], color=colors[m], alpha=0.2, linewidth=0)
+    ax.set_ylabel(f'mean entropy ({unit})'); ax.set_title('Mean token entropy per generation step (95% band)')
+    if models: ax.legend(fontsize='small')
+    ax.grid(alpha=0.3)
+
+# %% ../nbs/06b_legacy.ipynb #6467ed81
+def _sample_traces(tokens:pd.DataFrame, n_samples:int)->tuple:
+    "(the tokens of each prompt's sample 0, the first `n_samples` prompts, whether there are several samples)."
+    several = 'sample' in tokens and bool((tokens['sample'] != 0).any())
+    first = tokens[tokens['sample'] == 0] if several else tokens  # one trace per prompt: its sample 0
+    return first, list(dict.fromkeys(first['prompt_id']))[:n_samples], several
+
+# %% ../nbs/06b_legacy.ipynb #7ba49219
+def _sample_panel(ax, tokens:pd.DataFrame, models:list, colors:dict, n_samples:int, unit:str):
+    "The entropy traces of a few prompts: colour by checkpoint, line style by prompt."
+    first, samples, several = _sample_traces(tokens, n_samples)
+    for m in models:
+        for k, pid in enumerate(samples):
+            t = first[(first['model'] == m) & (first['prompt_id'] == pid)]
+            ax.plot(t['step'], t['entropy'], color=colors[m], linestyle=_STYLES[k % len(_STYLES)],
+                    linewidth=1.1, label=f'{m} | prompt {pid}')
+    handles = [Line2D([], [], color=colors[m], label=m) for m in models]
+    handles += [Line2D([], [], color='grey', linestyle=_STYLES[k % len(_STYLES)], label=f'prompt {p}') for k, p in enumerate(samples)]
+    if handles: ax.legend(handles=handles, fontsize='small', ncol=2)
+    ax.set_xlabel('generation step'); ax.set_ylabel(f'entropy ({unit})')
+    ax.set_title(f'Sample prompts ({len(samples)}' + ('; sample 0 of each)' if several else ')')); ax.grid(alpha=0.3)
 
 # %% ../nbs/06b_legacy.ipynb #bdd747e2
 def plot_entropy_over_steps(tokens:pd.DataFrame, # the tokens table (model, prompt_id, step, entropy)
@@ -288,28 +276,8 @@ def plot_entropy_over_steps(tokens:pd.DataFrame, # the tokens table (model, prom
     colors = checkpoint_colors(models)
     fig = Figure(figsize=(10, 8.5), layout='constrained')
     top, bottom = fig.subplots(2, 1, sharex=True)
-    ss = entropy_by_step(tokens, models)
-    for m in models:
-        s = ss[ss['model'] == m]
-        top.plot(s['step'], s['mean'], color=colors[m], linewidth=1.6, label=m)
-        band = s[s['n'] >= min_prompts]
-        top.fill_between(band['step'], band['ci_low'].clip(lower=0), band['ci_high'], color=colors[m], alpha=0.2, linewidth=0)
-    top.set_ylabel(f'mean entropy ({unit})'); top.set_title('Mean token entropy per generation step (95% band)')
-    if models: top.legend(fontsize='small')
-    top.grid(alpha=0.3)
-    several = 'sample' in tokens and bool((tokens['sample'] != 0).any())
-    first = tokens[tokens['sample'] == 0] if several else tokens  # one trace per prompt: its sample 0
-    samples = list(dict.fromkeys(first['prompt_id']))[:n_samples]
-    for m in models:
-        for k, pid in enumerate(samples):
-            t = first[(first['model'] == m) & (first['prompt_id'] == pid)]
-            bottom.plot(t['step'], t['entropy'], color=colors[m], linestyle=_STYLES[k % len(_STYLES)],
-                        linewidth=1.1, label=f'{m} | prompt {pid}')
-    handles = [Line2D([], [], color=colors[m], label=m) for m in models]
-    handles += [Line2D([], [], color='grey', linestyle=_STYLES[k % len(_STYLES)], label=f'prompt {p}') for k, p in enumerate(samples)]
-    if handles: bottom.legend(handles=handles, fontsize='small', ncol=2)
-    bottom.set_xlabel('generation step'); bottom.set_ylabel(f'entropy ({unit})')
-    bottom.set_title(f'Sample prompts ({len(samples)}' + ('; sample 0 of each)' if several else ')')); bottom.grid(alpha=0.3)
+    _mean_panel(top, tokens, models, colors, min_prompts, unit)
+    _sample_panel(bottom, tokens, models, colors, n_samples, unit)
     return _finish(fig, path)
 
 # %% ../nbs/06b_legacy.ipynb #a96fc59f

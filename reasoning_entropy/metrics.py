@@ -13,6 +13,7 @@ __all__ = ['distribution_entropy', 'token_metrics', 'sample_tokens']
 # %% ../nbs/02_metrics.ipynb #dfdf926f
 _FLOOR = -1e4  # shifted logits below this have p == 0 exactly in float32 (exp(-104) underflows already)
 
+# %% ../nbs/02_metrics.ipynb #7e57d433
 def _chunk_rows(vocab:int, chunk_rows:int|None)->int:
     "Rows per chunk: as given, else about 128k float32 elements (512 KB, cache-sized) per temporary."
     return max(1, int(chunk_rows) if chunk_rows else (1 << 17) // max(1, vocab))
@@ -66,10 +67,12 @@ def _block_topk(z:torch.Tensor, # [rows, V] float32
 # %% ../nbs/02_metrics.ipynb #b8d2e3f4
 _BLOCK = 256  # entries per block of the inverse CDF
 
+# %% ../nbs/02_metrics.ipynb #5479400d
 def _last_positive(w:torch.Tensor)->torch.Tensor:
-    "Index of the last positive entry of each row of `w` (0 when none)."
+    "Index of the last positive entry of each row of `w` (the last index when there is none)."
     return w.shape[-1] - 1 - (w > 0).flip(-1).to(torch.uint8).argmax(-1)
 
+# %% ../nbs/02_metrics.ipynb #81933f52
 def _draw(w:torch.Tensor, # [rows, V] non-negative float32 weights (unnormalised probabilities)
           u:torch.Tensor, # [rows] uniforms in [0, 1)
          )->torch.Tensor:
@@ -95,6 +98,45 @@ def _rank(z:torch.Tensor, # [rows, V] float32 logits
     "1 + the number of logits strictly greater than the chosen one, per row."
     return torch.gt(z, zc, out=torch.empty_like(z)).sum(-1).long() + 1
 
+# %% ../nbs/02_metrics.ipynb #cc93acdb
+def _metric_buffers(rows:int, k:int, dev, chosen:torch.Tensor|None)->dict[str, torch.Tensor]:
+    "The empty outputs of `token_metrics` on `dev`: `rows` float32 metrics, ranks 1, top lists `k` long, `chosen` ids (when given)."
+    f32, i64 = torch.float32, torch.long
+    return dict(entropy=torch.empty(rows, dtype=f32, device=dev), logprob=torch.empty(rows, dtype=f32, device=dev),
+                rank=torch.ones(rows, dtype=i64, device=dev), varentropy=torch.empty(rows, dtype=f32, device=dev),
+                top_ids=torch.empty(rows, k, dtype=i64, device=dev), top_logprobs=torch.empty(rows, k, dtype=f32, device=dev),
+                chosen=chosen if chosen is not None else torch.empty(rows, dtype=i64, device=dev))
+
+# %% ../nbs/02_metrics.ipynb #cb640698
+def _greedy_choice(z:torch.Tensor, tv:torch.Tensor, ti:torch.Tensor)->torch.Tensor:
+    "[rows, 1] argmax ids of logits `z`, read off their top values `tv` (ids `ti`, 2 or more): the first index among exact ties."
+    y = ti[:, :1]
+    if tv.shape[1] > 1:  # an exact tie for the top: the first index, as argmax takes it
+        tie = tv[:, 0] == tv[:, 1]
+        if z.device.type != 'cpu' or bool(tie.any()): y = torch.where(tie[:, None], z.argmax(-1, keepdim=True), y)
+    return y
+
+# %% ../nbs/02_metrics.ipynb #3092645f
+def _chunk_metrics(z:torch.Tensor, # [rows, V] float32 logits of one chunk
+                   k:int, # top alternatives to return
+                   kk:int, # top entries to find: k, and at least 2 (where V allows) for the greedy choice
+                   chosen:torch.Tensor|None=None, # [rows] given token ids
+                   u:torch.Tensor|None=None, # [rows] uniforms: draw the token ids
+                  )->dict[str, torch.Tensor]:
+    "`token_metrics` of one chunk: `chosen` where it was not given, `rank` where it is not 1 by definition."
+    greedy = chosen is None and u is None
+    tv, ti = _block_topk(z, kk)
+    m, r = tv[:, :1], {}
+    if greedy: y = _greedy_choice(z, tv, ti); r['chosen'] = y[:, 0]
+    elif u is None: y = chosen[:, None]
+    ls, H, ve, e = _moments(z, m)
+    if u is not None: y = _draw(e, u)[:, None]; r['chosen'] = y[:, 0]
+    if not greedy: r['rank'] = _rank(z, z.gather(1, y))
+    r['logprob'] = (z.gather(1, y) - m - ls)[:, 0]   # exact even far in the tail (-inf stays -inf)
+    r['entropy'], r['varentropy'] = H, ve
+    if k: r['top_ids'], r['top_logprobs'] = ti[:, :k], tv[:, :k] - m - ls
+    return r
+
 # %% ../nbs/02_metrics.ipynb #93c45812
 def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
                   chosen:torch.Tensor|None=None, # [rows] chosen token ids; None: greedy (the argmax)
@@ -104,33 +146,14 @@ def token_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
                  )->dict[str, torch.Tensor]:
     "Per-row entropy, logprob, probability, rank, varentropy, top_ids, top_logprobs and the chosen ids (float32)."
     rows, V = logits.shape
-    dev, f32, i64 = logits.device, torch.float32, torch.long
     if u is not None and chosen is not None: raise ValueError('token_metrics: pass `chosen` or `u`, not both')
-    greedy, drawn = chosen is None and u is None, u is not None
-    if chosen is not None: chosen = chosen.reshape(-1).to(dev, i64)
+    if chosen is not None: chosen = chosen.reshape(-1).to(logits.device, torch.long)
     k = min(int(k), V); kk = min(max(k, 2), V)  # the top two also decide the greedy choice
-    out = dict(entropy=torch.empty(rows, dtype=f32, device=dev), logprob=torch.empty(rows, dtype=f32, device=dev),
-               rank=torch.ones(rows, dtype=i64, device=dev), varentropy=torch.empty(rows, dtype=f32, device=dev),
-               top_ids=torch.empty(rows, k, dtype=i64, device=dev), top_logprobs=torch.empty(rows, k, dtype=f32, device=dev),
-               chosen=chosen if chosen is not None else torch.empty(rows, dtype=i64, device=dev))
+    out = _metric_buffers(rows, k, logits.device, chosen)
     n = _chunk_rows(V, chunk_rows)
     for s in range(0, rows, n):
-        z = logits[s:s+n].float()
-        tv, ti = _block_topk(z, kk)
-        m = tv[:, :1]
-        if greedy:
-            y = ti[:, :1]
-            if kk > 1:  # an exact tie for the top: the first index, as argmax takes it
-                tie = tv[:, 0] == tv[:, 1]
-                if dev.type != 'cpu' or bool(tie.any()): y = torch.where(tie[:, None], z.argmax(-1, keepdim=True), y)
-            out['chosen'][s:s+n] = y[:, 0]
-        elif not drawn: y = chosen[s:s+n, None]
-        ls, H, ve, e = _moments(z, m)
-        if drawn: y = _draw(e, u[s:s+n])[:, None]; out['chosen'][s:s+n] = y[:, 0]
-        if not greedy: out['rank'][s:s+n] = _rank(z, z.gather(1, y))
-        out['logprob'][s:s+n] = (z.gather(1, y) - m - ls)[:, 0]   # exact even far in the tail (-inf stays -inf)
-        out['entropy'][s:s+n], out['varentropy'][s:s+n] = H, ve
-        if k: out['top_ids'][s:s+n] = ti[:, :k]; out['top_logprobs'][s:s+n] = tv[:, :k] - m - ls
+        part = _chunk_metrics(logits[s:s+n].float(), k, kk, None if chosen is None else chosen[s:s+n], None if u is None else u[s:s+n])
+        for key, v in part.items(): out[key][s:s+n] = v
     out['probability'] = out['logprob'].exp()
     return out
 
@@ -152,11 +175,46 @@ def _warp(z:torch.Tensor, # [rows, V] float32 logits, already divided by the tem
 # %% ../nbs/02_metrics.ipynb #dd44ee55
 _CANDIDATES = 256  # most likely tokens that may hold a top-p nucleus
 
+# %% ../nbs/02_metrics.ipynb #23fac8fc
 def _warped_rows(w:torch.Tensor, u:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
     "(ids, entropy) drawn from softmax of already-warped logits `w` (-inf: excluded)."
     _, H, _, e = _moments(w, w.amax(-1, keepdim=True))
     return _draw(e, u), H
 
+# %% ../nbs/02_metrics.ipynb #f4a0d62f
+def _candidate_support(w:torch.Tensor, # [rows, V] float32 logits, already divided by the temperature
+                       top_k:int, # keep the top_k most likely tokens (0: all)
+                       top_p:float, # then the smallest most-likely set whose mass reaches top_p
+                      )->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "(logits, ids) of each row's top candidates, top-k and top-p applied (-inf: dropped), and whether they hold `_warp`'s whole support."
+    V = w.shape[-1]; limited = 0 < top_k < V
+    cv, ci = _block_topk(w, top_k if limited else min(V, _CANDIDATES))
+    if limited: ok = torch.ge(w, cv[:, -1:], out=torch.empty_like(w)).sum(-1) == top_k  # no tie beyond the k-th
+    if top_p < 1:
+        lz = cv.logsumexp(-1, keepdim=True) if limited else cv[:, :1] + (w - cv[:, :1]).exp().sum(-1, keepdim=True).log()
+        p = (cv - lz).exp()
+        cv = cv.masked_fill((p.cumsum(-1) - p) >= top_p, -math.inf)
+        if not limited: ok = p.sum(-1) >= top_p  # the candidates hold the whole nucleus
+    return cv, ci, ok
+
+# %% ../nbs/02_metrics.ipynb #95086785
+def _sample_chunk(w:torch.Tensor, # [rows, V] float32 logits, already divided by the temperature
+                  u:torch.Tensor, # [rows] uniforms in [0, 1)
+                  top_k:int, # keep the top_k most likely tokens (0: all)
+                  top_p:float, # then the smallest most-likely set whose mass reaches top_p
+                 )->tuple[torch.Tensor, torch.Tensor]:
+    "(ids, entropy) of one chunk: drawn among the candidates where they hold `_warp`'s support, else over the whole vocabulary."
+    if not (0 < top_k < w.shape[-1] or top_p < 1): return _warped_rows(w, u)  # temperature only: the whole vocabulary
+    cv, ci, ok = _candidate_support(w, top_k, top_p)
+    ci, o = ci.sort(-1)  # vocabulary order, as `_draw` walks the whole vocabulary: the same token for the same u
+    j, ent = _warped_rows(cv.gather(1, o), u)
+    ids = ci.gather(1, j[:, None])[:, 0]
+    bad = (~ok).nonzero()[:, 0]
+    if len(bad):  # ties beyond the k-th, or a nucleus wider than the candidates: the whole vocabulary
+        ids[bad], ent[bad] = _warped_rows(_warp(w[bad], top_k, top_p), u[bad])
+    return ids, ent
+
+# %% ../nbs/02_metrics.ipynb #51e89f8b
 def sample_tokens(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
                   u:torch.Tensor, # [rows] uniforms in [0, 1), one per row
                   temperature:float=1.0, # divide the logits by this first
@@ -168,25 +226,9 @@ def sample_tokens(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
     rows, V = logits.shape
     dev = logits.device
     ids, ent = torch.empty(rows, dtype=torch.long, device=dev), torch.empty(rows, dtype=torch.float32, device=dev)
-    limited, nucleus = 0 < top_k < V, top_p < 1
     n = _chunk_rows(V, chunk_rows)
     for s in range(0, rows, n):
         w = logits[s:s+n].float()
         if temperature != 1: w = w / temperature
-        uc = u[s:s+n].to(dev)
-        if not (limited or nucleus):  # temperature only: the whole vocabulary
-            ids[s:s+n], ent[s:s+n] = _warped_rows(w, uc); continue
-        cv, ci = _block_topk(w, top_k if limited else min(V, _CANDIDATES))
-        if limited: ok = torch.ge(w, cv[:, -1:], out=torch.empty_like(w)).sum(-1) == top_k  # no tie beyond the k-th
-        if nucleus:
-            lz = cv.logsumexp(-1, keepdim=True) if limited else cv[:, :1] + (w - cv[:, :1]).exp().sum(-1, keepdim=True).log()
-            p = (cv - lz).exp()
-            cv = cv.masked_fill((p.cumsum(-1) - p) >= top_p, -math.inf)
-            if not limited: ok = p.sum(-1) >= top_p  # the candidates hold the whole nucleus
-        ci, o = ci.sort(-1)  # vocabulary order, as `_draw` walks the whole vocabulary: the same token for the same u
-        j, ent[s:s+n] = _warped_rows(cv.gather(1, o), uc)
-        ids[s:s+n] = ci.gather(1, j[:, None])[:, 0]
-        bad = (~ok).nonzero()[:, 0]
-        if len(bad):  # ties beyond the k-th, or a nucleus wider than the candidates: the whole vocabulary
-            ids[s + bad], ent[s + bad] = _warped_rows(_warp(w[bad], top_k, top_p), uc[bad])
+        ids[s:s+n], ent[s:s+n] = _sample_chunk(w, u[s:s+n].to(dev), top_k, top_p)
     return ids, ent

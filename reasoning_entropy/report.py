@@ -5,7 +5,6 @@
 # %% ../nbs/08_report.ipynb #57c0d63b
 from __future__ import annotations
 import logging
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from .errors import InputError, ReportError
@@ -15,13 +14,16 @@ from .store import RunStore, atomic_path, atomic_write_text
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'template_path', 'execute_report', 'export_html', 'report_models', 'ReportRun', 'report_run', 'computed_run',
-           'report', 'run']
+__all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'computed_run', 'report',
+           'run']
 
 # %% ../nbs/08_report.ipynb #ba8accef
 def template_path()->Path:
     "The report template shipped with the package."
     return Path(str(files('reasoning_entropy') / 'templates' / 'comparison_report.ipynb'))
+
+# %% ../nbs/08_report.ipynb #841e218d
+TEMPLATE_LINES = 60  # lines of code the template may hold, all its cells together
 
 # %% ../nbs/08_report.ipynb #70dc1b9e
 def _report_files(store:RunStore)->list[Path]:
@@ -54,14 +56,16 @@ def execute_report(run_dir, # a finished run directory
 def export_html(notebook, # an executed notebook
                 html=None, # where to write (default: next to it, .html)
                )->Path:
-    "Write a self-contained HTML of `notebook` with the inputs hidden and images embedded."
+    "Write a self-contained HTML of `notebook` with the inputs hidden and images embedded, titled with its run."
     import nbformat
     from nbconvert import HTMLExporter
     notebook = Path(notebook)
     html = Path(html) if html else notebook.with_suffix('.html')
+    nb = nbformat.read(notebook, as_version=4)
+    run_dir = nb.metadata.get('papermill', {}).get('parameters', {}).get('run_dir')
+    nb.metadata['title'] = f"Entropy report: {Path(run_dir).name}" if run_dir else notebook.stem
     exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exp.from_notebook_node(nbformat.read(notebook, as_version=4))
-    atomic_write_text(html, body)
+    atomic_write_text(html, exp.from_notebook_node(nb)[0])
     return html
 
 # %% ../nbs/08_report.ipynb #4a1c7e20
@@ -71,31 +75,6 @@ def report_models(config:RunConfig # the report's settings
     if not config.model_paths: return None
     from reasoning_entropy.checkpoints import resolve_checkpoints
     return [c.name for c in resolve_checkpoints(config.model_paths, config.model_names, config.steps)]
-
-# %% ../nbs/08_report.ipynb #7d4f0b53
-@dataclass
-class ReportRun:
-    "What a report covers: a read view of the run, its checkpoints and their steps, the prompts kept and left out."
-    store:RunStore # the run, restricted to `models` and `prompts`
-    models:list # the checkpoints, in order
-    steps:dict # {model: training step or None}
-    prompts:list # ids of the prompts every checkpoint generated, in run order
-    left_out:list # ids of the run's other prompts
-
-def report_run(run_dir, # a run directory
-               models:list|None=None, # checkpoint names (None: every checkpoint of the run)
-              )->ReportRun:
-    "The run restricted to `models` and to the prompts every one of them generated."
-    store = RunStore(run_dir).require()
-    names = store.select(models).models
-    steps = store.steps
-    if names and all(steps.get(m) is not None for m in names): names = sorted(names, key=steps.get)
-    g = store.read_generations(names)
-    n = g.groupby('prompt_id', sort=False)['model'].nunique()
-    every = set(n[n == len(names)].index)
-    ids = list(store.read_prompts().prompt_id) or list(dict.fromkeys(g.prompt_id))
-    return ReportRun(store.select(names, every), names, {m: steps.get(m) for m in names},
-                     [p for p in ids if p in every], [p for p in ids if p not in every])
 
 # %% ../nbs/08_report.ipynb #ae5c5d98
 def computed_run(config:RunConfig # the settings: `model_paths` to compare first, or `run_dir` of a finished run

@@ -6,22 +6,22 @@
 from __future__ import annotations
 import logging
 from typing import Sequence
-
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-
 from . import report_tables as R
 from .stats import MIN_N, BEYOND
-
-log = logging.getLogger(__name__)
+from .analyses import QUADRANTS, fit_points, entropy_fit
 
 # %% auto #0
-__all__ = ['log', 'FIGURE_ANALYSES', 'READ_ME', 'checkpoint_colors', 'fig_entropy_hist_log', 'fig_low_entropy',
-           'fig_entropy_by_step', 'fig_entropy_by_position', 'fig_token_ranking', 'fig_forking_overlap',
-           'fig_think_vs_answer', 'fig_accuracy', 'fig_entropy_by_correctness', 'fig_entropy_vs_accuracy',
-           'fig_distances', 'fig_paired_differences', 'fig_pass_at_k', 'fig_aligned']
+__all__ = ['log', 'checkpoint_colors', 'fig_entropy_hist_log', 'fig_low_entropy', 'fig_entropy_by_step',
+           'fig_entropy_by_position', 'fig_token_ranking', 'fig_forking_overlap', 'fig_think_vs_answer', 'fig_accuracy',
+           'fig_entropy_by_correctness', 'fig_entropy_vs_accuracy', 'fig_distances', 'fig_paired_differences',
+           'fig_pass_at_k', 'fig_aligned', 'fig_reliability', 'fig_quadrants', 'fig_entropy_fit', 'fig_trajectories']
+
+# %% ../nbs/06_report_figures.ipynb #5206258c
+log = logging.getLogger(__name__)
 
 # %% ../nbs/06_report_figures.ipynb #2b06bbac
 def checkpoint_colors(models:Sequence[str], # checkpoints in order
@@ -37,6 +37,7 @@ def _fig(nrows:int=1, ncols:int=1, w:float=8., h:float=4.5, **kw):
     fig = Figure(figsize=(w, h), layout='constrained')
     return fig, fig.subplots(nrows, ncols, squeeze=True, **kw)
 
+# %% ../nbs/06_report_figures.ipynb #063ed82f
 def _ckpt_x(order:Sequence[str], steps:dict|None=None):
     "(x of each checkpoint, the bar unit, whether x is the training step): the steps when `R.step_axis` gives them, else 0 … n-1."
     s = R.step_axis(order, steps)
@@ -44,6 +45,7 @@ def _ckpt_x(order:Sequence[str], steps:dict|None=None):
     x = np.asarray(s, float); gaps = np.diff(np.sort(x))
     return x, float(gaps.min()) if len(gaps) else 1.0, True
 
+# %% ../nbs/06_report_figures.ipynb #e05e4bf8
 def _ckpt_axis(ax, order:Sequence[str], steps:dict|None=None, labels:Sequence[str]|None=None, pad:bool=False):
     "Checkpoints along x: at their training steps (ticks labelled by step) when known, else at 0 … n-1 labelled by name."
     x, unit, is_step = _ckpt_x(order, steps)
@@ -54,12 +56,22 @@ def _ckpt_axis(ax, order:Sequence[str], steps:dict|None=None, labels:Sequence[st
     ax.set_xlabel('training step' if is_step else 'checkpoint')
     if pad and len(x): ax.set_xlim(x.min() - 0.5 * unit, x.max() + 0.5 * unit)
 
+# %% ../nbs/06_report_figures.ipynb #de6d0d89
 def _empty(ax, what:str='no data'):
+    "`what`, written in the middle of `ax`."
     ax.text(0.5, 0.5, what, ha='center', va='center', transform=ax.transAxes)
 
+# %% ../nbs/06_report_figures.ipynb #dca6eb5a
 def _too_few(ax, x:float, n:int, y:float=0.0):
     "In place of a bar or point that cannot be estimated: 'n = k, too few' standing at (x, y) in data coordinates."
     ax.annotate(f'n = {int(n)}\ntoo few', (x, y), ha='center', va='bottom', fontsize='x-small', color='grey', rotation=90)
+
+# %% ../nbs/06_report_figures.ipynb #dc9cc3b5
+def _hist_lines(ax, h:pd.DataFrame, colors:dict):
+    "One step line per checkpoint of the histogram table `h` (`R.entropy_histograms`), at the bins' geometric centres."
+    for m, g in h.groupby('model', sort=False):
+        centre = np.sqrt(g.bin_left * g.bin_right)
+        ax.plot(centre, g.fraction, color=colors[m], lw=1.6, label=m, drawstyle='steps-mid')
 
 # %% ../nbs/06_report_figures.ipynb #6eff1695
 def fig_entropy_hist_log(tokens:pd.DataFrame, # tokens table
@@ -73,9 +85,7 @@ def fig_entropy_hist_log(tokens:pd.DataFrame, # tokens table
     order = R.model_order(tokens, models); colors = checkpoint_colors(order)
     h = R.entropy_histograms(tokens, order, n_bins=n_bins, floor=floor)
     fig, ax = _fig()
-    for m, g in h.groupby('model', sort=False):
-        centre = np.sqrt(g.bin_left * g.bin_right)
-        ax.plot(centre, g.fraction, color=colors[m], lw=1.6, label=m, drawstyle='steps-mid')
+    _hist_lines(ax, h, colors)
     if threshold is not None:
         ax.axvline(threshold, color='grey', ls='--', lw=1, label=f'{threshold:g} nats')
     ax.set_xscale('log')
@@ -111,6 +121,7 @@ def _bands(ax, table:pd.DataFrame, x:str, colors:dict):
         ax.plot(g[x], g['mean'], color=colors[m], lw=1.6, label=m)
         ax.fill_between(g[x], g['ci_low'].clip(lower=0), g['ci_high'], color=colors[m], alpha=0.2, lw=0)
 
+# %% ../nbs/06_report_figures.ipynb #dacfa9d3
 def fig_entropy_by_step(tokens:pd.DataFrame, # tokens table
                         models:Sequence[str]|None=None, # checkpoint order
                         max_step:int|None=None, # last step drawn
@@ -146,6 +157,17 @@ def _tok_label(s)->str:
     "A token string as a readable tick label: repr, so spaces and newlines show."
     return repr(str(s))[1:-1] if str(s).strip() == str(s) and str(s) else repr(str(s))
 
+# %% ../nbs/06_report_figures.ipynb #42459cee
+def _ranking_panel(ax, g:pd.DataFrame, color, min_count:int):
+    "Ranked horizontal bars of the token strings `g` (one checkpoint, one direction), labelled with their counts."
+    if not len(g): _empty(ax, f'no token seen {min_count}× or more'); ax.set_yticks([])
+    else:
+        ax.barh(np.arange(len(g)), g.entropy_mean, color=color)
+        ax.set_yticks(np.arange(len(g)), [f'{_tok_label(s)} ({c})' for s, c in zip(g.token, g['count'])],
+                      fontsize='small')
+        ax.invert_yaxis()
+
+# %% ../nbs/06_report_figures.ipynb #f121b518
 def fig_token_ranking(tokens:pd.DataFrame, # tokens table
                       models:Sequence[str]|None=None, # checkpoint order
                       n:int=10, # token strings per panel
@@ -159,13 +181,8 @@ def fig_token_ranking(tokens:pd.DataFrame, # tokens table
     axes = np.asarray(axes).reshape(len(order), 2)
     for i, m in enumerate(order):
         for j, d in enumerate(('high', 'low')):
-            ax = axes[i, j]; g = t[(t.model == m) & (t.direction == d)]
-            if not len(g): _empty(ax, f'no token seen {min_count}× or more'); ax.set_yticks([])
-            else:
-                ax.barh(np.arange(len(g)), g.entropy_mean, color=colors[m])
-                ax.set_yticks(np.arange(len(g)), [f'{_tok_label(s)} ({c})' for s, c in zip(g.token, g['count'])],
-                              fontsize='small')
-                ax.invert_yaxis()
+            ax = axes[i, j]
+            _ranking_panel(ax, t[(t.model == m) & (t.direction == d)], colors[m], min_count)
             ax.set_title(f"{m}: {'highest' if d == 'high' else 'lowest'} mean entropy", fontsize='medium')
             if i == len(order) - 1: ax.set_xlabel('mean entropy (nats)')
     return fig
@@ -190,6 +207,17 @@ def fig_forking_overlap(tokens:pd.DataFrame, # tokens table
     ax.set_title(f'Forking tokens (entropy > {round(q * 100)}th percentile): how the set changes')
     return fig
 
+# %% ../nbs/06_report_figures.ipynb #9e9f4aa9
+def _segment_bars(ax, t:pd.DataFrame, segs:list, order:list, x0:np.ndarray, unit:float):
+    "Side-by-side bars of mean entropy with 95% intervals: a group per checkpoint at `x0`, a bar per segment of `segs`."
+    style = dict(think=dict(color='tab:purple'), answer=dict(color='tab:green'), unclosed=dict(color='tab:grey'))
+    w = 0.8 * unit / max(len(segs), 1)
+    for j, s in enumerate(segs):
+        g = t[t.segment == s].set_index('model').reindex(order)
+        x = x0 + (j - (len(segs) - 1) / 2) * w
+        err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)
+        ax.bar(x, g.entropy_mean, w, yerr=np.nan_to_num(err), capsize=2, label=s, **style[s])
+
 # %% ../nbs/06_report_figures.ipynb #653edd68
 def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
                         models:Sequence[str]|None=None, # checkpoint order
@@ -200,18 +228,21 @@ def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
     order = R.model_order(tokens, models)
     t = R.think_vs_answer(tokens, order, close_tag=close_tag)
     segs = [s for s in R.SEGMENTS if s in set(t.segment)]
-    style = dict(think=dict(color='tab:purple'), answer=dict(color='tab:green'), unclosed=dict(color='tab:grey'))
     fig, ax = _fig(w=max(6, 1.1 * len(order) + 2), h=4)
     x0, unit, _ = _ckpt_x(order, steps)
-    w = 0.8 * unit / max(len(segs), 1)
-    for j, s in enumerate(segs):
-        g = t[t.segment == s].set_index('model').reindex(order)
-        x = x0 + (j - (len(segs) - 1) / 2) * w
-        err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)
-        ax.bar(x, g.entropy_mean, w, yerr=np.nan_to_num(err), capsize=2, label=s, **style[s])
+    _segment_bars(ax, t, segs, order, x0, unit)
     _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small')
     ax.set_title(f'Entropy inside <think> (up to {close_tag}) vs the answer')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #43a0fae5
+def _accuracy_counts(ax, a:pd.DataFrame, order:list, steps:dict|None, x:np.ndarray, is_step:bool):
+    "The x axis of `fig_accuracy`, with each checkpoint's n_correct/n (a row of `a`) under its name or above its bar."
+    if is_step:  # steps may sit close together: the counts go upright inside the plot, not side by side under it
+        _ckpt_axis(ax, order, steps, [str(int(v)) for v in x])
+        for xi, hi, k, n in zip(x, a.ci_high.fillna(0), a.n_correct, a.n):  # above the interval, inside the axes
+            ax.annotate(f'{k}/{n}', (xi, min(hi + 0.03, 0.75)), ha='center', va='bottom', rotation=90, fontsize='small')
+    else: _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n)])
 
 # %% ../nbs/06_report_figures.ipynb #0ec1e411
 def fig_accuracy(results:pd.DataFrame, # prompt results (model, correct)
@@ -226,13 +257,18 @@ def fig_accuracy(results:pd.DataFrame, # prompt results (model, correct)
     x, unit, is_step = _ckpt_x(order, steps)
     ax.bar(x, a.accuracy.fillna(0), 0.8 * unit, yerr=np.nan_to_num(err), capsize=3, color=[colors[m] for m in order])
     ax.set_ylim(0, 1); ax.set_ylabel('accuracy (\\boxed{} matches the reference)')
-    if is_step:  # steps may sit close together: the counts go upright inside the plot, not side by side under it
-        _ckpt_axis(ax, order, steps, [str(int(v)) for v in x])
-        for xi, hi, k, n in zip(x, a.ci_high.fillna(0), a.n_correct, a.n):  # above the interval, inside the axes
-            ax.annotate(f'{k}/{n}', (xi, min(hi + 0.03, 0.75)), ha='center', va='bottom', rotation=90, fontsize='small')
-    else: _ckpt_axis(ax, order, steps, [f'{m}\n{k}/{n}' for m, k, n in zip(order, a.n_correct, a.n)])
+    _accuracy_counts(ax, a, order, steps, x, is_step)
     ax.set_title('Answer accuracy')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #e79a9709
+def _verdict_bars(ax, g:pd.DataFrame, xs:np.ndarray, width:float, color, label:str):
+    "Bars of `g`'s entropy_mean at `xs` with their intervals and n where n_prompts ≥ MIN_N, 'too few' elsewhere."
+    big = (g.n_prompts >= MIN_N).to_numpy()
+    err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)[:, big]
+    bars = ax.bar(xs[big], g.entropy_mean[big], width, yerr=err, capsize=2, color=color, label=label)
+    ax.bar_label(bars, [f'n={int(n)}' for n in g.n_prompts[big]], fontsize='xx-small', padding=2)
+    for xi, n in zip(xs[~big], g.n_prompts[~big]): _too_few(ax, xi, n)
 
 # %% ../nbs/06_report_figures.ipynb #8f5c24a0
 def fig_entropy_by_correctness(results:pd.DataFrame, # prompt results (model, correct, entropy_mean)
@@ -246,11 +282,7 @@ def fig_entropy_by_correctness(results:pd.DataFrame, # prompt results (model, co
     x, unit, _ = _ckpt_x(order, steps)
     for j, (ok, lab, c) in enumerate(((True, 'correct', 'tab:green'), (False, 'incorrect', 'tab:red'))):
         g = t[t.correct == ok].set_index('model').reindex(order); g['n_prompts'] = g.n_prompts.fillna(0)
-        xs = x + (j - 0.5) * 0.4 * unit; big = (g.n_prompts >= MIN_N).to_numpy()
-        err = np.vstack([g.entropy_mean - g.ci_low, g.ci_high - g.entropy_mean]).clip(min=0)[:, big]
-        bars = ax.bar(xs[big], g.entropy_mean[big], 0.4 * unit, yerr=err, capsize=2, color=c, label=lab)
-        ax.bar_label(bars, [f'n={int(n)}' for n in g.n_prompts[big]], fontsize='xx-small', padding=2)
-        for xi, n in zip(xs[~big], g.n_prompts[~big]): _too_few(ax, xi, n)
+        _verdict_bars(ax, g, x + (j - 0.5) * 0.4 * unit, 0.4 * unit, c, lab)
     _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy per answer (nats)'); ax.legend(fontsize='small')
     ax.set_title('Entropy of correct vs incorrect answers')
     return fig
@@ -272,6 +304,18 @@ def fig_entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tok
     ax.set_xlabel('mean token entropy (nats)'); ax.set_ylabel('accuracy'); ax.set_title('Entropy vs accuracy across checkpoints')
     return fig
 
+# %% ../nbs/06_report_figures.ipynb #2b076779
+def _distance_panel(ax, d:pd.DataFrame, col:str, lab:str, pos:dict, order:list, steps:dict|None):
+    "The distances `col` of `d` (`R.distribution_distances`) at the checkpoints' x `pos`, over their floors."
+    for comp, st, c in (('consecutive', 'o-', 'tab:blue'), ('vs_first', 's--', 'tab:orange')):
+        g = d[d.comparison == comp]; xs = np.array([pos[m] for m in g.model], float); y = g[col].to_numpy(float)
+        ax.plot(xs, y, st, color=c, mfc='white', label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
+        ax.fill_between(xs, 0, g[f'{col}_floor'].to_numpy(float), color=c, alpha=0.15, lw=0)
+        hit = (g.verdict == BEYOND).to_numpy(bool)
+        ax.scatter(xs[hit], y[hit], color=c, marker=st[0], zorder=3)
+    _ckpt_axis(ax, order, steps, pad=True); ax.set_ylabel(lab); ax.set_ylim(bottom=0)
+    ax.legend(fontsize='small', title='band: noise floor (95%)\nfilled: beyond chance', title_fontsize='x-small')
+
 # %% ../nbs/06_report_figures.ipynb #c22d5b1f
 def fig_distances(tokens:pd.DataFrame, # tokens table
                   models:Sequence[str]|None=None, # checkpoint order
@@ -283,17 +327,18 @@ def fig_distances(tokens:pd.DataFrame, # tokens table
     fig, axes = _fig(1, 2, w=10, h=4)
     pos = dict(zip(order, _ckpt_x(order, steps)[0]))
     for ax, col, lab in zip(axes, ('wasserstein', 'ks'), ('Wasserstein-1 (nats)', 'Kolmogorov–Smirnov D')):
-        for comp, st, c in (('consecutive', 'o-', 'tab:blue'), ('vs_first', 's--', 'tab:orange')):
-            g = d[d.comparison == comp]; xs = np.array([pos[m] for m in g.model], float); y = g[col].to_numpy(float)
-            ax.plot(xs, y, st, color=c, mfc='white', label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
-            ax.fill_between(xs, 0, g[f'{col}_floor'].to_numpy(float), color=c, alpha=0.15, lw=0)
-            hit = (g.verdict == BEYOND).to_numpy(bool)
-            ax.scatter(xs[hit], y[hit], color=c, marker=st[0], zorder=3)
-        _ckpt_axis(ax, order, steps, pad=True); ax.set_ylabel(lab); ax.set_ylim(bottom=0)
-        ax.legend(fontsize='small', title='band: noise floor (95%)\nfilled: beyond chance', title_fontsize='x-small')
+        _distance_panel(ax, d, col, lab, pos, order, steps)
     if not len(d): _empty(axes[0], 'one checkpoint: nothing to compare')
     axes[0].set_title('Earth-mover distance'); axes[1].set_title('Largest CDF gap')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #9fef8db6
+def _paired_point(ax, r, x:float, color):
+    "The row `r` of `R.paired_differences` at `x`: mean_diff with its interval and n (filled: beyond chance), or 'too few'."
+    if r.n_prompts < MIN_N: _too_few(ax, x, r.n_prompts); return
+    ax.errorbar([x], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
+                color=color, mfc=color if r.verdict == BEYOND else 'white', capsize=4)
+    ax.annotate(f'n={r.n_prompts}', (x, r.ci_high), xytext=(0, 3), textcoords='offset points', ha='center', fontsize='x-small')
 
 # %% ../nbs/06_report_figures.ipynb #aef2e98d
 def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean)
@@ -306,15 +351,19 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
     fig, ax = _fig(w=max(5, 0.8 * len(order) + 2), h=4)
     ax.axhline(0, color='grey', lw=1)
     x = dict(zip(order, _ckpt_x(order, steps)[0]))
-    for r in p.itertuples():
-        if r.n_prompts < MIN_N: _too_few(ax, x[r.model], r.n_prompts); continue
-        ax.errorbar([x[r.model]], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
-                    color=colors[r.model], mfc=colors[r.model] if r.verdict == BEYOND else 'white', capsize=4)
-        ax.annotate(f'n={r.n_prompts}', (x[r.model], r.ci_high), xytext=(0, 3), textcoords='offset points', ha='center', fontsize='x-small')
+    for r in p.itertuples(): _paired_point(ax, r, x[r.model], colors[r.model])
     _ckpt_axis(ax, order, steps, pad=True)
     ax.set_ylabel(f'mean entropy − {order[0]} (nats, per prompt)')
     ax.set_title('Paired change in mean entropy per prompt (95% CI; filled: beyond chance, Holm)')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #9d292347
+def _majority_marker(ax, r, i:int, n:int, color):
+    "Checkpoint `i` of `n`'s majority-vote accuracy (a row of `R.majority_vote`) as an open diamond at k = N, with its interval."
+    if r.n_graded and r.n_samples > 1:
+        x = r.n_samples * 2 ** (0.05 * (i - (n - 1) / 2))  # side by side on the log axis
+        ax.errorbar([x], [r.majority_accuracy], yerr=[[r.majority_accuracy - r.ci_low], [r.ci_high - r.majority_accuracy]],
+                    fmt='D', mfc='none', color=color, capsize=3, ms=7)
 
 # %% ../nbs/06_report_figures.ipynb #f8c1b2c3
 def fig_pass_at_k(results:pd.DataFrame, # prompt results (model, prompt_id, correct, n_samples, n_correct)
@@ -329,11 +378,7 @@ def fig_pass_at_k(results:pd.DataFrame, # prompt results (model, prompt_id, corr
     for i, (m, g) in enumerate(t.groupby('model', sort=False)):
         ax.plot(g.k, g.pass_at_k, 'o-', color=colors[m], lw=1.6, ms=4, label=m if s is None else f'{m} (step {s[order.index(m)]})')
         ax.fill_between(g.k, g.ci_low, g.ci_high, color=colors[m], alpha=0.15, lw=0)
-        r = mv.loc[m]
-        if r.n_scored and r.n_samples > 1:
-            x = r.n_samples * 2 ** (0.05 * (i - (len(order) - 1) / 2))  # side by side on the log axis
-            ax.errorbar([x], [r.majority_accuracy], yerr=[[r.majority_accuracy - r.ci_low], [r.ci_high - r.majority_accuracy]],
-                        fmt='D', mfc='none', color=colors[m], capsize=3, ms=7)
+        _majority_marker(ax, mv.loc[m], i, len(order), colors[m])
     ks = sorted(set(t.k))
     ax.set_xscale('log', base=2); ax.set_xticks(ks or [1], [str(k) for k in ks] or ['1']); ax.minorticks_off()
     ax.set_ylim(0, 1.02); ax.set_xlabel('k (samples allowed per prompt, log₂ scale)'); ax.set_ylabel('pass@k')
@@ -341,6 +386,32 @@ def fig_pass_at_k(results:pd.DataFrame, # prompt results (model, prompt_id, corr
     else: _empty(ax, 'no prompt has a reference answer')
     ax.set_title('pass@k per checkpoint (95% band over prompts)')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #0156fea2
+def _overlap_panel(a, o:pd.DataFrame, x:np.ndarray, q:float, order:list, steps:dict|None):
+    "The rows of `R.aligned_top_overlap` at the later checkpoints' x: overlap, chance and the 95% floor."
+    a.plot(x, o.overlap, 'o-', color='tab:blue', mfc='white', label='overlap (filled: beyond chance)')
+    a.plot(x, o.chance, ':', color='grey', label='chance (shuffled within prompts)')
+    a.fill_between(x, 0, o.floor.to_numpy(float), color='grey', alpha=0.2, lw=0, label='95% floor')
+    hit = (o.verdict == BEYOND).to_numpy(bool); a.scatter(x[hit], o.overlap.to_numpy(float)[hit], color='tab:blue', zorder=3)
+    a.set_ylim(0, 1.05); a.set_ylabel(f'share of {order[0]} top-{round((1 - q) * 100)}% positions kept')
+    _ckpt_axis(a, order, steps, pad=True); a.legend(fontsize='small')
+    a.set_title('Do uncertain positions stay uncertain?')
+
+# %% ../nbs/06_report_figures.ipynb #f1e3c3c9
+def _change_panel(b, c:pd.DataFrame, colors:dict, order:list, n_bins:int):
+    "The rows of `R.aligned_change_by_percentile` by bin: delta_corrected with its band, and the raw delta."
+    b.axhline(0, color='grey', lw=1)
+    for m, g in c.groupby('model', sort=False):
+        b.plot(g['bin'], g.delta_corrected, 'o-', color=colors[m], ms=3, mfc='white', label=f'{m}, regression-corrected')
+        b.fill_between(g['bin'].to_numpy(float), g.corrected_ci_low.to_numpy(float), g.corrected_ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
+        hit = (g.verdict == BEYOND).to_numpy(bool); b.scatter(g['bin'].to_numpy(float)[hit], g.delta_corrected.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
+        b.plot(g['bin'], g.delta, ':', color=colors[m], lw=1, label=f'{m}, raw (includes regression to the mean)')
+    b.set_xlabel(f'percentile bin of {order[0]} entropy (1 = lowest of {n_bins})')
+    b.set_ylabel(f'entropy change vs {order[0]} (nats)')
+    if len(c): b.legend(fontsize='small')
+    else: _empty(b, 'one checkpoint: nothing to compare')
+    b.set_title('Where entropy changed (filled: beyond chance and regression)')
 
 # %% ../nbs/06_report_figures.ipynb #7960eafd
 def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
@@ -354,42 +425,92 @@ def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, 
     o = R.aligned_top_overlap(scored, order, q=q)
     c = R.aligned_change_by_percentile(scored, order, n_bins=n_bins)
     fig, (a, b) = _fig(1, 2, w=11, h=4.2)
-    x = _ckpt_x(order, steps)[0][1:]
-    a.plot(x, o.overlap, 'o-', color='tab:blue', mfc='white', label='overlap (filled: beyond chance)')
-    a.plot(x, o.chance, ':', color='grey', label='chance (shuffled within prompts)')
-    a.fill_between(x, 0, o.floor.to_numpy(float), color='grey', alpha=0.2, lw=0, label='95% floor')
-    hit = (o.verdict == BEYOND).to_numpy(bool); a.scatter(x[hit], o.overlap.to_numpy(float)[hit], color='tab:blue', zorder=3)
-    a.set_ylim(0, 1.05); a.set_ylabel(f'share of {order[0]} top-{round((1 - q) * 100)}% positions kept')
-    _ckpt_axis(a, order, steps, pad=True); a.legend(fontsize='small')
-    a.set_title('Do uncertain positions stay uncertain?')
-    b.axhline(0, color='grey', lw=1)
-    for m, g in c.groupby('model', sort=False):
-        b.plot(g['bin'], g.delta_corrected, 'o-', color=colors[m], ms=3, mfc='white', label=f'{m}, regression-corrected')
-        b.fill_between(g['bin'].to_numpy(float), g.corrected_ci_low.to_numpy(float), g.corrected_ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
-        hit = (g.verdict == BEYOND).to_numpy(bool); b.scatter(g['bin'].to_numpy(float)[hit], g.delta_corrected.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
-        b.plot(g['bin'], g.delta, ':', color=colors[m], lw=1, label=f'{m}, raw (includes regression to the mean)')
-    b.set_xlabel(f'percentile bin of {order[0]} entropy (1 = lowest of {n_bins})')
-    b.set_ylabel(f'entropy change vs {order[0]} (nats)')
-    if len(c): b.legend(fontsize='small')
-    else: _empty(b, 'one checkpoint: nothing to compare')
-    b.set_title('Where entropy changed (filled: beyond chance and regression)')
+    _overlap_panel(a, o, _ckpt_x(order, steps)[0][1:], q, order, steps)
+    _change_panel(b, c, colors, order, n_bins)
     return fig
 
-# %% ../nbs/06_report_figures.ipynb #2582a93f
-FIGURE_ANALYSES = {
-    'fig_entropy_hist_log': ['entropy_histograms'],
-    'fig_low_entropy': ['share_below', 'percentile_thresholds'],
-    'fig_entropy_by_step': ['entropy_by_step'],
-    'fig_entropy_by_position': ['entropy_by_position'],
-    'fig_token_ranking': ['token_ranking'],
-    'fig_forking_overlap': ['forking_overlap'],
-    'fig_think_vs_answer': ['think_vs_answer'],
-    'fig_accuracy': ['accuracy_by_model'],
-    'fig_entropy_by_correctness': ['entropy_by_correctness'],
-    'fig_entropy_vs_accuracy': ['entropy_vs_accuracy'],
-    'fig_distances': ['distribution_distances'],
-    'fig_paired_differences': ['paired_differences'],
-    'fig_pass_at_k': ['pass_at_k_table', 'majority_vote'],
-    'fig_aligned': ['aligned_top_overlap', 'aligned_change_by_percentile'],
-}
-READ_ME = {f: ' '.join(R.READ_ME[k] for k in ks) for f, ks in FIGURE_ANALYSES.items()}
+# %% ../nbs/06_report_figures.ipynb #7d748e16
+def _given_order(df:pd.DataFrame, models:Sequence[str]|None)->list:
+    "`models` as a list, or the checkpoints of `df` in order of first appearance."
+    return list(models) if models is not None else R.model_order(df)
+
+# %% ../nbs/06_report_figures.ipynb #984b2607
+def _reliability_points(ax, t:pd.DataFrame, m:str, color):
+    "Checkpoint `m`'s bins (rows of `A.reliability`): accuracy against predicted probability, Wilson intervals, n."
+    ax.errorbar(t.predicted, t.accuracy, yerr=[t.accuracy - t.ci_low, t.ci_high - t.accuracy], marker='o', color=color, label=m, capsize=2)
+    for r in t.itertuples(): ax.annotate(f'n={r.n}', (r.predicted, r.accuracy), fontsize='xx-small', xytext=(3, 3), textcoords='offset points')
+
+# %% ../nbs/06_report_figures.ipynb #4b69dd5e
+def fig_reliability(table:pd.DataFrame, # from `reliability`
+                    models:Sequence[str]|None=None, # checkpoints in order
+                   ):
+    "Observed accuracy against answer-token probability per checkpoint, Wilson intervals, the diagonal."
+    fig, ax = _fig(w=6, h=5)
+    ax.plot([0, 1], [0, 1], color='grey', lw=0.8, ls='--')
+    ms = _given_order(table, models) if len(table) else []
+    cs = checkpoint_colors(ms)
+    for m in ms: _reliability_points(ax, table[table.model == m], m, cs[m])
+    if not ms: _empty(ax, 'no graded answers')
+    ax.set(xlabel="probability of the answer's tokens", ylabel='observed accuracy', xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    if ms: ax.legend(fontsize='small')
+    return fig
+
+# %% ../nbs/06_report_figures.ipynb #0c31ad43
+def _stacked_shares(ax, table:pd.DataFrame, ms:list, x:np.ndarray, unit:float):
+    "The quadrant shares of `table` (`A.quadrants`) as stacked bars at the checkpoints' x, in `QUADRANTS` order."
+    bottom = np.zeros(len(ms))
+    for name, col in zip(QUADRANTS, ['#d9d9d9', '#9ecae1', '#fdae6b', '#d62728']):
+        v = np.array([table[(table.model == m) & (table.quadrant == name)].share.sum() for m in ms])
+        ax.bar(x, v, 0.7 * unit, bottom=bottom, color=col, label=name); bottom += v
+
+# %% ../nbs/06_report_figures.ipynb #96b4b394
+def fig_quadrants(table:pd.DataFrame, # from `quadrants`
+                  models:Sequence[str]|None=None, # checkpoints in order
+                  steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
+                 ):
+    "Stacked share of tokens per entropy × varentropy quadrant, per checkpoint."
+    fig, ax = _fig(w=8, h=4.5)
+    ms = _given_order(table, models) if len(table) else []
+    if not ms: _empty(ax); return fig
+    x, unit, _ = _ckpt_x(ms, steps)
+    _stacked_shares(ax, table, ms, x, unit)
+    _ckpt_axis(ax, ms, steps); ax.set(ylabel='share of tokens', ylim=(0, 1))
+    ax.legend(fontsize='x-small', loc='upper left', bbox_to_anchor=(1, 1))
+    return fig
+
+# %% ../nbs/06_report_figures.ipynb #d60dae2c
+def _fit_curve(ax, f:pd.Series, results:pd.DataFrame):
+    "The fitted R = −a·exp(H) + b (a row of `A.entropy_fit`) from 0 to the largest mean entropy, or its note as the title."
+    if np.isfinite(f.a):
+        h = np.linspace(0, max(results.entropy_mean.max(), 0.1), 100)
+        ax.plot(h, -f.a * np.exp(h) + f.b, color='black', lw=1, label=f'R = −{f.a:.3g}·exp(H) + {f.b:.3g}, R² = {f.r2:.2f}')
+    else: ax.set_title(f.note, fontsize='small')
+
+# %% ../nbs/06_report_figures.ipynb #5fdb1642
+def fig_entropy_fit(results:pd.DataFrame, # prompt results
+                    models:Sequence[str]|None=None, # checkpoints in order
+                   ):
+    "Each checkpoint's (mean entropy, accuracy) and the fitted R = −a·exp(H) + b when there is one."
+    fig, ax = _fig(w=6, h=4.5)
+    ms = _given_order(results, models)
+    cs = checkpoint_colors(ms)
+    for m, h, r in fit_points(results, ms): ax.scatter(h, r, color=cs[m], label=m, zorder=3)
+    _fit_curve(ax, entropy_fit(results, ms).iloc[0], results)
+    ax.set(xlabel='mean token entropy (nats)', ylabel='accuracy'); ax.legend(fontsize='x-small')
+    return fig
+
+# %% ../nbs/06_report_figures.ipynb #7c0685d5
+def fig_trajectories(table:pd.DataFrame, # from `trajectories`
+                     models:Sequence[str]|None=None, # checkpoints in order
+                     steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
+                    ):
+    "Each prompt's mean entropy across checkpoints (thin lines) and the median over prompts (black)."
+    fig, ax = _fig(w=8, h=4.5)
+    if not len(table): _empty(ax); return fig
+    ms = _given_order(table, models)
+    w = table.pivot_table(index='prompt_id', columns='checkpoint', values='entropy_mean')
+    x = np.array(sorted(table.x.unique()))
+    for _, row in w.iterrows(): ax.plot(x, row.to_numpy(), color='tab:blue', alpha=0.15, lw=0.7)
+    ax.plot(x, w.median().to_numpy(), color='black', lw=2, label=f'median over {len(w)} prompts')
+    _ckpt_axis(ax, ms, steps); ax.set(ylabel='mean token entropy (nats)'); ax.legend(fontsize='small')
+    return fig

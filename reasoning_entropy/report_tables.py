@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import math
 from typing import Sequence
-
 import numpy as np
 import pandas as pd
 from fastcore.meta import delegates
@@ -16,19 +15,20 @@ from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, t_halfwidth, t_
                                      mean01_interval, ratio_interval, holm, verdict, distance_null, overlap_null, change_by_percentile,
                                      wasserstein1, ks_distance)
 
-
-log = logging.getLogger(__name__)
-
-QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # the quantiles every summary reports
-
 # %% auto #0
-__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'READ_ME', 'model_order', 'step_axis', 'with_steps', 'entropy_summary', 'log_bins',
+__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'model_order', 'step_axis', 'with_steps', 'entropy_summary', 'log_bins',
            'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position',
            'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
            'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'distribution_distances',
            'paired_differences', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
            'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'aligned_groups',
            'sequences_label', 'groups_table', 'by_group']
+
+# %% ../nbs/05_report_tables.ipynb #aad7c66f
+log = logging.getLogger(__name__)
+
+# %% ../nbs/05_report_tables.ipynb #194d3f5a
+QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # the quantiles every summary reports
 
 # %% ../nbs/05_report_tables.ipynb #87de5f7b
 def model_order(df:pd.DataFrame, # any frame with a `model` column
@@ -50,17 +50,20 @@ def _by_model(df:pd.DataFrame, models:Sequence[str]|None):
     groups = dict(tuple(df.groupby(df['model'].astype(str), sort=False)))
     return order, {m: groups[m] for m in order}
 
+# %% ../nbs/05_report_tables.ipynb #4d57d718
 def _values(s:pd.Series)->np.ndarray:
     "Finite float values of a Series."
     a = s.to_numpy(dtype=float, na_value=np.nan)
     return a[np.isfinite(a)]
 
+# %% ../nbs/05_report_tables.ipynb #9abf24d1
 def _concat_per_model(df:pd.DataFrame, models:Sequence[str]|None, fn, cols:list)->pd.DataFrame:
     "The frames `fn(model, its rows)` of every checkpoint in order, concatenated, with columns `cols`."
     order, groups = _by_model(df, models)
     out = [fn(m, groups[m]) for m in order]
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
+# %% ../nbs/05_report_tables.ipynb #2a932150
 def _per_model(tokens:pd.DataFrame, models:Sequence[str]|None, fn)->pd.DataFrame:
     "One row per checkpoint in order: `model` and the dict `fn` makes of its finite entropies."
     order, groups = _by_model(tokens, models)
@@ -79,14 +82,19 @@ def step_axis(models:Sequence[str], # checkpoints in order
 def with_steps(df:pd.DataFrame, # a table with a `model` column (others are returned as they are)
                steps:dict|None=None, # {model: training step or None}
               )->pd.DataFrame:
-    "`df` with each checkpoint's training step as a nullable Int64 column after `model` (and `ref_step` after `ref_model`)."
+    "`df` with each checkpoint's training step as a nullable Int64 column `training_step` after `model` (and `ref_training_step` after `ref_model`)."
     if 'model' not in df.columns: return df
-    col = 'training_step' if 'step' in df.columns else 'step'
     get = lambda c: pd.array([(steps or {}).get(str(m)) for m in df[c]], dtype='Int64')
     out = df.copy()
-    out.insert(out.columns.get_loc('model') + 1, col, get('model'))
-    if 'ref_model' in out.columns: out.insert(out.columns.get_loc('ref_model') + 1, f'ref_{col}', get('ref_model'))
+    out.insert(out.columns.get_loc('model') + 1, 'training_step', get('model'))
+    if 'ref_model' in out.columns: out.insert(out.columns.get_loc('ref_model') + 1, 'ref_training_step', get('ref_model'))
     return out
+
+# %% ../nbs/05_report_tables.ipynb #596b6155
+def _summary_stats(x:np.ndarray, quantiles:Sequence[float])->dict:
+    "mean, median, std (population), min, max and the `quantiles` (as q01, q05, …) of `x`."
+    r = dict(mean=x.mean(), median=np.median(x), std=x.std(), min=x.min(), max=x.max())
+    return r | {f"q{round(q*100):02d}": v for q, v in zip(quantiles, np.quantile(x, quantiles))}
 
 # %% ../nbs/05_report_tables.ipynb #abe3c97f
 def entropy_summary(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
@@ -100,10 +108,7 @@ def entropy_summary(tokens:pd.DataFrame, # tokens table (model, prompt_id, entro
     for m in order:
         g = groups[m]; x = _values(g[col])
         r = dict(model=m, n_tokens=len(x), n_prompts=g['prompt_id'].nunique())
-        if len(x):
-            r.update(mean=x.mean(), median=np.median(x), std=x.std(),
-                     min=x.min(), max=x.max())
-            r.update({f"q{round(q*100):02d}": v for q, v in zip(quantiles, np.quantile(x, quantiles))})
+        if len(x): r.update(_summary_stats(x, quantiles))
         rows.append(r)
     return pd.DataFrame(rows)
 
@@ -117,6 +122,13 @@ def log_bins(values, # entropies (any array-like)
     top = max(float(x.max()) if len(x) else 1.0, floor * 10)
     return np.geomspace(floor, top, n_bins + 1)
 
+# %% ../nbs/05_report_tables.ipynb #499774e0
+def _histogram(m:str, x:np.ndarray, edges:np.ndarray)->pd.DataFrame:
+    "Rows model, bin_left, bin_right, count, fraction of checkpoint `m`'s values `x` on `edges` (clipped into them)."
+    x = np.clip(x, edges[0], edges[-1])
+    c, _ = np.histogram(x, edges)
+    return pd.DataFrame(dict(model=m, bin_left=edges[:-1], bin_right=edges[1:], count=c, fraction=c / max(len(x), 1)))
+
 # %% ../nbs/05_report_tables.ipynb #d0a505df
 def entropy_histograms(tokens:pd.DataFrame, # tokens table
                        models:Sequence[str]|None=None, # checkpoint order
@@ -127,13 +139,7 @@ def entropy_histograms(tokens:pd.DataFrame, # tokens table
     "Per checkpoint and shared log-spaced bin: bin_left, bin_right, count and fraction of the checkpoint's tokens."
     order, groups = _by_model(tokens, models)
     edges = log_bins(_values(tokens['entropy']), n_bins, floor) if bins is None else np.asarray(bins, float)
-    out = []
-    for m in order:
-        x = np.clip(_values(groups[m]['entropy']), edges[0], edges[-1])
-        c, _ = np.histogram(x, edges)
-        out.append(pd.DataFrame(dict(model=m, bin_left=edges[:-1], bin_right=edges[1:], count=c,
-                                     fraction=c / max(len(x), 1))))
-    return pd.concat(out, ignore_index=True)
+    return pd.concat([_histogram(m, _values(groups[m]['entropy']), edges) for m in order], ignore_index=True)
 
 # %% ../nbs/05_report_tables.ipynb #7f929dc1
 def share_below(tokens:pd.DataFrame, # tokens table
@@ -157,6 +163,15 @@ def percentile_thresholds(tokens:pd.DataFrame, # tokens table
         return dict(q=q, n_tokens=len(x), threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan)
     return _per_model(tokens, models, above)
 
+# %% ../nbs/05_report_tables.ipynb #e634bb2d
+def _by_step(g:pd.DataFrame, max_step:int|None)->pd.DataFrame:
+    "step, count, mean, std over prompts of one checkpoint's entropy at each step ≤ max_step; a prompt's samples averaged first."
+    g = g[['prompt_id', 'step', 'entropy']].dropna()
+    if max_step is not None: g = g[g.step <= max_step]
+    if g.duplicated(['prompt_id', 'step']).any():  # several samples: each prompt's mean at the step
+        g = g.groupby(['prompt_id', 'step'], sort=False)['entropy'].mean().reset_index()
+    return g.groupby('step')['entropy'].agg(['count', 'mean', 'std']).reset_index()
+
 # %% ../nbs/05_report_tables.ipynb #ce0553fa
 def entropy_by_step(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
@@ -167,16 +182,22 @@ def entropy_by_step(tokens:pd.DataFrame, # tokens table
     order, groups = _by_model(tokens, models)
     out = []
     for m in order:
-        g = groups[m][['prompt_id', 'step', 'entropy']].dropna()
-        if max_step is not None: g = g[g.step <= max_step]
-        if g.duplicated(['prompt_id', 'step']).any():  # several samples: each prompt's mean at the step
-            g = g.groupby(['prompt_id', 'step'], sort=False)['entropy'].mean().reset_index()
-        a = g.groupby('step')['entropy'].agg(['count', 'mean', 'std']).reset_index()
+        a = _by_step(groups[m], max_step)
         h = t_halfwidth(a['std'].to_numpy(), a['count'].to_numpy())
         out.append(pd.DataFrame(dict(model=m, step=a.step.astype('int64'), n=a['count'], mean=a['mean'],
                                      ci_low=a['mean'] - h, ci_high=a['mean'] + h)))
     r = pd.concat(out, ignore_index=True)
     return r[r.n >= min_count].reset_index(drop=True)
+
+# %% ../nbs/05_report_tables.ipynb #2a6a1391
+def _position_sums(g:pd.DataFrame, n_bins:int)->pd.DataFrame:
+    "bin, prompt_id, sum, count of one checkpoint's entropies by relative-position bin (step − ½)/length and prompt."
+    gen = ['prompt_id'] + (['sample'] if 'sample' in g else [])  # one generation
+    g = g[gen + ['step', 'entropy']].dropna()
+    length = g.groupby(gen)['step'].transform('max')
+    pos = (g['step'] - 0.5) / length
+    b = np.minimum((pos * n_bins).astype(int), n_bins - 1)
+    return g.assign(bin=b).groupby(['bin', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
 
 # %% ../nbs/05_report_tables.ipynb #5caf4878
 def entropy_by_position(tokens:pd.DataFrame, # tokens table
@@ -187,17 +208,18 @@ def entropy_by_position(tokens:pd.DataFrame, # tokens table
     order, groups = _by_model(tokens, models)
     out = []
     for m in order:
-        gen = ['prompt_id'] + (['sample'] if 'sample' in groups[m] else [])  # one generation
-        g = groups[m][gen + ['step', 'entropy']].dropna()
-        length = g.groupby(gen)['step'].transform('max')
-        pos = (g['step'] - 0.5) / length
-        b = np.minimum((pos * n_bins).astype(int), n_bins - 1)
-        c = g.assign(bin=b).groupby(['bin', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
-        for k, cb in c.groupby('bin'):
+        for k, cb in _position_sums(groups[m], n_bins).groupby('bin'):
             r = ratio_interval(cb['sum'].to_numpy(), cb['count'].to_numpy())
             out.append(dict(model=m, bin=int(k), position=(k + 0.5) / n_bins, n=r['n'],
                             n_prompts=r['n_clusters'], mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
     return pd.DataFrame(out, columns=['model', 'bin', 'position', 'n', 'n_prompts', 'mean', 'ci_low', 'ci_high'])
+
+# %% ../nbs/05_report_tables.ipynb #ee7dcdc8
+def _token_means(g:pd.DataFrame, token_col:str, min_count:int)->pd.DataFrame:
+    "token, count, entropy_mean of the token strings of `g` seen at least `min_count` times, in order of first appearance."
+    a = (g.groupby(token_col, sort=False)['entropy'].agg(['count', 'mean'])
+         .rename(columns={'mean': 'entropy_mean'}).reset_index().rename(columns={token_col: 'token'}))
+    return a[a['count'] >= min_count]
 
 # %% ../nbs/05_report_tables.ipynb #80b99485
 def token_ranking(tokens:pd.DataFrame, # tokens table
@@ -208,12 +230,19 @@ def token_ranking(tokens:pd.DataFrame, # tokens table
                  )->pd.DataFrame:
     "Per checkpoint, the `n` highest- and lowest-mean-entropy token strings: model, direction, rank, token, count, entropy_mean."
     def ranked(m, g):
-        a = (g.groupby(token_col, sort=False)['entropy'].agg(['count', 'mean'])
-             .rename(columns={'mean': 'entropy_mean'}).reset_index().rename(columns={token_col: 'token'}))
-        a = a[a['count'] >= min_count]
+        a = _token_means(g, token_col, min_count)
         return pd.concat([t.assign(model=m, direction=d, rank=np.arange(1, len(t) + 1)) for d, asc in (('high', False), ('low', True))
                           for t in [a.sort_values(['entropy_mean', 'count', 'token'], ascending=[asc, False, True]).head(n)]])
     return _concat_per_model(tokens, models, ranked, ['model', 'direction', 'rank', 'token', 'count', 'entropy_mean'])
+
+# %% ../nbs/05_report_tables.ipynb #80ef0e61
+def _forking_rates(g:pd.DataFrame, q:float, token_col:str)->tuple:
+    "(threshold, frame token, n_forking, count, forking_rate) of one checkpoint's tokens `g`."
+    g = g[[token_col, 'entropy']].dropna()
+    t = float(np.quantile(g['entropy'], q)) if len(g) else np.nan
+    a = (g.assign(fork=g['entropy'] > t).groupby(token_col, sort=False)['fork'].agg(['sum', 'count'])
+         .reset_index().rename(columns={token_col: 'token', 'sum': 'n_forking'}))
+    return t, a.assign(forking_rate=a.n_forking / a['count'])
 
 # %% ../nbs/05_report_tables.ipynb #6dfd395d
 def forking_tokens(tokens:pd.DataFrame, # tokens table
@@ -225,11 +254,7 @@ def forking_tokens(tokens:pd.DataFrame, # tokens table
                   )->pd.DataFrame:
     "Per checkpoint, its `top_n` token strings of highest forking rate (seen ≥ min_count times): model, threshold, rank, token, n_forking, count, forking_rate."
     def forks(m, g):
-        g = g[[token_col, 'entropy']].dropna()
-        t = float(np.quantile(g['entropy'], q)) if len(g) else np.nan
-        a = (g.assign(fork=g['entropy'] > t).groupby(token_col, sort=False)['fork'].agg(['sum', 'count'])
-             .reset_index().rename(columns={token_col: 'token', 'sum': 'n_forking'}))
-        a = a.assign(forking_rate=a.n_forking / a['count'])
+        t, a = _forking_rates(g, q, token_col)
         a = a[(a['count'] >= min_count) & (a.n_forking > 0)].sort_values(['forking_rate', 'count', 'token'], ascending=[False, False, True]).head(top_n)
         return a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1))
     cols = ['model', 'threshold', 'rank', 'token', 'n_forking', 'count', 'forking_rate']
@@ -243,6 +268,18 @@ def jaccard(a, # a set (or iterable)
     a, b = set(a), set(b)
     return len(a & b) / len(a | b) if (a or b) else float('nan')
 
+# %% ../nbs/05_report_tables.ipynb #71db0992
+def _set_changes(order:list, sets:dict)->list:
+    "Per checkpoint of `order`: model, n_set, jaccard_prev, jaccard_first, n_new, n_lost of its set in `sets`."
+    rows = []
+    for i, m in enumerate(order):
+        prev = sets[order[i - 1]] if i else None
+        rows.append(dict(model=m, n_set=len(sets[m]),
+                         jaccard_prev=jaccard(sets[m], prev) if i else np.nan,
+                         jaccard_first=jaccard(sets[m], sets[order[0]]),
+                         n_new=len(sets[m] - prev) if i else np.nan, n_lost=len(prev - sets[m]) if i else np.nan))
+    return rows
+
 # %% ../nbs/05_report_tables.ipynb #d2ae9527
 @delegates(forking_tokens)
 def forking_overlap(tokens:pd.DataFrame, # tokens table
@@ -252,15 +289,13 @@ def forking_overlap(tokens:pd.DataFrame, # tokens table
     "Per checkpoint: n_set, Jaccard overlap of its forking-rate set with the previous (jaccard_prev) and first (jaccard_first) checkpoint's, n_new/n_lost vs previous."
     order = model_order(tokens, models)
     ft = forking_tokens(tokens, order, **kwargs)
-    sets = {m: set(ft.loc[ft.model == m, 'token']) for m in order}
-    rows = []
-    for i, m in enumerate(order):
-        prev = sets[order[i - 1]] if i else None
-        rows.append(dict(model=m, n_set=len(sets[m]),
-                         jaccard_prev=jaccard(sets[m], prev) if i else np.nan,
-                         jaccard_first=jaccard(sets[m], sets[order[0]]),
-                         n_new=len(sets[m] - prev) if i else np.nan, n_lost=len(prev - sets[m]) if i else np.nan))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(_set_changes(order, {m: set(ft.loc[ft.model == m, 'token']) for m in order}))
+
+# %% ../nbs/05_report_tables.ipynb #16c87587
+def _think_end(txt:np.ndarray, lens:np.ndarray, close_tag:str)->int|None:
+    "The index of the token (of one generation's strings `txt`, lengths `lens`, in step order) that completes `close_tag`; None if none does."
+    i = ''.join(txt).find(close_tag)
+    return None if i < 0 else int(np.searchsorted(np.cumsum(lens), i + len(close_tag), 'left'))
 
 # %% ../nbs/05_report_tables.ipynb #c5b6b70f
 def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, next_token; `sample` if several)
@@ -274,9 +309,8 @@ def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, 
     lens = np.fromiter(map(len, txt), dtype=np.int64, count=len(txt))
     seg = np.full(len(s), 'unclosed', dtype=object)
     for idx in s.groupby(gen, sort=False, observed=True).indices.values():
-        i = ''.join(txt[idx]).find(close_tag)      # idx: positions in s, in step order
-        if i < 0: continue
-        k = int(np.searchsorted(np.cumsum(lens[idx]), i + len(close_tag), 'left'))
+        k = _think_end(txt[idx], lens[idx], close_tag)      # idx: positions in s, in step order
+        if k is None: continue
         seg[idx[:k + 1]] = 'think'; seg[idx[k + 1:]] = 'answer'
     out = np.empty(len(s), dtype=object); out[s.index.to_numpy()] = seg
     return pd.Series(out, index=tokens.index, name='segment')
@@ -284,6 +318,15 @@ def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, 
 # %% ../nbs/05_report_tables.ipynb #31c593e9
 SEGMENTS = ('think', 'answer', 'unclosed')
 
+# %% ../nbs/05_report_tables.ipynb #55b2d87a
+def _segment_frame(tokens:pd.DataFrame, order:list, close_tag:str, token_col:str)->pd.DataFrame:
+    "model, prompt_id, sample, entropy, segment of the tokens of the checkpoints in `order`."
+    t = tokens[tokens['model'].astype(str).isin(order)]
+    t = pd.DataFrame(dict(model=t['model'].astype(str), prompt_id=t['prompt_id'], sample=t['sample'] if 'sample' in t else 0,
+                          entropy=t['entropy'], segment=think_segments(t, close_tag, token_col)))
+    return t.dropna(subset=['entropy'])
+
+# %% ../nbs/05_report_tables.ipynb #2256c25a
 def think_vs_answer(tokens:pd.DataFrame, # tokens table
                     models:Sequence[str]|None=None, # checkpoint order
                     close_tag:str='</think>', # the text that ends the reasoning
@@ -291,9 +334,7 @@ def think_vs_answer(tokens:pd.DataFrame, # tokens table
                    )->pd.DataFrame:
     "Per checkpoint and segment (think/answer/unclosed): n_generations, n_tokens, entropy mean (95% interval clustered by prompt) and median."
     order = model_order(tokens, models)
-    t = tokens[tokens['model'].astype(str).isin(order)]
-    t = pd.DataFrame(dict(model=t['model'].astype(str), prompt_id=t['prompt_id'], sample=t['sample'] if 'sample' in t else 0,
-                          entropy=t['entropy'], segment=think_segments(t, close_tag, token_col))).dropna(subset=['entropy'])
+    t = _segment_frame(tokens, order, close_tag, token_col)
     per_prompt = t.groupby(['model', 'segment', 'prompt_id'], observed=True)['entropy'].agg(['sum', 'count'])
     n_gen = t.drop_duplicates(['model', 'segment', 'prompt_id', 'sample']).groupby(['model', 'segment']).size()
     medians = t.groupby(['model', 'segment'])['entropy'].median()
@@ -309,11 +350,12 @@ def think_vs_answer(tokens:pd.DataFrame, # tokens table
                                        'ci_high', 'entropy_median'])
 
 # %% ../nbs/05_report_tables.ipynb #b221124a
-def _scored(results:pd.DataFrame)->pd.DataFrame:
+def _graded(results:pd.DataFrame)->pd.DataFrame:
     "Rows of the prompt results that have a verdict, `correct` as bool."
     r = results[results['correct'].notna()]
     return r.assign(correct=r['correct'].astype(bool))
 
+# %% ../nbs/05_report_tables.ipynb #243c9c5a
 def accuracy_by_model(results:pd.DataFrame, # prompt results (model, prompt_id, correct, finished)
                       models:Sequence[str]|None=None, # checkpoint order
                      )->pd.DataFrame:
@@ -321,7 +363,7 @@ def accuracy_by_model(results:pd.DataFrame, # prompt results (model, prompt_id, 
     order, groups = _by_model(results, models)
     rows = []
     for m in order:
-        g = groups[m]; s = _scored(g); k, n = int(s['correct'].sum()), len(s)
+        g = groups[m]; s = _graded(g); k, n = int(s['correct'].sum()), len(s)
         lo, hi = wilson_interval(k, n)
         rows.append(dict(model=m, n=n, n_correct=k, accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi, n_prompts=len(g),
                          finished_rate=float(g['finished'].astype(bool).mean()) if 'finished' in g else np.nan))
@@ -336,27 +378,41 @@ def entropy_by_correctness(results:pd.DataFrame, # prompt results (model, correc
     order, groups = _by_model(results, models)
     rows = []
     for m in order:
-        s = _scored(groups[m])
+        s = _graded(groups[m])
         for ok in (True, False):
             r = t_interval(_values(s.loc[s['correct'] == ok, col]))
             rows.append(dict(model=m, correct=ok, n_prompts=r['n'], entropy_mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05_report_tables.ipynb #4bab7801
+def _token_weighted_mean(g:pd.DataFrame)->float:
+    "The mean of the prompts' entropy_mean weighted by their n_tokens (prompts missing either left out); NaN without tokens."
+    g = g.dropna(subset=['entropy_mean', 'n_tokens']); w = g['n_tokens'].to_numpy(float)
+    return float((g['entropy_mean'] * w).sum() / w.sum()) if w.sum() else np.nan
+
 # %% ../nbs/05_report_tables.ipynb #b8a006ab
 def entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tokens, entropy_mean, correct)
                         models:Sequence[str]|None=None, # checkpoint order
                        )->pd.DataFrame:
-    "Per checkpoint: checkpoint (0-based order), entropy_mean (token-weighted = token-level), prompt_entropy_mean, accuracy, n_scored."
+    "Per checkpoint: entropy_mean (token-weighted = token-level), prompt_entropy_mean, accuracy, n_graded."
     order, groups = _by_model(results, models)
     acc = accuracy_by_model(results, order).set_index('model')
-    rows = []
-    for i, m in enumerate(order):
-        g = groups[m].dropna(subset=['entropy_mean', 'n_tokens']); w = g['n_tokens'].to_numpy(float)
-        rows.append(dict(model=m, checkpoint=i,
-                         entropy_mean=float((g['entropy_mean'] * w).sum() / w.sum()) if w.sum() else np.nan,
-                         prompt_entropy_mean=float(g['entropy_mean'].mean()),
-                         accuracy=acc.loc[m, 'accuracy'], n_scored=int(acc.loc[m, 'n'])))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([dict(model=m, entropy_mean=_token_weighted_mean(groups[m]),
+                              prompt_entropy_mean=float(groups[m].dropna(subset=['entropy_mean', 'n_tokens'])['entropy_mean'].mean()),
+                              accuracy=acc.loc[m, 'accuracy'], n_graded=int(acc.loc[m, 'n'])) for m in order])
+
+# %% ../nbs/05_report_tables.ipynb #3a02e38f
+def _values_by_prompt(groups:dict, order:list, col:str)->dict:
+    "{model: (its finite values of `col`, the prompt of each as strings)}."
+    x = {m: groups[m][['prompt_id', col]].dropna() for m in order}
+    return {m: (g[col].to_numpy(float), g['prompt_id'].astype(str).to_numpy()) for m, g in x.items()}
+
+# %% ../nbs/05_report_tables.ipynb #92d23ad0
+def _pair_p_adj(done:dict)->dict:
+    "{pair: the smaller of its Holm-adjusted wasserstein_p and ks_p}, over every test of the pairs of `done`."
+    pairs = list(done)                          # each pair once (the second checkpoint's two rows are one comparison)
+    adj = holm([done[k][c] for c in ('wasserstein_p', 'ks_p') for k in pairs])
+    return {k: np.fmin(adj[i], adj[len(pairs) + i]) for i, k in enumerate(pairs)}
 
 # %% ../nbs/05_report_tables.ipynb #81819ce9
 def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
@@ -368,8 +424,7 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
                           )->pd.DataFrame:
     "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), verdict."
     order, groups = _by_model(tokens, models)
-    x = {m: groups[m][['prompt_id', col]].dropna() for m in order}
-    x = {m: (g[col].to_numpy(float), g['prompt_id'].astype(str).to_numpy()) for m, g in x.items()}
+    x = _values_by_prompt(groups, order, col)
     cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
             'ks', 'ks_floor', 'ks_p', 'p_adj', 'verdict']
     rows, done = [], {}
@@ -378,12 +433,21 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
             if (m, ref) not in done: done[m, ref] = distance_null(x[m][0], x[m][1], x[ref][0], x[ref][1], n_perm=n_perm, level=level, seed=seed, grid=1024)
             rows.append(dict(model=m, comparison=comp, ref_model=ref, n=len(x[m][0]), n_ref=len(x[ref][0]), **done[m, ref]))
     t = pd.DataFrame(rows, columns=cols)
-    pairs = list(done)                          # each pair once (the second checkpoint's two rows are one comparison)
-    adj = holm([done[k][c] for c in ('wasserstein_p', 'ks_p') for k in pairs])
-    p_adj = {k: np.fmin(adj[i], adj[len(pairs) + i]) for i, k in enumerate(pairs)}
+    p_adj = _pair_p_adj(done)
     t['p_adj'] = np.array([p_adj[k] for k in zip(t.model, t.ref_model)], float)
     t['verdict'] = verdict(t['p_adj'].to_numpy(float))
     return t
+
+# %% ../nbs/05_report_tables.ipynb #02df4000
+def _adjusted(t:pd.DataFrame)->pd.DataFrame:
+    "`t` with p_adj (Holm over all its rows) and verdict filled from its `p`."
+    return t.assign(p_adj=holm(t['p'].to_numpy(float)), verdict=verdict(holm(t['p'].to_numpy(float))))
+
+# %% ../nbs/05_report_tables.ipynb #46bf13ac
+def _prompt_means(results:pd.DataFrame, order:list, col:str)->pd.DataFrame:
+    "`col` per prompt (rows) and checkpoint of `order` (columns), averaged over a prompt's rows."
+    w = results[results['model'].astype(str).isin(order)].assign(model=lambda d: d['model'].astype(str))
+    return w.pivot_table(index='prompt_id', columns='model', values=col, aggfunc='mean')
 
 # %% ../nbs/05_report_tables.ipynb #aa89e2ed
 def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id, entropy_mean)
@@ -393,8 +457,7 @@ def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id,
                       )->pd.DataFrame:
     "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first) with Hall's interval, p, p_adj (Holm), verdict, median_diff, share_lower."
     order = model_order(results, models)
-    w = results[results['model'].astype(str).isin(order)].assign(model=lambda d: d['model'].astype(str))
-    w = w.pivot_table(index='prompt_id', columns='model', values=col, aggfunc='mean')
+    w = _prompt_means(results, order, col)
     cols = ['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'p', 'p_adj', 'verdict', 'median_diff', 'share_lower']
     rows = []
     for m in order[1:]:
@@ -402,9 +465,7 @@ def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id,
         h = hall_interval(d, ci)
         rows.append(dict(model=m, ref_model=order[0], n_prompts=len(d), mean_diff=h['mean'], ci_low=h['ci_low'], ci_high=h['ci_high'], p=h['p'],
                          median_diff=np.median(d) if len(d) else np.nan, share_lower=float((d < 0).mean()) if len(d) else np.nan))
-    t = pd.DataFrame(rows, columns=cols)
-    t['p_adj'] = holm(t['p'].to_numpy(float)); t['verdict'] = verdict(t['p_adj'].to_numpy(float))
-    return t
+    return _adjusted(pd.DataFrame(rows, columns=cols))
 
 # %% ../nbs/05_report_tables.ipynb #e4a5b6c7
 def _samples_correct(results:pd.DataFrame)->tuple:
@@ -413,6 +474,7 @@ def _samples_correct(results:pd.DataFrame)->tuple:
     c = results['n_correct'] if 'n_correct' in results else results['correct'].astype('boolean').astype('Int64')
     return n, c.fillna(0).to_numpy(int), c.notna().to_numpy(bool)
 
+# %% ../nbs/05_report_tables.ipynb #133050ec
 def pass_at_k_table(results:pd.DataFrame, # prompt results (model, prompt_id, n_samples, n_correct)
                     models:Sequence[str]|None=None, # checkpoint order
                     ks:Sequence[int]|None=None, # the k to report (default: 1, 2, 4, … up to each checkpoint's samples)
@@ -429,24 +491,43 @@ def pass_at_k_table(results:pd.DataFrame, # prompt results (model, prompt_id, n_
                              pass_at_k=float(np.mean(x)) if x else np.nan, ci_low=lo, ci_high=hi))
     return pd.DataFrame(rows, columns=['model', 'k', 'n_samples', 'n_prompts', 'pass_at_k', 'ci_low', 'ci_high'])
 
+# %% ../nbs/05_report_tables.ipynb #5b5e730b
+def _pass_at_1_and_n(ns:np.ndarray, nc:np.ndarray, has:np.ndarray)->tuple:
+    "(pass@1, pass@N) of prompts with `ns` samples, `nc` right, `has` a verdict; NaN without a graded prompt."
+    full = has & (ns == (ns.max() if len(ns) else 0))
+    return (float(np.mean(nc[has] / ns[has])) if has.any() else np.nan, float(np.mean(nc[full] > 0)) if full.any() else np.nan)
+
 # %% ../nbs/05_report_tables.ipynb #e9aabbdc
 def majority_vote(results:pd.DataFrame, # prompt results (model, prompt_id, correct, n_samples, n_correct)
                   models:Sequence[str]|None=None, # checkpoint order
                  )->pd.DataFrame:
-    "Per checkpoint: n_samples, n_scored, n_correct (majority right), majority_accuracy with a Wilson 95% interval, pass_at_1, pass_at_n."
+    "Per checkpoint: n_samples, n_graded, n_correct (majority right), majority_accuracy with a Wilson 95% interval, pass_at_1, pass_at_n."
     order, groups = _by_model(results, models)
     rows = []
     for m in order:
-        g = groups[m]; s = _scored(g); k, n = int(s['correct'].sum()), len(s)
+        g = groups[m]; s = _graded(g); k, n = int(s['correct'].sum()), len(s)
         ns, nc, has = _samples_correct(g)
         lo, hi = wilson_interval(k, n)
-        full = has & (ns == (ns.max() if len(ns) else 0))
-        rows.append(dict(model=m, n_samples=int(ns.max()) if len(ns) else 0, n_scored=n, n_correct=k,
-                         majority_accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi,
-                         pass_at_1=float(np.mean(nc[has] / ns[has])) if has.any() else np.nan,
-                         pass_at_n=float(np.mean(nc[full] > 0)) if full.any() else np.nan))
-    return pd.DataFrame(rows, columns=['model', 'n_samples', 'n_scored', 'n_correct', 'majority_accuracy', 'ci_low', 'ci_high',
+        p1, pn = _pass_at_1_and_n(ns, nc, has)
+        rows.append(dict(model=m, n_samples=int(ns.max()) if len(ns) else 0, n_graded=n, n_correct=k,
+                         majority_accuracy=k / n if n else np.nan, ci_low=lo, ci_high=hi, pass_at_1=p1, pass_at_n=pn))
+    return pd.DataFrame(rows, columns=['model', 'n_samples', 'n_graded', 'n_correct', 'majority_accuracy', 'ci_low', 'ci_high',
                                        'pass_at_1', 'pass_at_n'])
+
+# %% ../nbs/05_report_tables.ipynb #a70e0124
+def _spread(g:pd.DataFrame, col:str)->dict:
+    "n_prompts, n_samples, within_sd with its interval, between_sd, within_share of one checkpoint's per-sample `col`."
+    by = g.groupby('prompt_id', sort=False)[col]
+    k = by.transform('size'); g = g[k >= 2]
+    by = g.groupby('prompt_id', sort=False)[col]
+    var = by.var(ddof=1).to_numpy()
+    h = hall_interval(var); lo, hi = max(h['ci_low'], 0.0), h['ci_high']
+    ss_within, ss_total = float(((g[col] - by.transform('mean')) ** 2).sum()), float(((g[col] - g[col].mean()) ** 2).sum())
+    return dict(n_prompts=len(var), n_samples=int(by.size().max()) if len(var) else 0,
+                within_sd=math.sqrt(var.mean()) if len(var) else np.nan, ci_low=math.sqrt(lo) if np.isfinite(lo) else np.nan,
+                ci_high=math.sqrt(hi) if np.isfinite(hi) else np.nan,
+                between_sd=float(by.mean().std(ddof=1)) if len(var) >= 2 else np.nan,
+                within_share=ss_within / ss_total if ss_total > 0 else np.nan)
 
 # %% ../nbs/05_report_tables.ipynb #eeae0112
 def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean)
@@ -455,21 +536,14 @@ def sample_entropy_spread(samples:pd.DataFrame, # per-sample results (model, pro
                          )->pd.DataFrame:
     "Per checkpoint: n_prompts (≥ 2 samples), n_samples, within_sd (pooled within-prompt SD of per-sample mean entropy) with 95% interval, between_sd, within_share."
     order, groups = _by_model(samples, models)
-    rows = []
-    for m in order:
-        g = groups[m][['prompt_id', col]].dropna()
-        by = g.groupby('prompt_id', sort=False)[col]
-        k = by.transform('size'); g = g[k >= 2]
-        by = g.groupby('prompt_id', sort=False)[col]
-        var = by.var(ddof=1).to_numpy()
-        h = hall_interval(var); lo, hi = max(h['ci_low'], 0.0), h['ci_high']
-        ss_within, ss_total = float(((g[col] - by.transform('mean')) ** 2).sum()), float(((g[col] - g[col].mean()) ** 2).sum())
-        rows.append(dict(model=m, n_prompts=len(var), n_samples=int(by.size().max()) if len(var) else 0,
-                         within_sd=math.sqrt(var.mean()) if len(var) else np.nan, ci_low=math.sqrt(lo) if np.isfinite(lo) else np.nan,
-                         ci_high=math.sqrt(hi) if np.isfinite(hi) else np.nan,
-                         between_sd=float(by.mean().std(ddof=1)) if len(var) >= 2 else np.nan,
-                         within_share=ss_within / ss_total if ss_total > 0 else np.nan))
+    rows = [dict(model=m, **_spread(groups[m][['prompt_id', col]].dropna(), col)) for m in order]
     return pd.DataFrame(rows, columns=['model', 'n_prompts', 'n_samples', 'within_sd', 'ci_low', 'ci_high', 'between_sd', 'within_share'])
+
+# %% ../nbs/05_report_tables.ipynb #9f932118
+def _right_and_wrong(s:pd.DataFrame, col:str)->pd.DataFrame:
+    "Per prompt with right and wrong graded samples: the mean `col` of the right (column True) and the wrong (False)."
+    s = _graded(s).dropna(subset=[col])
+    return s.pivot_table(index='prompt_id', columns='correct', values=col, aggfunc='mean').reindex(columns=[True, False]).dropna()
 
 # %% ../nbs/05_report_tables.ipynb #f3b35667
 def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean, correct)
@@ -480,17 +554,14 @@ def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (mod
     order, groups = _by_model(samples, models)
     rows = []
     for m in order:
-        s = _scored(groups[m]).dropna(subset=[col])
-        w = s.pivot_table(index='prompt_id', columns='correct', values=col, aggfunc='mean').reindex(columns=[True, False]).dropna()
+        w = _right_and_wrong(groups[m], col)
         d = (w[False] - w[True]).to_numpy()
         h = hall_interval(d)
         rows.append(dict(model=m, n_prompts=len(d), entropy_correct=float(w[True].mean()) if len(d) else np.nan,
                          entropy_incorrect=float(w[False].mean()) if len(d) else np.nan, mean_diff=h['mean'],
                          ci_low=h['ci_low'], ci_high=h['ci_high'], p=h['p'], share_higher=float((d > 0).mean()) if len(d) else np.nan))
-    t = pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'p',
-                                    'p_adj', 'verdict', 'share_higher'])
-    t['p_adj'] = holm(t['p'].to_numpy(float)); t['verdict'] = verdict(t['p_adj'].to_numpy(float))
-    return t
+    return _adjusted(pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'p',
+                                                 'p_adj', 'verdict', 'share_higher']))
 
 # %% ../nbs/05_report_tables.ipynb #434fab1f
 def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
@@ -501,19 +572,23 @@ def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
         raise ValueError("scored tokens: (model, prompt_id, step) is not unique")
     return order, s.pivot(index=['prompt_id', 'step'], columns='model', values=col)
 
+# %% ../nbs/05_report_tables.ipynb #11724112
 def _against_first(scored:pd.DataFrame, models:Sequence[str]|None)->list:
     "(first checkpoint, checkpoint, their aligned entropies at the positions both scored) for every checkpoint after the first."
     order, w = _aligned(scored, models)
     return [(order[0], m, w[[order[0], m]].dropna()) for m in order[1:]]
 
+# %% ../nbs/05_report_tables.ipynb #c0c87796
 def _prompts(p:pd.DataFrame)->np.ndarray:
     "The prompt of each aligned position (the cluster of every interval and null)."
     return p.index.get_level_values('prompt_id').astype(str).to_numpy()
 
-def _adjusted(t:pd.DataFrame)->pd.DataFrame:
-    "`t` with p_adj (Holm over all its rows) and verdict filled from its `p`."
-    return t.assign(p_adj=holm(t['p'].to_numpy(float)), verdict=verdict(holm(t['p'].to_numpy(float))))
+# %% ../nbs/05_report_tables.ipynb #f89894c5
+def _top(s:pd.Series, q:float)->np.ndarray:
+    "Whether each value of `s` is above its q-quantile (none of an empty `s`)."
+    return s.to_numpy() > (np.quantile(s, q) if len(s) else 0)
 
+# %% ../nbs/05_report_tables.ipynb #37d0c48a
 def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
                         models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                         q:float=0.8, # top positions = entropy above this percentile (per checkpoint)
@@ -523,8 +598,7 @@ def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, pro
                        )->pd.DataFrame:
     "Per checkpoint after the first: n_positions, n_prompts, n_top_ref, n_top_both, overlap, chance, floor, p, p_adj (Holm), verdict."
     def overlap(ref, m, p):
-        top_r = p[ref].to_numpy() > (np.quantile(p[ref], q) if len(p) else 0)
-        top_k = p[m].to_numpy() > (np.quantile(p[m], q) if len(p) else 0)
+        top_r, top_k = _top(p[ref], q), _top(p[m], q)
         o = overlap_null(top_r, top_k, _prompts(p), n_perm=n_perm, level=level, seed=seed)
         return dict(model=m, ref_model=ref, n_positions=len(p), n_prompts=o['n_prompts'], n_top_ref=o['n_top'], n_top_both=int((top_r & top_k).sum()),
                     overlap=o['overlap'], chance=o['chance'], floor=o['floor'], p=o['p'])
@@ -570,6 +644,7 @@ def sequences_label(sequences:str|None # a group's sequences: 'reference' or a c
     "How the report names a group's sequences."
     return 'the reference answers' if sequences == 'reference' else f"{sequences}'s generations" if sequences else 'unknown'
 
+# %% ../nbs/05_report_tables.ipynb #35f536bd
 def groups_table(groups:list[dict], # from `aligned_groups`
                 )->pd.DataFrame:
     "One row per vocabulary group: group, checkpoints, n_checkpoints, vocabulary, vocab_size, sequences, n_sequences, aligned."
@@ -590,28 +665,3 @@ def by_group(fn, # an aligned analysis: fn(scored, models, **kwargs) -> DataFram
     parts = [fn(scored, g['models'], **kwargs).assign(group=g['group']) for g in groups if len(g['models']) > 1]
     out = pd.concat(parts, ignore_index=True) if parts else fn(scored.iloc[:0], [], **kwargs).assign(group=pd.Series(dtype='int64'))
     return out[['group'] + [c for c in out.columns if c != 'group']]
-
-# %% ../nbs/05_report_tables.ipynb #b1a70f5e
-READ_ME = {
-    'entropy_summary': "One row per checkpoint in training order: if training sharpens the model, the mean and the upper quantiles fall while the lower quantiles sit near zero throughout.",
-    'entropy_histograms': "Each line is one checkpoint's share of tokens per log-spaced entropy bin (zero entropy clipped into the first bin); mass moving left means more tokens generated with near certainty.",
-    'share_below': "The share of tokens generated with entropy below 0.01 nats, i.e. near-deterministically; a rise across checkpoints means the model is sure of more of what it writes.",
-    'percentile_thresholds': "The entropy above which a checkpoint's top 20% ('forking') tokens lie; a falling threshold means even its most uncertain tokens became less uncertain.",
-    'entropy_by_step': "Mean entropy at each generation step with a 95% Student-t band over prompts (n = prompts reaching the step); late steps average fewer, longer generations, so read the tail with its width in mind.",
-    'entropy_by_position': "Mean entropy by relative position in the generation (0 = start, 1 = end) with a 95% band clustered by prompt; it shows where in a reasoning chain each checkpoint hesitates.",
-    'token_ranking': "The token strings chosen with the highest and lowest mean entropy (at least min_count occurrences); high-entropy strings are where a checkpoint hesitates, low-entropy ones are formulaic.",
-    'forking_tokens': "For each checkpoint, the token strings with the highest forking rate — the share of their occurrences in the checkpoint's top 20% of entropy (its 'forking' positions, where the reasoning can branch) — among strings seen at least min_count times, with their counts; ranking by rate rather than by count keeps frequent words from crowding out the decision words.",
-    'forking_overlap': "Jaccard overlap of the forking-rate token sets with the previous and with the first checkpoint; low values mean training changed its decision words; it is descriptive (no null) — whether the decision positions stay put is tested on aligned scores (aligned_top_overlap).",
-    'think_vs_answer': "Mean entropy inside <think>…</think> versus in the answer after it (generations that never close the tag apart); reasoning usually carries more uncertainty than the answer.",
-    'accuracy_by_model': "The share of \\boxed{} answers that match the reference, per checkpoint (n = prompts with a reference), with a Wilson 95% interval, which stays honest for small n and near 0 or 1 (with several samples per prompt, a prompt's answer is its samples' majority vote).",
-    'entropy_by_correctness': "Mean per-answer entropy of correct versus incorrect answers per checkpoint with a Student-t 95% interval over prompts (n per group; a group of one has no interval); a gap means entropy signals when the checkpoint is likely wrong.",
-    'entropy_vs_accuracy': "Each point is a checkpoint (mean token entropy, accuracy), joined in training order; a path up and to the left means the model got surer and more accurate together.",
-    'distribution_distances': "Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, consecutive and against the first checkpoint, each beside its noise floor (the 95th percentile when the two checkpoints' labels are swapped within random prompts); only a verdict 'beyond chance' (Holm-adjusted over the table) is a difference, 'not distinguishable' is what two interchangeable checkpoints give, and consecutive distances are not a rate of settling unless the steps between checkpoints are equal.",
-    'paired_differences': "Per-prompt mean entropy of each checkpoint minus the first's, averaged over n prompts with Hall's skewness-corrected 95% interval; the verdict is Holm-adjusted over all checkpoints: 'beyond chance' means the checkpoint is reliably more or less uncertain on the same prompts, 'not distinguishable' that the difference is within what interchangeable checkpoints give.",
-    'aligned_top_overlap': "On identical (teacher-forced) sequences, the share of the first checkpoint's top-20% entropy positions that are still top-20% in each later checkpoint, beside chance (positions shuffled within each prompt) and its 95% floor; 'beyond chance' (Holm-adjusted) means the checkpoints hesitate at the same places, not merely on the same prompts.",
-    'pass_at_k_table': "The chance that at least one of k samples is right (the unbiased per-prompt estimate, Chen et al. 2021), averaged over prompts with a 95% interval over prompts; how far the curve rises from k = 1 to N is what sampling more buys, and a curve that flattens early means the samples have little diversity left.",
-    'majority_vote': "The share of prompts whose most common sampled answer is right (maj@N, self-consistency) with a Wilson 95% interval over prompts, beside pass@1 (the share of right samples) and pass@N; majority above pass@1 means the wrong samples disagree among themselves while the right ones agree.",
-    'sample_entropy_spread': "How much a prompt's samples differ in mean token entropy (the pooled within-prompt standard deviation, Hall's 95% interval over prompts) against how much prompts differ (between_sd); a small within_share means uncertainty belongs to the prompt, a large one that it depends on the sampled path.",
-    'entropy_correct_vs_incorrect': "Within prompts that have both right and wrong samples, the mean entropy of the wrong samples minus that of the right ones, with Hall's 95% interval over prompts and a Holm-adjusted verdict; 'beyond chance' above zero means that on the same question the samples that go wrong are the uncertain ones.",
-    'aligned_change_by_percentile': "On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of the first checkpoint's entropy, and the regression-corrected change, which is 0 for interchangeable checkpoints; read the corrected change and its verdict (Holm over bins and checkpoints): 'beyond chance' means the bin moved beyond what chance and regression to the mean produce, while the raw change falls in the top bins and rises in the bottom ones even without any training.",
-}

@@ -56,6 +56,7 @@ def _check_sequences(sequences:str, names:list[str]):
     if sequences != 'reference' and sequences not in names:
         raise InputError(f"--sequences: {sequences!r} is not a checkpoint of the run ({', '.join(names)}) nor 'reference'")
 
+# %% ../nbs/07b_score.ipynb #8959c8ab
 def group_sequences(groups:list[VocabularyGroup], # the run's vocabulary groups
                     sequences:str, # 'reference' or a checkpoint name
                    )->list[str]:
@@ -88,12 +89,18 @@ def _fresh_state(store:RunStore, # the run (rank 0's store)
     store.save_scoring_state(state)
     return state
 
+# %% ../nbs/07b_score.ipynb #b56c57b9
+def _write_ordered(store:RunStore, name:str, frames:list, order:dict):
+    "Write the scored `frames` as checkpoint `name`'s part, sorted by `order` (prompt_id -> position) and step."
+    df = pd.concat(frames, ignore_index=True)
+    store.write_scored(name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o'))
+
 # %% ../nbs/07b_score.ipynb #638eb450
 def _score_checkpoint(store:RunStore, # this writer's store
                       ckpt:Checkpoint, # the checkpoint that scores
                       mine:list, # this process's (prompt_id, prompt ids, completion ids)
                       order:dict, # prompt_id -> position in the full list
-                      settings:RunConfig, # batch size, device, dtype, remote code
+                      config:RunConfig, # batch size, device, dtype, remote code
                       tokenizer, # `ckpt`'s tokenizer, already loaded
                       k:int, # alternatives per token
                       ranks:Ranks, # this process among the launched ones
@@ -101,16 +108,14 @@ def _score_checkpoint(store:RunStore, # this writer's store
                      )->float:
     "Score `mine` with `ckpt` and write this writer's part; return the seconds it took (all ranks)."
     from reasoning_entropy.engine import score
-    with (loaded(ckpt, settings.device, settings.dtype, settings.trust_remote_code, tokenizer=tokenizer) if mine
+    with (loaded(ckpt, config.device, config.dtype, config.trust_remote_code, tokenizer=tokenizer) if mine
           else contextlib.nullcontext((None, None))) as (model, tok):
         ranks.barrier()
         t0 = time.perf_counter()
-        frames = list(score(model, tok, mine, settings.batch_size, k, progress=progress and ranks.is_main,
+        frames = list(score(model, tok, mine, config.batch_size, k, progress=progress and ranks.is_main,
                             desc=f'score {ckpt.name}')) if mine else []
         secs = time.perf_counter() - t0
-        if frames:
-            df = pd.concat(frames, ignore_index=True)
-            store.write_scored(ckpt.name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o'))
+        if frames: _write_ordered(store, ckpt.name, frames, order)
         ranks.barrier()  # every rank's part is in
     return time.perf_counter() - t0 if ranks.distributed else secs
 
@@ -119,82 +124,93 @@ def _run_checkpoints(store:RunStore, # the run
                      models:list|None=None, # checkpoint names (None: all of the run's)
                     )->list[Checkpoint]:
     "The run's checkpoints (or `models`), in run order, with their paths and steps from the manifest."
-    entries = {m['name']: m for m in store.manifest['config']['models']}
-    return [Checkpoint(n, Path(entries[n]['path']), entries[n].get('step')) for n in store.select(models).models if n in entries]
+    records = {r.name: r for r in store.checkpoints if r.path is not None}
+    return [Checkpoint(n, Path(records[n].path), records[n].training_step) for n in store.select(models).models if n in records]
 
 # %% ../nbs/07b_score.ipynb #08d899d5
 def _own_sequences(store:RunStore, name:str, plan:dict)->bool:
     "Whether checkpoint `name`'s generations (sample 0) are the sequences of its group's `plan`."
     return sequences_fingerprint(_generated_items(store, name)) == plan['fingerprint']
 
+# %% ../nbs/07b_score.ipynb #0d354f39
 def _copy_scored(store:RunStore, name:str)->float:
     "Write `name`'s tokens of sample 0 as its scores (an imported run's tokens are teacher-forced); return 0 seconds."
     t = store.read_tokens([name])
     store.write_scored(name, t[t['sample'] == 0].drop(columns='model'))
     return 0.0
 
-# %% ../nbs/07b_score.ipynb #3a6d48b0
+# %% ../nbs/07b_score.ipynb #dafa53e5
 def _group_plan(group:VocabularyGroup, sequences:str, items:list)->dict:
     "What the scoring state records of one group."
     return dict(models=group.names, vocabulary=group.vocabulary, vocab_size=group.vocab_size, sequences=sequences,
                 fingerprint=sequences_fingerprint(items), n_sequences=len(items), n_tokens=sum(len(c) for _, _, c in items))
 
+# %% ../nbs/07b_score.ipynb #1ef7d63f
+def _score_setup(config:RunConfig, models:list|None)->tuple:
+    "(k, sequences, groups, their plans, their items, `config` with device and dtype, tokenizers) of scoring the run."
+    main = RunStore(config.run_dir).require()
+    ckpts = _run_checkpoints(main, models)
+    sequences = config.sequences or ckpts[0].name
+    _check_sequences(sequences, [c.name for c in ckpts])
+    groups = vocabulary_groups(ckpts, config.trust_remote_code)
+    dev = pick_device(config.device)
+    tokenizers = load_tokenizers(ckpts, config.trust_remote_code)  # once per distinct tokenizer, for the sequences and the scoring
+    per = group_sequences(groups, sequences)
+    items = [score_items(main, q, tokenizers[g.names[0]] if q == 'reference' else None) for g, q in zip(groups, per)]
+    plans = [_group_plan(g, q, it) for g, q, it in zip(groups, per, items)]
+    config = as_config(config, device=str(dev), dtype=config.dtype or main.dtype)
+    return main.top_k_alternatives, sequences, groups, plans, items, config, tokenizers
+
+# %% ../nbs/07b_score.ipynb #7938d4d8
+def _my_share(items:list, ranks:Ranks)->list:
+    "This rank's share of `items`, balanced on length (all of them when alone)."
+    if not ranks.distributed: return items
+    return [items[i] for i in shard_of([len(p) + len(c) for _, p, c in items], ranks.world_size, ranks.rank)]
+
+# %% ../nbs/07b_score.ipynb #d2bb69a2
+def _mark_scored(store:RunStore, state:dict, name:str, secs:float, plan:dict, n_sequences:int, processes:int):
+    "Record checkpoint `name` as scored in `state` (and save it): its rows, seconds, processes, and its group `plan`'s sequences."
+    n = store.scored_rows(name)
+    state['done'][name] = dict(tokens=n, seconds=secs, tokens_per_second=n/secs if secs else None, processes=processes,
+                               sequences=plan['sequences'], fingerprint=plan['fingerprint'])
+    store.save_scoring_state(state)
+    log.info('%s: scored %d tokens of %d sequences (%s) in %.1f s', name, n, n_sequences, plan['sequences'], secs)
+
+# %% ../nbs/07b_score.ipynb #3a6d48b0
 def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `sequences`, `batch_size`, …), or the run directory
               progress:bool=True, # tqdm bars
               models:list|None=None, # names of the checkpoints to score (None: every checkpoint of the run)
               **settings # `RunConfig` fields to set: sequences=, batch_size=, device=, dtype=, trust_remote_code=
              )->Path:
     "Teacher-force sequences through every checkpoint of the run, within each vocabulary group; return the scored directory."
-    s = as_config(config, 'run_dir', **settings)
-    ranks = init_ranks(s.device)
-    if ranks.distributed: s = as_config(s, device=ranks.device)
-    def setup():
-        main = RunStore(s.run_dir).require()
-        cfg = main.manifest['config']
-        ckpts = _run_checkpoints(main, models)
-        seqs = s.sequences or ckpts[0].name
-        _check_sequences(seqs, [c.name for c in ckpts])
-        groups = vocabulary_groups(ckpts, s.trust_remote_code)
-        dev = pick_device(s.device)
-        toks = load_tokenizers(ckpts, s.trust_remote_code)  # once per distinct tokenizer, for the sequences and the scoring
-        per = group_sequences(groups, seqs)
-        items = [score_items(main, q, toks[g.names[0]] if q == 'reference' else None) for g, q in zip(groups, per)]
-        plan = [_group_plan(g, q, it) for g, q, it in zip(groups, per, items)]
-        return cfg, seqs, groups, plan, items, as_config(s, device=str(dev), dtype=s.dtype or cfg.get('dtype')), toks
-    cfg, seqs, groups, plan, items, s, toks = collective(ranks, setup)
-    k = cfg['top_k_alternatives']
-    main = RunStore(s.run_dir)
-    state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plan, k, seqs), main_only=True))
-    mystore = RunStore(s.run_dir, shard=ranks.shard)
-    for g, gp, gitems in zip(groups, plan, items):
-        mine = gitems
-        if ranks.distributed: mine = [gitems[i] for i in shard_of([len(p) + len(c) for _, p, c in gitems], ranks.world_size, ranks.rank)]
-        order = {pid: i for i, (pid, _, _) in enumerate(gitems)}
+    config = as_config(config, 'run_dir', **settings)
+    ranks = init_ranks(config.device)
+    if ranks.distributed: config = as_config(config, device=ranks.device)
+    k, sequences, groups, plans, items, config, tokenizers = collective(ranks, lambda: _score_setup(config, models))
+    main = RunStore(config.run_dir)
+    state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
+    mystore = RunStore(config.run_dir, shard=ranks.shard)
+    for g, gp, gitems in zip(groups, plans, items):
+        mine, order = _my_share(gitems, ranks), {pid: i for i, (pid, _, _) in enumerate(gitems)}
         for c in g.checkpoints:
             if c.name in state['done']: log.info('%s: already scored', c.name); continue
             collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
             if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp): secs = _copy_scored(main, c.name)
-            else: secs = _score_checkpoint(mystore, c, mine, order, s, toks[c.name], k, ranks, progress)
-            def mark():
-                n = main.scored_rows(c.name)
-                state['done'][c.name] = dict(tokens=n, seconds=secs, tokens_per_second=n/secs if secs else None, processes=ranks.world_size,
-                                             sequences=gp['sequences'], fingerprint=gp['fingerprint'])
-                main.save_scoring_state(state)
-                log.info('%s: scored %d tokens of %d sequences (%s) in %.1f s', c.name, n, len(gitems), gp['sequences'], secs)
-            collective(ranks, mark, main_only=True)
+            else: secs = _score_checkpoint(mystore, c, mine, order, config, tokenizers[c.name], k, ranks, progress)
+            collective(ranks, lambda: _mark_scored(main, state, c.name, secs, gp, len(gitems), ranks.world_size), main_only=True)
     return main.scored_dir
 
 # %% ../nbs/07b_score.ipynb #147d47f8
 @dataclass
 class ImportPlan:
     "What an import needs, validated: the checkpoints, the file, each group's sequences, the run's configuration."
-    settings:RunConfig # the settings
+    config:RunConfig # the settings
     checkpoints:list # `Checkpoint`s, in the order given
     imported:ImportedGenerations # the file, read
     groups:list # `VocabularyGroup`s
     sequences:list # per group: `tokenize_generations`' frame (its first checkpoint's ids)
     tokenizers:dict # name -> tokenizer
-    config:dict # what identifies the run (checkpoints grown, the rest compared on resume)
+    identity:dict # what identifies the run (checkpoints grown, the rest compared on resume)
     prompts:list # `PromptRecord`s
     units:list # (prompt_id, sample) pairs scored
     invocation:dict # what the manifest records of this invocation
@@ -213,68 +229,99 @@ def _check_fits(frame:pd.DataFrame, name:str, facts:dict, path):
         n = len(r.prompt_token_ids) + len(r.generated_token_ids)
         if mp and n > mp: raise InputError(f"{where}: {n} tokens (prompt + completion) exceed {name}'s context of {mp} positions")
 
-def plan_import(config:RunConfig # the settings: generations, model_paths (model_names, steps), output_dir, …
-               )->ImportPlan:
-    "Validate checkpoints and the generations file (cheapest first), and tokenize the file for each vocabulary group."
-    s = config
-    ckpts = resolve_checkpoints(s.model_paths, s.model_names, s.steps)
-    for c in ckpts: check_checkpoint_files(c, s.trust_remote_code)
-    imported = load_generations(s.generations, s.skip_bad_lines)
-    facts = {c.name: validate_checkpoint(c, s.trust_remote_code) for c in ckpts}  # transformers: only once the cheap checks passed
-    dev = pick_device(s.device); dt = pick_dtype(dev, s.dtype)
-    toks = load_tokenizers(ckpts, s.trust_remote_code)
-    groups = vocabulary_groups(ckpts, s.trust_remote_code)
-    made = [tokenize_generations(imported, toks[g.names[0]], g.names[0], s.skip_untokenizable) for g in groups]
+# %% ../nbs/07b_score.ipynb #5fccd96c
+def _import_sequences(imported:ImportedGenerations, groups:list, tokenizers:dict, skip:bool)->tuple[list, set]:
+    "(per group, the file as its first checkpoint's tokens, less what any group skipped; the (prompt_id, sample) pairs skipped)."
+    made = [tokenize_generations(imported, tokenizers[g.names[0]], g.names[0], skip) for g in groups]
     drop = {(p, smp) for _, sk in made for _, p, smp in sk}
     seqs = [f[[(p, smp) not in drop for p, smp in zip(f.prompt_id, f['sample'])]].reset_index(drop=True) for f, _ in made]
     if not len(seqs[0]): raise InputError(f"{imported.path}: no generation survives every checkpoint's tokenizer ({len(drop)} skipped)")
+    return seqs, drop
+
+# %% ../nbs/07b_score.ipynb #5d9670f8
+def _import_identity(ckpts:list, generations:dict, seqs:list, config:RunConfig, device, dtype)->dict:
+    "What identifies an imported run: its checkpoints, the file's record, samples, alternatives, dtype and kind of device."
+    return dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step) for c in ckpts],
+                generations=generations, decoding=None, num_samples=int(seqs[0]['sample'].max()) + 1, top_k_alternatives=config.top_k_alternatives,
+                dtype=str(dtype).replace('torch.', ''), device_type=device.type)
+
+# %% ../nbs/07b_score.ipynb #a978eb91
+def plan_import(config:RunConfig # the settings: generations, model_paths (model_names, steps), output_dir, …
+               )->ImportPlan:
+    "Validate checkpoints and the generations file (cheapest first), and tokenize the file for each vocabulary group."
+    ckpts = resolve_checkpoints(config.model_paths, config.model_names, config.steps)
+    for c in ckpts: check_checkpoint_files(c, config.trust_remote_code)
+    imported = load_generations(config.generations, config.skip_bad_lines)
+    facts = {c.name: validate_checkpoint(c, config.trust_remote_code) for c in ckpts}  # transformers: only once the cheap checks passed
+    dev = pick_device(config.device); dt = pick_dtype(dev, config.dtype)
+    tokenizers = load_tokenizers(ckpts, config.trust_remote_code)
+    groups = vocabulary_groups(ckpts, config.trust_remote_code)
+    seqs, drop = _import_sequences(imported, groups, tokenizers, config.skip_untokenizable)
     for g, f in zip(groups, seqs):
         for c in g.checkpoints: _check_fits(f, c.name, facts[c.name], imported.path)
     units = list(zip(seqs[0].prompt_id, seqs[0]['sample'].astype(int)))
     kept = {p for p, _ in units}
     gen = dict(imported.summary(), fingerprint=file_fingerprint(imported.path))
-    cfg = dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step) for c in ckpts],
-               generations=gen, decoding=None, num_samples=int(seqs[0]['sample'].max()) + 1, top_k_alternatives=s.top_k_alternatives,
-               dtype=str(dt).replace('torch.', ''), device_type=dev.type)
     invocation = dict(data_path=gen['path'], skipped_untokenizable=len(drop),
                       ids_as_given={g.names[0]: int(f.from_ids.sum()) for g, f in zip(groups, seqs)})  # the rest of the rows: tokenized text
-    return ImportPlan(s, ckpts, imported, groups, seqs, toks, cfg, [p for p in prompt_records(imported) if p.prompt_id in kept], units,
-                      invocation, dev, dt)
+    return ImportPlan(config, ckpts, imported, groups, seqs, tokenizers, _import_identity(ckpts, gen, seqs, config, dev, dt),
+                      [p for p in prompt_records(imported) if p.prompt_id in kept], units, invocation, dev, dt)
 
 # %% ../nbs/07b_score.ipynb #abcd9bf7
 def _generation_rows(frame:pd.DataFrame, index:dict)->pd.DataFrame:
     "The store's generations rows of tokenized generations (`index`: the run's prompt positions)."
     return frame.drop(columns=['line', 'from_ids']).assign(prompt_index=frame.prompt_id.map(index).astype('int64'))
 
+# %% ../nbs/07b_score.ipynb #1f14a4d0
+def _outstanding(store:RunStore, name:str, frame:pd.DataFrame, index:dict)->pd.DataFrame:
+    "The rows of `frame` checkpoint `name` has yet to score; those without a token are committed at once (nothing to score)."
+    done = store.done_units(name)
+    todo = frame[[(p, int(x)) not in done for p, x in zip(frame.prompt_id, frame['sample'])]].reset_index(drop=True)
+    empty = todo[todo.n_tokens == 0]
+    if len(empty): store.write_batch(name, pd.DataFrame(columns=TOKENS_COLUMNS), _generation_rows(empty, index))
+    return todo[todo.n_tokens > 0].reset_index(drop=True)
+
+# %% ../nbs/07b_score.ipynb #7bffe150
+def _score_batches(store:RunStore, name:str, model, tok, todo:pd.DataFrame, index:dict, config:RunConfig, progress:bool)->tuple[int, float]:
+    "Score `todo` with `model` and commit every batch as checkpoint `name`'s (tokens and generations); return (tokens, seconds)."
+    from reasoning_entropy.engine import score
+    items = [(str(i), list(map(int, p)), list(map(int, c))) for i, (p, c) in enumerate(zip(todo.prompt_token_ids, todo.generated_token_ids))]
+    n_tok, seconds, t0 = 0, 0.0, time.perf_counter()
+    for df in score(model, tok, items, config.batch_size, config.top_k_alternatives, progress=progress, desc=f'score {name}'):
+        pos = df.prompt_id.astype(int)
+        rows = todo.iloc[sorted(set(pos))]
+        df = df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos])
+        dt = time.perf_counter() - t0
+        store.write_batch(name, df, _generation_rows(rows, index), seconds=dt)
+        n_tok += len(df); seconds += dt
+        t0 = time.perf_counter()
+    return n_tok, seconds
+
+# %% ../nbs/07b_score.ipynb #bc96804c
 def _import_checkpoint(store:RunStore, # the open run
                        ckpt:Checkpoint, # the checkpoint that scores
                        frame:pd.DataFrame, # its group's sequences (`tokenize_generations`' frame)
-                       plan:ImportPlan, # device, dtype, settings
+                       plan:ImportPlan, # device, dtype, config
                        progress:bool=True, # a tqdm bar
                       )->dict:
     "Score `ckpt`'s outstanding imported generations, committing each batch; return counts and seconds."
-    from reasoning_entropy.engine import score
-    s, done, index = plan.settings, store.done_units(ckpt.name), store.prompt_indices()
-    todo = frame[[(p, int(x)) not in done for p, x in zip(frame.prompt_id, frame['sample'])]].reset_index(drop=True)
-    empty = todo[todo.n_tokens == 0]
-    if len(empty): store.write_batch(ckpt.name, pd.DataFrame(columns=TOKENS_COLUMNS), _generation_rows(empty, index))
-    todo = todo[todo.n_tokens > 0].reset_index(drop=True)
-    n_tok, seconds = 0, 0.0
+    index = store.prompt_indices()
+    todo = _outstanding(store, ckpt.name, frame, index)
     if not len(todo): return dict(new_generations=0, new_tokens=0, new_seconds=0.0)
-    items = [(str(i), list(map(int, p)), list(map(int, c))) for i, (p, c) in enumerate(zip(todo.prompt_token_ids, todo.generated_token_ids))]
-    with loaded(ckpt, plan.device, plan.dtype, s.trust_remote_code, tokenizer=plan.tokenizers[ckpt.name]) as (model, tok):
-        t0 = time.perf_counter()
-        for df in score(model, tok, items, s.batch_size, s.top_k_alternatives, progress=progress, desc=f'score {ckpt.name}'):
-            pos = df.prompt_id.astype(int)
-            rows = todo.iloc[sorted(set(pos))]
-            df = df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos])
-            dt = time.perf_counter() - t0
-            store.write_batch(ckpt.name, df, _generation_rows(rows, index), seconds=dt)
-            n_tok += len(df); seconds += dt
-            t0 = time.perf_counter()
+    with loaded(ckpt, plan.device, plan.dtype, plan.config.trust_remote_code, tokenizer=plan.tokenizers[ckpt.name]) as (model, tok):
+        n_tok, seconds = _score_batches(store, ckpt.name, model, tok, todo, index, plan.config, progress)
     log.info('%s: scored %d tokens of %d imported generations in %.1f s (%.1f tokens/s)', ckpt.name, n_tok, len(todo), seconds,
              n_tok / seconds if seconds else float('nan'))
     return dict(new_generations=len(todo), new_tokens=n_tok, new_seconds=seconds)
+
+# %% ../nbs/07b_score.ipynb #fb94f164
+def _score_imported(store:RunStore, plan:ImportPlan, progress:bool):
+    "Score the imported sequences with every checkpoint not complete yet, group by group, marking each complete."
+    for g, frame in zip(plan.groups, plan.sequences):
+        for c in g.checkpoints:
+            if store.is_complete([c.name]): log.info('%s: complete, skipped', c.name); continue
+            _import_checkpoint(store, c, frame, plan, progress)
+            store.mark_model_complete(c.name, {'processes': 1})
 
 # %% ../nbs/07b_score.ipynb #68d2a0ee
 def score_generations(config:RunConfig, # the settings: generations, model_paths, output_dir, …
@@ -282,21 +329,17 @@ def score_generations(config:RunConfig, # the settings: generations, model_paths
                       **settings # `RunConfig` fields to set
                      )->Path:
     "Import a generations file and score it with every checkpoint into a run (tokens, generations, scores, the original script's files); return the run directory."
-    s = as_config(config, **settings)
+    config = as_config(config, **settings)
     if launched_world_size() > 1: raise InputError('score --generations runs as one process: run it without torchrun/accelerate')
-    plan = plan_import(s)
-    store = RunStore(s.output_dir).open(plan.config, overwrite=s.overwrite, settings=s.to_dict(), prompts=plan.prompts,
-                                        invocation=plan.invocation, units=plan.units)
-    for g, frame in zip(plan.groups, plan.sequences):
-        for c in g.checkpoints:
-            if store.is_complete([c.name]): log.info('%s: complete, skipped', c.name); continue
-            _import_checkpoint(store, c, frame, plan, progress)
-            store.mark_model_complete(c.name, {'processes': 1})
+    plan = plan_import(config)
+    store = RunStore(config.output_dir).open(plan.identity, overwrite=config.overwrite, run_config=config.to_dict(), prompts=plan.prompts,
+                                             invocation=plan.invocation, units=plan.units)
+    _score_imported(store, plan, progress)
     names = [c.name for c in plan.checkpoints]
-    score_run(as_config(s, run_dir=s.output_dir, generations=None, sequences=None), progress=progress, models=names)
+    score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names)
     from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw
     write_legacy_outputs(store.select(names, [p.prompt_id for p in plan.prompts]))
-    return Path(s.output_dir)
+    return Path(config.output_dir)
 
 # %% ../nbs/07b_score.ipynb #bba4bc80
 def run(config:RunConfig # the settings of `reasoning-entropy score`

@@ -30,6 +30,7 @@ def _betacf(a:float, b:float, x:float)->float:
         if abs(d * c - 1) < 1e-15: break
     return h
 
+# %% ../nbs/05a_stats.ipynb #95d1238e
 def _betainc(a:float, b:float, x:float)->float:
     "Regularized incomplete beta I_x(a, b)."
     if x <= 0: return 0.0
@@ -38,6 +39,7 @@ def _betainc(a:float, b:float, x:float)->float:
     if x < (a + 1) / (a + b + 2): return math.exp(lb) * _betacf(a, b, x) / a
     return 1 - math.exp(lb) * _betacf(b, a, 1 - x) / b
 
+# %% ../nbs/05a_stats.ipynb #b297a0ba
 def t_cdf(t:float, # the value
           df:float, # degrees of freedom (inf: the normal)
          )->float:
@@ -47,6 +49,17 @@ def t_cdf(t:float, # the value
     p = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
     return 1 - p if t > 0 else p
 
+# %% ../nbs/05a_stats.ipynb #7317e4ad
+def _t_bisect(q:float, df:float)->float:
+    "The quantile q > ½ of Student's t with `df` degrees of freedom, by bisection to 1e-10 (relative)."
+    lo, hi = 0.0, 2.0
+    while t_cdf(hi, df) < q: hi *= 2
+    while hi - lo > 1e-10 * max(1.0, hi):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
+    return (lo + hi) / 2
+
+# %% ../nbs/05a_stats.ipynb #ce6c30e5
 @functools.lru_cache(maxsize=4096)
 def t_ppf(q:float, # probability in (0, 1)
           df:float, # degrees of freedom (inf: the normal)
@@ -55,18 +68,19 @@ def t_ppf(q:float, # probability in (0, 1)
     if math.isinf(df): return NormalDist().inv_cdf(q)
     if q == 0.5: return 0.0
     if q < 0.5: return -t_ppf(1 - q, df)
-    lo, hi = 0.0, 2.0
-    while t_cdf(hi, df) < q: hi *= 2
-    while hi - lo > 1e-10 * max(1.0, hi):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
-    return (lo + hi) / 2
+    return _t_bisect(q, df)
 
 # %% ../nbs/05a_stats.ipynb #a05a0011
 def _codes(x)->np.ndarray:
     "Integer codes 0 … G−1 of the distinct values of `x`."
     return np.unique(np.asarray(x), return_inverse=True)[1].ravel()
 
+# %% ../nbs/05a_stats.ipynb #482ba742
+def _n_codes(c:np.ndarray)->int:
+    "The number of clusters G of codes `c` (0 when there are none)."
+    return int(c.max()) + 1 if len(c) else 0
+
+# %% ../nbs/05a_stats.ipynb #7726ed77
 def _auc_weighted(ui:np.ndarray, y:np.ndarray, W:np.ndarray, U:int)->np.ndarray:
     "AUROC of each row of weights W (replicates × observations); ui: the observations' codes among U sorted distinct scores."
     B = W.shape[0]; off = (np.arange(B) * U)[:, None]
@@ -76,10 +90,34 @@ def _auc_weighted(ui:np.ndarray, y:np.ndarray, W:np.ndarray, U:int)->np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
 
+# %% ../nbs/05a_stats.ipynb #e81dc920
 def _multinomial(G:int, n_boot:int, seed:int)->np.ndarray:
     "Bootstrap counts of G clusters (n_boot × G), seeded."
     return np.random.default_rng(seed).multinomial(G, np.full(G, 1 / G), size=n_boot).astype(float)
 
+# %% ../nbs/05a_stats.ipynb #ff760980
+def _scored(score, label, cluster)->tuple:
+    "(scores, labels, cluster codes) of the observations with a finite score; each its own cluster when `cluster` is None."
+    s = np.asarray(score, float); y = np.asarray(label).astype(bool)
+    ok = np.isfinite(s); s, y = s[ok], y[ok]
+    return s, y, _codes(np.asarray(cluster)[ok]) if cluster is not None else np.arange(len(s))
+
+# %% ../nbs/05a_stats.ipynb #3050fd8c
+def _auroc_boot(ui:np.ndarray, y:np.ndarray, c:np.ndarray, U:int, G:int, n_boot:int, seed:int)->np.ndarray:
+    "The finite AUROCs of `n_boot` cluster-bootstrap replicates (seeded), computed in chunks of at most 4e6 weights."
+    counts = _multinomial(G, n_boot, seed); step = max(1, int(4e6 // max(len(ui), U)))
+    bs = np.concatenate([_auc_weighted(ui, y, counts[i:i + step][:, c], U) for i in range(0, n_boot, step)])
+    return bs[np.isfinite(bs)]
+
+# %% ../nbs/05a_stats.ipynb #300194d9
+def _logit_interval(est:float, bs:np.ndarray, n:int, G:int, level:float)->tuple:
+    "(low, high) of an AUROC: t_{G−1} bootstrap standard errors (× √(G/(G−1))) on the logit scale, widened to hold `est`."
+    e = min(max(est, 0.5 / n), 1 - 0.5 / n)         # a logit that stays finite at 0 and 1
+    se = bs.std(ddof=1) * math.sqrt(G / (G - 1)) / (e * (1 - e))
+    lg, t = math.log(e / (1 - e)), t_ppf(0.5 + level / 2, G - 1)
+    return min(est, 1 / (1 + math.exp(-(lg - t * se)))), max(est, 1 / (1 + math.exp(-(lg + t * se))))
+
+# %% ../nbs/05a_stats.ipynb #c4d4ff79
 def auroc(score, # the score of each observation (NaN dropped)
           label, # boolean: the outcome the score should predict (True ranks high)
           cluster=None, # cluster (prompt) of each observation; None: every observation is its own
@@ -88,33 +126,27 @@ def auroc(score, # the score of each observation (NaN dropped)
           seed:int=0, # seed of the bootstrap
          )->dict:
     "AUROC of `score` for `label` with a cluster-bootstrap interval: dict(auroc, ci_low, ci_high, n, n_pos, n_neg, n_clusters)."
-    s = np.asarray(score, float); y = np.asarray(label).astype(bool)
-    ok = np.isfinite(s); s, y = s[ok], y[ok]
-    c = _codes(np.asarray(cluster)[ok]) if cluster is not None else np.arange(len(s))
-    G = int(c.max()) + 1 if len(c) else 0
+    s, y, c = _scored(score, label, cluster); G = _n_codes(c)
     out = dict(auroc=np.nan, ci_low=np.nan, ci_high=np.nan, n=len(s), n_pos=int(y.sum()), n_neg=int((~y).sum()), n_clusters=G)
     if not (y.any() and (~y).any()): return out
     vals, ui = np.unique(s, return_inverse=True); U = len(vals); ui = ui.ravel()
     est = float(_auc_weighted(ui, y, np.ones((1, len(s))), U)[0]); out['auroc'] = est
     if G < 2: return out
-    counts = _multinomial(G, n_boot, seed); step = max(1, int(4e6 // max(len(s), U)))
-    bs = np.concatenate([_auc_weighted(ui, y, counts[i:i + step][:, c], U) for i in range(0, n_boot, step)])
-    bs = bs[np.isfinite(bs)]
+    bs = _auroc_boot(ui, y, c, U, G, n_boot, seed)
     if len(bs) < max(2, 0.8 * n_boot): return out           # resampling often loses a class: too few prompts for an interval
-    e = min(max(est, 0.5 / len(s)), 1 - 0.5 / len(s))         # a logit that stays finite at 0 and 1
-    se = bs.std(ddof=1) * math.sqrt(G / (G - 1)) / (e * (1 - e))
-    lg, t = math.log(e / (1 - e)), t_ppf(0.5 + level / 2, G - 1)
-    out.update(ci_low=min(est, 1 / (1 + math.exp(-(lg - t * se)))), ci_high=max(est, 1 / (1 + math.exp(-(lg + t * se)))))
-    return out
+    lo, hi = _logit_interval(est, bs, len(s), G, level)
+    return out | dict(ci_low=lo, ci_high=hi)
 
 # %% ../nbs/05a_stats.ipynb #a05a0017
 MIN_N = 2  # the fewest units an interval can be estimated from; a smaller group is reported as too small
 
+# %% ../nbs/05a_stats.ipynb #e1eb930f
 def _finite(x)->np.ndarray:
     "The finite values of `x` as a float array."
     x = np.asarray(x, float).ravel()
     return x[np.isfinite(x)]
 
+# %% ../nbs/05a_stats.ipynb #9a6a7172
 def t_halfwidth(sd, # standard deviations (a number or an array)
                 n, # unit counts (same shape)
                 level:float=0.95, # coverage
@@ -126,6 +158,7 @@ def t_halfwidth(sd, # standard deviations (a number or an array)
         h = q * sd / np.sqrt(n)
     return float(h) if h.ndim == 0 else h
 
+# %% ../nbs/05a_stats.ipynb #bbed5181
 def t_interval(x, # values, one per unit (NaN dropped)
                level:float=0.95, # coverage
               )->dict:
@@ -143,23 +176,36 @@ def _hall_parts(x:np.ndarray):
         g = np.where(s > 0, ((x - m[..., None]) ** 3).mean(-1) / np.where(s > 0, s, 1) ** 3, 0.0)
     return n, m, s / math.sqrt(n), g / (3 * math.sqrt(n)), g / (6 * math.sqrt(n))
 
+# %% ../nbs/05a_stats.ipynb #d7e425ad
 def _hall_inv(u, a, shift):
     "T⁻¹(u) of Hall's transformation."
     u = np.asarray(u, float) - shift; a = np.asarray(a, float)
     small = np.abs(a) < 1e-12; aa = np.where(small, 1.0, a)
     return np.where(small, u, (np.cbrt(1 + 3 * aa * u) - 1) / aa)
 
+# %% ../nbs/05a_stats.ipynb #855bcf89
+def _hall_fwd(z, a, shift):
+    "T(z) of Hall's transformation."
+    aa = np.asarray(a, float)
+    return np.where(np.abs(aa) < 1e-12, z, ((1 + aa * z) ** 3 - 1) / np.where(np.abs(aa) < 1e-12, 1.0, 3 * aa)) + shift
+
+# %% ../nbs/05a_stats.ipynb #bbf8c527
+def _hall_p(m:np.ndarray, se:np.ndarray, a, shift, df:float)->np.ndarray:
+    "Two-sided p-value against 0: the larger of Student's and Hall's (where se = 0: 1 if the mean is 0, else 0)."
+    with np.errstate(invalid='ignore', divide='ignore'):
+        z = np.nan_to_num(m / se); u = _hall_fwd(z, a, shift)
+    cdf = np.vectorize(t_cdf)
+    return np.where(se > 0, 2 * (1 - cdf(np.minimum(np.abs(u), np.abs(z)), df)), np.where(m == 0, 1.0, 0.0))
+
+# %% ../nbs/05a_stats.ipynb #f49bcc6d
 def _hall_ci(m, se, a, shift, df:float, level:float):
     "(low, high, p against 0): the union of Student's and Hall's intervals from the mean, its standard error and the transformation's a and shift."
     m, se = np.asarray(m, float), np.asarray(se, float); t = t_ppf(0.5 + level / 2, df)
     with np.errstate(invalid='ignore', divide='ignore'):
         lo = np.minimum(m - _hall_inv(t, a, shift) * se, m - t * se); hi = np.maximum(m - _hall_inv(-t, a, shift) * se, m + t * se)
-        z = np.nan_to_num(m / se); aa = np.asarray(a, float)
-        u = np.where(np.abs(aa) < 1e-12, z, ((1 + aa * z) ** 3 - 1) / np.where(np.abs(aa) < 1e-12, 1.0, 3 * aa)) + shift
-    cdf = np.vectorize(t_cdf)
-    p = np.where(se > 0, 2 * (1 - cdf(np.minimum(np.abs(u), np.abs(z)), df)), np.where(m == 0, 1.0, 0.0))
-    return np.where(se > 0, lo, m), np.where(se > 0, hi, m), p
+    return np.where(se > 0, lo, m), np.where(se > 0, hi, m), _hall_p(m, se, a, shift, df)
 
+# %% ../nbs/05a_stats.ipynb #b39abd49
 def hall_interval(x, # values, one per unit (NaN dropped); a 2-D array: one group per row, no NaN
                   level:float=0.95, # coverage
                  )->dict:
@@ -190,6 +236,7 @@ def wilson_interval(k, # successes (a number or an array)
     lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
     return (float(lo), float(hi)) if lo.ndim == 0 else (lo, hi)
 
+# %% ../nbs/05a_stats.ipynb #0f2b01e6
 def mean01_interval(x, # per-prompt values in [0, 1] (NaN dropped)
                     level:float=0.95, # coverage
                    )->dict:
@@ -217,6 +264,7 @@ def ratio_interval(sums, # per-cluster sums S_g
     h = hall_interval((S - m * N) / (tot / G), level)
     return out | dict(ci_low=m + h['ci_low'], ci_high=m + h['ci_high'])
 
+# %% ../nbs/05a_stats.ipynb #61e60cd8
 def cluster_mean_interval(values, # one value per token (NaN dropped)
                           cluster, # the token's cluster (prompt)
                           level:float=0.95, # coverage
@@ -228,27 +276,31 @@ def cluster_mean_interval(values, # one value per token (NaN dropped)
     return ratio_interval(np.bincount(c, v), np.bincount(c), level)
 
 # %% ../nbs/05a_stats.ipynb #a05a0040
+def _adjust(p, # p-values (NaN: not tested)
+            step, # the adjustment: sorted p-values -> their adjusted values
+           )->np.ndarray:
+    "Adjusted p-values: `step` on the tested ones in increasing order, put back in their places; NaN stays NaN."
+    p = np.asarray(p, float); out = np.full(p.shape, np.nan); ok = np.isfinite(p)
+    q = p[ok]; o = np.argsort(q, kind='stable')
+    r = np.empty(len(q)); r[o] = step(q[o]); out[ok] = r
+    return out
+
+# %% ../nbs/05a_stats.ipynb #0aaa72a6
 def holm(p, # p-values (NaN: not tested)
         )->np.ndarray:
     "Holm's step-down adjusted p-values."
-    p = np.asarray(p, float); out = np.full(p.shape, np.nan); ok = np.isfinite(p)
-    q = p[ok]; m = len(q); o = np.argsort(q, kind='stable')
-    adj = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * q[o]))
-    r = np.empty(m); r[o] = adj; out[ok] = r
-    return out
+    return _adjust(p, lambda q: np.minimum(1, np.maximum.accumulate((len(q) - np.arange(len(q))) * q)))
 
+# %% ../nbs/05a_stats.ipynb #bb4eb4ec
 def bh(p, # p-values (NaN: not tested)
       )->np.ndarray:
     "Benjamini–Hochberg adjusted p-values (q-values)."
-    p = np.asarray(p, float); out = np.full(p.shape, np.nan); ok = np.isfinite(p)
-    q = p[ok]; m = len(q); o = np.argsort(q, kind='stable')
-    adj = np.minimum(1, np.minimum.accumulate((m / np.arange(1, m + 1) * q[o])[::-1])[::-1])
-    r = np.empty(m); r[o] = adj; out[ok] = r
-    return out
+    return _adjust(p, lambda q: np.minimum(1, np.minimum.accumulate((len(q) / np.arange(1, len(q) + 1) * q)[::-1])[::-1]))
 
 # %% ../nbs/05a_stats.ipynb #a05a0046
 BEYOND, NOT_DISTINGUISHABLE, TOO_FEW = 'beyond chance', 'not distinguishable', 'too few to test'
 
+# %% ../nbs/05a_stats.ipynb #3bf9be01
 def verdict(p_adj, # adjusted p-values
             alpha:float=0.05, # the family-wise (Holm) or false-discovery (BH) level
            )->np.ndarray:
@@ -264,6 +316,7 @@ def _ecdfs(u, v):
     x = np.concatenate([u, v]); x.sort()
     return x, np.searchsorted(u, x, 'right') / len(u), np.searchsorted(v, x, 'right') / len(v)
 
+# %% ../nbs/05a_stats.ipynb #6091333f
 def wasserstein1(u, # one sample
                  v, # another
                 )->float:
@@ -273,6 +326,7 @@ def wasserstein1(u, # one sample
     x, fu, fv = e
     return float(np.sum(np.abs(fu[:-1] - fv[:-1]) * np.diff(x)))
 
+# %% ../nbs/05a_stats.ipynb #3f13b031
 def ks_distance(u, # one sample
                 v, # another
                )->float:
@@ -288,6 +342,7 @@ def swap_masks(n_clusters:int, # clusters (prompts) that can be swapped
     "Random swap indicators (n_perm × n_clusters): each prompt's two checkpoints swapped with probability ½."
     return np.random.default_rng(seed).random((n_perm, n_clusters)) < 0.5
 
+# %% ../nbs/05a_stats.ipynb #a17c3aeb
 def perm_p(observed:float, # the observed statistic
            null, # its permutation distribution
           )->float:
@@ -295,6 +350,7 @@ def perm_p(observed:float, # the observed statistic
     null = np.asarray(null, float)
     return float((1 + np.sum(null >= observed - 1e-12 * max(1.0, abs(observed)))) / (1 + len(null)))
 
+# %% ../nbs/05a_stats.ipynb #42d9b087
 def _grid_hists(a, ca, b, cb, grid):
     "(grid points, per-cluster histograms of a and of b on them): clusters coded jointly."
     vals = np.concatenate([a, b]); u = np.unique(vals)
@@ -304,12 +360,28 @@ def _grid_hists(a, ca, b, cb, grid):
     hist = lambda cc, x: np.bincount(cc * K + code(x), minlength=G * K).reshape(G, K).astype(float)
     return u, hist(c[:len(a)], a), hist(c[len(a):], b)
 
+# %% ../nbs/05a_stats.ipynb #5dc68ccf
 def _grid_distances(u, ha, hb):
     "W1 and KS between each row of histograms ha and hb on the grid points u."
     fa = np.cumsum(ha, -1) / ha.sum(-1, keepdims=True); fb = np.cumsum(hb, -1) / hb.sum(-1, keepdims=True)
     d = np.abs(fa - fb)
     return (d[..., :-1] * np.diff(u)).sum(-1), d.max(-1)
 
+# %% ../nbs/05a_stats.ipynb #3bd180aa
+def _finite_clustered(x, cluster)->tuple:
+    "(the finite values of `x`, their clusters)."
+    x = np.asarray(x, float); ok = np.isfinite(x)
+    return x[ok], np.asarray(cluster)[ok]
+
+# %% ../nbs/05a_stats.ipynb #5333be76
+def _swap_null_distances(u, ha, hb, n_perm:int, seed:int)->tuple:
+    "The null W1 and KS (n_perm each): the pooled histograms after swapping random prompts that both checkpoints have."
+    both = (ha.sum(1) > 0) & (hb.sum(1) > 0)
+    S = np.zeros((n_perm, len(both))); S[:, both] = swap_masks(int(both.sum()), n_perm, seed)
+    moved = S @ (hb - ha)
+    return _grid_distances(u, ha.sum(0) + moved, hb.sum(0) - moved)
+
+# %% ../nbs/05a_stats.ipynb #5ae017f3
 def distance_null(a, # values of one checkpoint (NaN dropped)
                   a_cluster, # their prompts
                   b, # values of the other
@@ -320,18 +392,13 @@ def distance_null(a, # values of one checkpoint (NaN dropped)
                   grid:int=2048, # grid points at most
                  )->dict:
     "W1 and KS with their permutation-by-prompt null: dict(wasserstein, ks, wasserstein_floor, ks_floor, wasserstein_p, ks_p, n_prompts, n_perm)."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ka, kb = np.isfinite(a), np.isfinite(b)
-    a, ca, b, cb = a[ka], np.asarray(a_cluster)[ka], b[kb], np.asarray(b_cluster)[kb]
+    (a, ca), (b, cb) = _finite_clustered(a, a_cluster), _finite_clustered(b, b_cluster)
     out = dict(wasserstein=wasserstein1(a, b), ks=ks_distance(a, b), wasserstein_floor=np.nan, ks_floor=np.nan,
                wasserstein_p=np.nan, ks_p=np.nan, n_prompts=len(set(ca) & set(cb)), n_perm=n_perm)
     if out['n_prompts'] < MIN_N: return out
     u, ha, hb = _grid_hists(a, ca, b, cb, grid)
-    both = (ha.sum(1) > 0) & (hb.sum(1) > 0)
-    S = np.zeros((n_perm, len(both))); S[:, both] = swap_masks(int(both.sum()), n_perm, seed)
-    moved = S @ (hb - ha)
     w0, k0 = _grid_distances(u, ha.sum(0), hb.sum(0))
-    wn, kn = _grid_distances(u, ha.sum(0) + moved, hb.sum(0) - moved)
+    wn, kn = _swap_null_distances(u, ha, hb, n_perm, seed)
     return out | dict(wasserstein_floor=float(np.quantile(wn, level)), ks_floor=float(np.quantile(kn, level)),
                       wasserstein_p=perm_p(w0, wn), ks_p=perm_p(k0, kn))
 
@@ -348,7 +415,7 @@ def swap_null(stat, # stat(a_values, b_values) -> float
     a, b = np.asarray(a, float), np.asarray(b, float)
     c = _codes(np.concatenate([np.asarray(a_cluster), np.asarray(b_cluster)])); ca, cb = c[:len(a)], c[len(a):]
     null = np.empty(n_perm)
-    for i, sw in enumerate(swap_masks(int(c.max()) + 1 if len(c) else 0, n_perm, seed)):
+    for i, sw in enumerate(swap_masks(_n_codes(c), n_perm, seed)):
         null[i] = stat(np.concatenate([a[~sw[ca]], b[sw[cb]]]), np.concatenate([b[~sw[cb]], a[sw[ca]]]))
     return stat(a, b), null
 
@@ -362,7 +429,7 @@ def overlap_null(top_a, # bool per aligned position: in A's top set
                 )->dict:
     "Share of A's top positions also top in B, with a within-prompt shuffle null: dict(overlap, chance, floor, p, n_top, n_prompts)."
     ta, tb = np.asarray(top_a, bool), np.asarray(top_b, bool); c = _codes(cluster)
-    G = int(c.max()) + 1 if len(c) else 0
+    G = _n_codes(c)
     L, na, nb = np.bincount(c, minlength=G), np.bincount(c, ta, G).astype(int), np.bincount(c, tb, G).astype(int)
     tot = int(na.sum())
     out = dict(overlap=(ta & tb).sum() / tot if tot else np.nan, chance=np.nan, floor=np.nan, p=np.nan, n_top=tot, n_prompts=G)
@@ -380,11 +447,13 @@ def percentile_bins(x, # values
     r[np.lexsort((np.random.default_rng(seed).random(len(x)), x))] = np.arange(len(x))
     return r * n_bins // max(len(x), 1) + 1
 
+# %% ../nbs/05a_stats.ipynb #43904e57
 def _bin_sums(c, bins, v, G, K):
     "Per-cluster × bin counts and sums of v (G × K)."
     i = c * K + bins - 1
     return np.bincount(i, minlength=G * K).reshape(G, K).astype(float), np.bincount(i, v, G * K).reshape(G, K)
 
+# %% ../nbs/05a_stats.ipynb #c3082f78
 def _binned_means(counts, c, order, v, K):
     "Per bootstrap row of cluster counts: the weighted mean of v in each of K equal-weight percentile bins of `order` (rows × K)."
     w = counts[:, c[order]]; cw = np.cumsum(w, 1)                      # integer weights: exact, fast ranks
@@ -393,6 +462,30 @@ def _binned_means(counts, c, order, v, K):
     with np.errstate(invalid='ignore', divide='ignore'):
         return (np.bincount(bins.ravel(), (w * v[order]).ravel(), m) / np.bincount(bins.ravel(), w.ravel(), m)).reshape(-1, K)
 
+# %% ../nbs/05a_stats.ipynb #be3f2877
+def _change_sums(a, b, c, G:int, K:int, seed:int)->tuple:
+    "Prompt × bin counts and sums (G × K): (n1, s1) of B − A in A's bins, (n2, s2) of A − B in B's bins; sa, sb: A and B in A's bins."
+    ba, bb = percentile_bins(a, K, seed), percentile_bins(b, K, seed)
+    n1, s1 = _bin_sums(c, ba, b - a, G, K); n2, s2 = _bin_sums(c, bb, a - b, G, K)
+    return n1, s1, n2, s2, _bin_sums(c, ba, a, G, K)[1], _bin_sums(c, ba, b, G, K)[1]
+
+# %% ../nbs/05a_stats.ipynb #f32510d6
+def _corrected_boot_se(a, b, c, G:int, K:int, n_boot:int, seed:int)->np.ndarray:
+    "Bootstrap standard errors (2 × K: delta, corrected) over prompts, bins recomputed in every replicate, times √(G/(G−1))."
+    tie = np.random.default_rng(seed).random(len(a)); oa, ob = np.lexsort((tie, a)), np.lexsort((tie, b))
+    counts, step, reps = _multinomial(G, n_boot, seed).astype(np.int64), max(1, int(2e6 // max(len(a), 1))), []
+    for i in range(0, n_boot, step):
+        r1, r2 = _binned_means(counts[i:i + step], c, oa, b - a, K), _binned_means(counts[i:i + step], c, ob, a - b, K)
+        reps.append(np.stack([r1, (r1 - r2) / 2]))
+    return np.nanstd(np.concatenate(reps, 1), axis=1, ddof=1) * math.sqrt(G / (G - 1))     # 2 × K: delta, corrected
+
+# %% ../nbs/05a_stats.ipynb #5948a1c1
+def _hall_from_contributions(est, z, se, df:float, level:float)->tuple:
+    "(low, high, p) of Hall's interval (with Student's) around `est`: standard error `se`, skewness of the prompts' contributions z (G × K)."
+    _, _, _, aa, sh = _hall_parts(np.nan_to_num(z).T)
+    return _hall_ci(est, se, aa, sh, df, level)
+
+# %% ../nbs/05a_stats.ipynb #f89d04c4
 def change_by_percentile(base, # entropy of the base checkpoint A at each aligned position
                          other, # entropy of checkpoint B at the same positions
                          cluster, # each position's prompt
@@ -403,10 +496,8 @@ def change_by_percentile(base, # entropy of the base checkpoint A at each aligne
                         )->dict:
     "Per percentile bin of `base`: n, base_mean, other_mean, delta (B − A) with its interval, delta_corrected (regression-corrected) with its interval and p."
     a, b = np.asarray(base, float), np.asarray(other, float); ok = np.isfinite(a) & np.isfinite(b)
-    a, b, c = a[ok], b[ok], _codes(np.asarray(cluster)[ok]); G, K, n = (int(c.max()) + 1 if len(c) else 0), n_bins, int(ok.sum())
-    ba, bb = percentile_bins(a, K, seed), percentile_bins(b, K, seed)
-    n1, s1 = _bin_sums(c, ba, b - a, G, K); n2, s2 = _bin_sums(c, bb, a - b, G, K)
-    _, sa = _bin_sums(c, ba, a, G, K); _, sb = _bin_sums(c, ba, b, G, K)
+    a, b, c = a[ok], b[ok], _codes(np.asarray(cluster)[ok]); G, K = _n_codes(c), n_bins
+    n1, s1, n2, s2, sa, sb = _change_sums(a, b, c, G, K, seed)
     N1, N2 = n1.sum(0), n2.sum(0); nan = np.full(K, np.nan)
     with np.errstate(invalid='ignore', divide='ignore'):
         d1, d2 = s1.sum(0) / N1, s2.sum(0) / N2
@@ -414,17 +505,9 @@ def change_by_percentile(base, # entropy of the base checkpoint A at each aligne
                    delta=d1, ci_low=nan, ci_high=nan, reverse_delta=d2, delta_corrected=(d1 - d2) / 2,
                    corrected_ci_low=nan, corrected_ci_high=nan, p=nan)
     if G < MIN_N or n_boot < 2: return out
-    tie = np.random.default_rng(seed).random(n); oa, ob = np.lexsort((tie, a)), np.lexsort((tie, b))
-    counts, step, reps = _multinomial(G, n_boot, seed).astype(np.int64), max(1, int(2e6 // max(n, 1))), []
-    for i in range(0, n_boot, step):
-        r1, r2 = _binned_means(counts[i:i + step], c, oa, b - a, K), _binned_means(counts[i:i + step], c, ob, a - b, K)
-        reps.append(np.stack([r1, (r1 - r2) / 2]))
-    se = np.nanstd(np.concatenate(reps, 1), axis=1, ddof=1) * math.sqrt(G / (G - 1))     # 2 × K: delta, corrected
+    se = _corrected_boot_se(a, b, c, G, K, n_boot, seed)
     with np.errstate(invalid='ignore', divide='ignore'):                                # skewness: the prompts' linearized contributions
         z1, z2 = (s1 - d1 * n1) / (N1 / G), (s2 - d2 * n2) / (N2 / G)
-    for j, (est, z) in enumerate(((d1, z1), (out['delta_corrected'], (z1 - z2) / 2))):
-        _, _, _, aa, sh = _hall_parts(np.nan_to_num(z).T)
-        lo, hi, p = _hall_ci(est, se[j], aa, sh, G - 1, level)
-        if j == 0: out.update(ci_low=lo, ci_high=hi)
-        else: out.update(corrected_ci_low=lo, corrected_ci_high=hi, p=p)
-    return out
+    lo, hi, _ = _hall_from_contributions(d1, z1, se[0], G - 1, level)
+    clo, chi, p = _hall_from_contributions(out['delta_corrected'], (z1 - z2) / 2, se[1], G - 1, level)
+    return out | dict(ci_low=lo, ci_high=hi, corrected_ci_low=clo, corrected_ci_high=chi, p=p)

@@ -5,6 +5,7 @@
 # %% ../nbs/04_store.ipynb #90d8de61
 from __future__ import annotations
 import contextlib, copy, datetime, hashlib, json, logging, math, os, re, shutil, sys, tempfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable
@@ -26,15 +27,17 @@ __all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR'
            'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS',
            'IMPORTED_COLUMNS', 'PROMPTS_COLUMNS', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
            'to_jsonable', 'write_json', 'write_csv', 'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff',
-           'owned_paths', 'remove_owned', 'runtime_versions', 'RunStore']
+           'owned_paths', 'remove_owned', 'runtime_versions', 'RunStore', 'CheckpointRecord']
 
-# %% ../nbs/04_store.ipynb #06dc194f
-_TMP_MARK = '.tmp-'
+# %% ../nbs/04_store.ipynb #64d88e60
+_TMP_MARK = '.tmp-' # in the name of every temporary file the kit writes: `.NAME.tmp-RANDOM.SUFFIX`
 
+# %% ../nbs/04_store.ipynb #f1c8d54d
 def _umask()->int:
     "The process umask (read without changing it for good)."
     m = os.umask(0o022); os.umask(m); return m
 
+# %% ../nbs/04_store.ipynb #06dc194f
 @contextlib.contextmanager
 def atomic_path(path, # the file to write
                 fsync:bool=True # flush the data to disk before the rename
@@ -63,6 +66,7 @@ def atomic_write_bytes(path, # the file to write
     with atomic_path(path) as tmp: tmp.write_bytes(data)
     return Path(path)
 
+# %% ../nbs/04_store.ipynb #f5d05937
 def atomic_write_text(path, # the file to write
                       text:str, # its new content
                       encoding:str='utf-8' # text encoding
@@ -85,18 +89,21 @@ def to_jsonable(obj):
     if isinstance(obj, (pd.Timestamp, datetime.datetime, datetime.date)): return obj.isoformat()
     return obj
 
+# %% ../nbs/04_store.ipynb #09a20090
 def write_json(obj, # anything `to_jsonable` can convert
                path # the file to write
               )->Path:
     "Write `obj` as indented JSON (NaN as null) to `path` atomically."
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False, ensure_ascii=False) + '\n')
 
+# %% ../nbs/04_store.ipynb #43834095
 def write_csv(df:pd.DataFrame, # the table
               path # the file to write
              )->Path:
     "Write `df` as CSV (no index, `\\n` line ends) to `path` atomically."
     return atomic_write_text(path, df.to_csv(index=False, lineterminator='\n'))
 
+# %% ../nbs/04_store.ipynb #fcfe1f68
 def save_figure(fig, # a matplotlib Figure
                 path, # the image file; the format follows the suffix
                 dpi:int=120 # resolution
@@ -116,13 +123,13 @@ def file_fingerprint(path, # a file
     return 'sha256:' + h.hexdigest()
 
 # %% ../nbs/04_store.ipynb #43b11fa1
-def _canonical(config:dict)->dict:
-    "`config` as it reads back from JSON (tuples → lists, paths → str, numpy → Python)."
-    return json.loads(json.dumps(to_jsonable(config), allow_nan=False))
+def _canonical(d:dict)->dict:
+    "`d` as it reads back from JSON (tuples → lists, paths → str, numpy → Python)."
+    return json.loads(json.dumps(to_jsonable(d), allow_nan=False))
 
-_ABSENT = object()
-
+# %% ../nbs/04_store.ipynb #aafb36aa
 def _flatten(obj, prefix:str='')->dict:
+    "{dotted key: value} of the leaves of nested dicts, and of lists that hold dicts or lists."
     if isinstance(obj, dict) and obj:
         out = {}
         for k, v in obj.items(): out.update(_flatten(v, f'{prefix}.{k}' if prefix else str(k)))
@@ -133,7 +140,11 @@ def _flatten(obj, prefix:str='')->dict:
         return out
     return {prefix: obj}
 
-def config_diff(old:dict, # the stored configuration
+# %% ../nbs/04_store.ipynb #4507a19e
+_ABSENT = object() # a key one side does not have (None is a value)
+
+# %% ../nbs/04_store.ipynb #9e569b9a
+def config_diff(old:dict, # the stored identity
                 new:dict # the requested one
                )->list[tuple[str, object, object]]:
     "Sorted (key, old value, new value) for every flattened key whose value differs."
@@ -141,11 +152,14 @@ def config_diff(old:dict, # the stored configuration
     return [(k, a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b))
             if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
 
+# %% ../nbs/04_store.ipynb #55dbcc67
 def _fmt_value(v, width:int=40)->str:
+    "`v` as the message shows it: text as is, the rest as JSON, cut to `width` characters."
     if v is _ABSENT: return '(absent)'
     s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
     return s if len(s) <= width else s[:width-1] + '…'
 
+# %% ../nbs/04_store.ipynb #75e4d4d8
 def describe_diff(diff:list, # from `config_diff`
                   most:int=4 # keys shown before "and N more"
                  )->str:
@@ -158,12 +172,17 @@ def describe_diff(diff:list, # from `config_diff`
 MANIFEST_NAME = 'run_manifest.json'
 TOKENS_DIR, GENERATIONS_DIR, SCORED_DIR, PROMPTS_FILE = 'data/tokens', 'data/generations', 'data/scored', 'data/prompts.parquet'
 SCORING_STATE = 'data/scored/_scoring.json'
+
+# %% ../nbs/04_store.ipynb #6c7b3d92
 LEGACY_FILES = ('prompt_level_results.csv', 'results_summary.json', 'aggregated_entropy_distribution.png',
                 'entropy_over_steps.png')  # the original script's files of the whole run
 LEGACY_MODEL_FILES = ('token_stats', 'all_tokens_detailed')  # ... and of each checkpoint: {model}_{kind}.csv
+
+# %% ../nbs/04_store.ipynb #44ceddaa
 FIGURES_DIR, TABLES_DIR, REPORT_NOTEBOOK, REPORT_HTML = 'figures', 'tables', 'report.ipynb', 'report.html'
 DATA_DIRS = (TOKENS_DIR, GENERATIONS_DIR, PROMPTS_FILE, SCORED_DIR)
 
+# %% ../nbs/04_store.ipynb #d4141d56
 def owned_paths(output_dir # a run directory
                )->list[Path]:
     "The existing files and directories in `output_dir` that the kit owns (sorted)."
@@ -174,6 +193,7 @@ def owned_paths(output_dir # a run directory
     found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]  # temporary files of a killed write
     return sorted(set(found))
 
+# %% ../nbs/04_store.ipynb #52065ddf
 def remove_owned(output_dir # a run directory
                 )->list[Path]:
     "Delete what `owned_paths` lists (and `data/` when it is left empty); return what was removed."
@@ -194,17 +214,21 @@ TOKENS_SCHEMA = pa.schema([
     ('top_ids', pa.list_(pa.int64())), ('top_logprobs', pa.list_(pa.float64())),
     ('sampling_entropy', pa.float64())])
 
+# %% ../nbs/04_store.ipynb #4d4b29b9
 GENERATIONS_SCHEMA = pa.schema([
     ('prompt_id', pa.string()), ('sample', pa.int64()), ('prompt_index', pa.int64()), ('prompt_text', pa.string()),
     ('prompt_token_ids', pa.list_(pa.int64())), ('generated_token_ids', pa.list_(pa.int64())),
     ('generated_text', pa.string()), ('finished', pa.bool_()), ('n_tokens', pa.int64())])
 
+# %% ../nbs/04_store.ipynb #458a22eb
 IMPORTED_SCHEMA = pa.schema([('reward', pa.float64()), ('correct', pa.bool_())])  # imported generations only: the file's reward and verdict
 
+# %% ../nbs/04_store.ipynb #52122c03
 TOKENS_COLUMNS = TOKENS_SCHEMA.names
 GENERATIONS_COLUMNS = GENERATIONS_SCHEMA.names
 IMPORTED_COLUMNS = IMPORTED_SCHEMA.names
 
+# %% ../nbs/04_store.ipynb #afda95f8
 def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str,
               optional:pa.Schema|None=None, # columns typed by this schema when the frame has them
              )->pa.Table:
@@ -220,20 +244,26 @@ def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str,
 
 # %% ../nbs/04_store.ipynb #73c94531
 def _check_model_name(model)->str:
+    "`model`, if it is safe as one directory name; else raise `ValueError`."
     if not isinstance(model, str) or not model or model in ('.', '..') or '/' in model or '\\' in model or '\0' in model:
         raise ValueError(f'model name {model!r} is not safe as a directory name')
     return model
 
+# %% ../nbs/04_store.ipynb #73fa09f9
 def _partition_dir(root:Path, model:str)->Path:
+    "The directory of `model`'s parts under `root`: `model=NAME`, a `%` written `%25`."
     return root/('model=' + _check_model_name(model).replace('%', '%25'))
 
 # %% ../nbs/04_store.ipynb #a8199e58
 def _now()->str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
+# %% ../nbs/04_store.ipynb #fd03e9c0
 def _version(dist:str)->str|None:
+    "The installed version of the distribution `dist`, or None."
     try: return metadata.version(dist)
     except metadata.PackageNotFoundError: return None
 
+# %% ../nbs/04_store.ipynb #a705f90b
 def runtime_versions()->dict:
     "Versions of Python and the libraries whose behaviour shapes the numbers (without importing them)."
     v = {'python': sys.version.split()[0]}
@@ -242,13 +272,15 @@ def runtime_versions()->dict:
     v['reasoning_entropy'] = __version__
     return v
 
-def _model_entries(config:dict)->list[dict]:
-    "The configuration's checkpoints as dicts with a `name` (from `models`: dicts or names, or from `model_names`)."
-    ms = config.get('models', config.get('model_names')) if isinstance(config, dict) else None
+# %% ../nbs/04_store.ipynb #2b125c56
+def _model_entries(identity:dict)->list[dict]:
+    "The identity's checkpoints as dicts with a `name` (from `models`: dicts or names, or from `model_names`)."
+    ms = identity.get('models', identity.get('model_names')) if isinstance(identity, dict) else None
     if not isinstance(ms, (list, tuple)): return []
     return [m if isinstance(m, dict) else {'name': str(m)} for m in ms if not isinstance(m, dict) or 'name' in m]
 
-def _config_models(config:dict)->list[str]: return [m['name'] for m in _model_entries(config)]
+# %% ../nbs/04_store.ipynb #c654221b
+def _identity_models(identity:dict)->list[str]: return [m['name'] for m in _model_entries(identity)]
 
 # %% ../nbs/04_store.ipynb #edfd9344
 class RunStore:
@@ -269,30 +301,41 @@ class RunStore:
 
     def __repr__(self): return f'RunStore({str(self.dir)!r}' + (f', shard={self.shard!r})' if self.shard else ')')
 
-    manifest_path = property(lambda self: self.dir/MANIFEST_NAME)
-    tokens_dir = property(lambda self: self.dir/TOKENS_DIR)
-    generations_dir = property(lambda self: self.dir/GENERATIONS_DIR)
-    scored_dir = property(lambda self: self.dir/SCORED_DIR)
-    prompts_path = property(lambda self: self.dir/PROMPTS_FILE)
-    scoring_state_path = property(lambda self: self.dir/SCORING_STATE)
-    report_notebook = property(lambda self: self.dir/REPORT_NOTEBOOK)
-    report_html = property(lambda self: self.dir/REPORT_HTML)
+# %% ../nbs/04_store.ipynb #db072596
+RunStore.manifest_path = property(lambda self: self.dir/MANIFEST_NAME)
+RunStore.prompts_path = property(lambda self: self.dir/PROMPTS_FILE)
+RunStore.report_notebook = property(lambda self: self.dir/REPORT_NOTEBOOK)
+RunStore.report_html = property(lambda self: self.dir/REPORT_HTML)
 
-    def legacy_path(self, name:str, # one of `LEGACY_FILES`, or of `LEGACY_MODEL_FILES` with `model`
-                    model:str|None=None, # the checkpoint, for its own files
-                   )->Path:
-        "The path of one of the original script's files."
-        if model is not None:
-            if name not in LEGACY_MODEL_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_MODEL_FILES}')
-            return self.dir/f'{_check_model_name(model)}_{name}.csv'
-        if name not in LEGACY_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_FILES}')
-        return self.dir/name
-    def figure_path(self, name:str)->Path:
-        "The PNG of the report's figure `name`."
-        return self.dir/FIGURES_DIR/f'{name}.png'
-    def table_path(self, name:str)->Path:
-        "The CSV of the report's table `name`."
-        return self.dir/TABLES_DIR/f'{name}.csv'
+# %% ../nbs/04_store.ipynb #43bc1bd3
+RunStore.tokens_dir = property(lambda self: self.dir/TOKENS_DIR)
+RunStore.generations_dir = property(lambda self: self.dir/GENERATIONS_DIR)
+RunStore.scored_dir = property(lambda self: self.dir/SCORED_DIR)
+RunStore.scoring_state_path = property(lambda self: self.dir/SCORING_STATE)
+
+# %% ../nbs/04_store.ipynb #18cfaeb0
+@patch
+def legacy_path(self:RunStore, name:str, # one of `LEGACY_FILES`, or of `LEGACY_MODEL_FILES` with `model`
+                model:str|None=None, # the checkpoint, for its own files
+               )->Path:
+    "The path of one of the original script's files."
+    if model is not None:
+        if name not in LEGACY_MODEL_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_MODEL_FILES}')
+        return self.dir/f'{_check_model_name(model)}_{name}.csv'
+    if name not in LEGACY_FILES: raise ValueError(f'{name!r} is not one of {LEGACY_FILES}')
+    return self.dir/name
+
+# %% ../nbs/04_store.ipynb #44d26466
+@patch
+def figure_path(self:RunStore, name:str)->Path:
+    "The PNG of the report's figure `name`."
+    return self.dir/FIGURES_DIR/f'{name}.png'
+
+# %% ../nbs/04_store.ipynb #9d169c9f
+@patch
+def table_path(self:RunStore, name:str)->Path:
+    "The CSV of the report's table `name`."
+    return self.dir/TABLES_DIR/f'{name}.csv'
 
 # %% ../nbs/04_store.ipynb #d7fb0631
 @patch(as_prop=True)
@@ -305,13 +348,17 @@ def manifest(self:RunStore)->dict:
             raise InputError(f'{self.manifest_path}: not valid JSON ({e}); rerun with --overwrite or choose another directory') from None
     return self._manifest
 
+# %% ../nbs/04_store.ipynb #2d925295
 @patch(as_prop=True)
 def exists(self:RunStore)->bool:
     "Whether `output_dir` holds a run (has a manifest)."
     return self.manifest_path.is_file()
 
+# %% ../nbs/04_store.ipynb #cafdf748
 @patch
-def _save_manifest(self:RunStore): write_json(self._manifest, self.manifest_path)
+def _save_manifest(self:RunStore):
+    "Write the manifest (atomically, as JSON)."
+    write_json(self._manifest, self.manifest_path)
 
 # %% ../nbs/04_store.ipynb #ce07f812
 @patch
@@ -321,88 +368,80 @@ def require(self:RunStore, flag:str='--run_dir' # how the user named the directo
     if not self.exists: raise InputError(f'{flag} {self.dir}: not a run directory (no {MANIFEST_NAME})')
     return self
 
+# %% ../nbs/04_store.ipynb #9ec03632
+@patch(as_prop=True)
+def identity(self:RunStore)->dict:
+    "What identifies the run: its checkpoints, decoding, samples per prompt, … (the manifest's `config`; {} if absent)."
+    return self.manifest.get('config') or {}
+
+# %% ../nbs/04_store.ipynb #5e0faa0b
+@patch(as_prop=True)
+def run_config(self:RunStore)->dict|None:
+    "The last invocation's `RunConfig` as stored (the manifest's `run_config`; None when none was given)."
+    return self.manifest.get('run_config')
+
+# %% ../nbs/04_store.ipynb #b96621dc
+@patch(as_prop=True)
+def decoding(self:RunStore)->dict:
+    "The run's decoding settings (the identity's `decoding`; {} when absent)."
+    return self.identity.get('decoding') or {}
+
+# %% ../nbs/04_store.ipynb #2404e1b7
+@patch(as_prop=True)
+def num_samples(self:RunStore)->int:
+    "Samples generated per prompt (the identity's `num_samples`; 1 when absent)."
+    return int(self.identity.get('num_samples') or 1)
+
+# %% ../nbs/04_store.ipynb #753f11fa
+@patch(as_prop=True)
+def top_k_alternatives(self:RunStore)->int|None:
+    "How many alternatives each token row keeps (`top_ids`), as the identity records it."
+    return self.identity.get('top_k_alternatives')
+
+# %% ../nbs/04_store.ipynb #51b139fd
+@patch(as_prop=True)
+def dtype(self:RunStore)->str|None:
+    "The dtype the run computed in (e.g. `'bfloat16'`), as the identity records it."
+    return self.identity.get('dtype')
+
+# %% ../nbs/04_store.ipynb #bc7d4324
+@patch(as_prop=True)
+def device_type(self:RunStore)->str|None:
+    "The kind of device the run computed on (`'cuda'`, `'cpu'`, …), as the identity records it."
+    return self.identity.get('device_type')
+
+# %% ../nbs/04_store.ipynb #cf96cc7d
+@patch(as_prop=True)
+def versions(self:RunStore)->dict:
+    "The versions of Python and the main libraries recorded when the run was created."
+    return self.manifest.get('versions') or {}
+
+# %% ../nbs/04_store.ipynb #4b23e591
+@patch(as_prop=True)
+def invocations(self:RunStore)->list[dict]:
+    "Every invocation's record (when, checkpoints listed and added, prompts, data file, …), oldest first."
+    return self.manifest.get('invocations') or []
+
+# %% ../nbs/04_store.ipynb #d69c2e13
+@patch(as_prop=True)
+def data_paths(self:RunStore)->list[str]:
+    "The distinct data files of the invocations, in order; else the identity's `data.path` when it has one; else []."
+    paths = list(dict.fromkeys(i['data_path'] for i in self.invocations if i.get('data_path')))
+    if paths: return paths
+    data = self.identity.get('data')
+    return [data['path']] if isinstance(data, dict) and data.get('path') else []
+
+# %% ../nbs/04_store.ipynb #e345f610
+@patch(as_prop=True)
+def progress(self:RunStore)->dict:
+    "{model: {prompts_done, tokens, seconds, tokens_per_second, complete, failed, …}} (the manifest's `progress`)."
+    return self.manifest.get('progress') or {}
+
 # %% ../nbs/04_store.ipynb #095c23b5
 @patch(as_prop=True)
 def imported(self:RunStore)->dict|None:
     "The record of the generations file an imported run scored (path, fingerprint, layout, counts), or None for a run the kit generated."
-    return (self.manifest.get('config') or {}).get('generations') if self.exists or self._manifest is not None else None
-
-# %% ../nbs/04_store.ipynb #b4d6f8a0
-def _model_diff(old:dict, new:dict)->list:
-    "Differences between two entries of one checkpoint (its `path` may change while its `fingerprint` stays)."
-    moved = {'path'} if 'fingerprint' in old and 'fingerprint' in new else set()
-    a, b = ({k: v for k, v in m.items() if k not in moved} for m in (old, new))
-    return [(f"models[{new['name']}].{k}", x, y) for k, x, y in config_diff(a, b)]
-
-def _grow_config(old:dict, # the stored configuration
-                 new:dict, # the requested one
-                )->tuple[dict, list, list]:
-    "(the union of `old` and `new`, the checkpoint names `new` adds, the differences that forbid it)."
-    rest = lambda c: {k: v for k, v in c.items() if k not in ('models', 'model_names', 'data')}
-    diff = config_diff(rest(old), rest(new))
-    merged = {e['name']: e for e in _model_entries(old)}
-    added = []
-    for e in _model_entries(new):
-        if e['name'] not in merged: added.append(e['name']); merged[e['name']] = e
-        elif not (d := _model_diff(merged[e['name']], e)): merged[e['name']] = e
-        else: diff += d
-    out = {**old, **rest(new)}  # the stored key order: a resumed run writes the same files
-    out['models'] = list(merged.values())
-    return out, added, diff
-
-# %% ../nbs/04_store.ipynb #77641295
-@patch
-def open(self:RunStore, config:dict, # what defines the run: `models` (grown) and the rest (compared on resume)
-          overwrite:bool=False, # delete the kit's files of a previous run and start fresh
-          flag:str='--output_dir', # how the user named the directory, for messages
-          settings:dict|None=None, # the invocation's settings (`RunConfig.to_dict()`), kept as the manifest's `run_config`
-          prompts:list|None=None, # this invocation's `PromptRecord`s, added to the run's prompts
-          invocation:dict|None=None, # more to record about this invocation (e.g. its data file)
-          units:list|None=None, # the (prompt_id, sample) pairs this invocation expects (default: every prompt × the configuration's num_samples)
-         )->RunStore:
-    "Create the run in `output_dir`, or resume or grow the run there; returns `self`."
-    d = self.dir
-    if d.exists() and not d.is_dir(): raise InputError(f'{flag} {d}: exists and is not a directory')
-    config = _canonical(config)
-    if overwrite and self.shard is None:
-        gone = remove_owned(d) if d.is_dir() else []
-        if gone: log.info('--overwrite: removed %d files of the previous run in %s', len(gone), d)
-    elif self.shard is None and not self.manifest_path.exists() and d.is_dir() and owned_paths(d):
-        names = ', '.join(p.relative_to(d).as_posix() for p in owned_paths(d)[:3])
-        raise InputError(f'{flag} {d}: holds results ({names}) but no {MANIFEST_NAME}; '
-                         'rerun with --overwrite or choose another directory')
-    self._manifest = None
-    table, new_ids = (None, []) if prompts is None else (_prompts_frame(prompts), [p.prompt_id for p in prompts])
-    if self.manifest_path.exists():
-        merged, added, diff = _grow_config(self.manifest.get('config') or {}, config)
-        if diff: raise InputError(f'{flag} {d}: holds a run with a different configuration ({describe_diff(diff)}); '
-                                  'rerun with --overwrite or choose another directory')
-        if self.shard is not None and added: raise InputError(f'{flag} {d}: {added[0]} is not in the run; the store without a shard must add it first')
-        if table is not None: table, new_ids = self._merge_prompts(table, flag, (invocation or {}).get('data_path'))
-        log.info('%s the run in %s', 'growing' if added or new_ids else 'resuming', d)
-        self._manifest['config'] = merged
-    elif self.shard is not None:
-        raise InputError(f'{flag} {d}: no {MANIFEST_NAME}; the store without a shard must open the run first')
-    else:
-        try: d.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise InputError(f'{flag} {d}: cannot create the directory ({e.strerror})') from None
-        added = _config_models(config)
-        self._manifest = {'format': 2, 'created': _now(), 'config': config, 'versions': runtime_versions(),
-                          'models': [], 'progress': {}, 'invocations': []}
-    if self.shard is None:
-        m = self._manifest
-        m['models'] += [n for n in added if n not in m['models']]
-        if table is not None: self._write_prompts_frame(table)
-        if settings is not None: m['run_config'] = _canonical(settings)
-        m.setdefault('invocations', []).append(to_jsonable(dict(
-            at=_now(), models=_config_models(config), added_models=added, prompts=None if prompts is None else len(prompts),
-            added_prompts=len(new_ids), **(invocation or {}))))
-        self._save_manifest()
-    self._recover()
-    if self.shard is None:
-        if prompts is not None: self._expect([p.prompt_id for p in prompts], _config_models(config), units)
-        self.refresh_progress()
-    return self
+    return self.identity.get('generations') if self.exists or self._manifest is not None else None
 
 # %% ../nbs/04_store.ipynb #46693922
 @patch
@@ -417,26 +456,7 @@ def _parts(self:RunStore, root:Path, model:str|None=None)->dict:
             if m := self._part_re.fullmatch(f.name): out[(name, int(m.group(1)))] = f
     return out
 
-@patch
-def _unpaired(self:RunStore, root:Path, other:Path)->list[Path]:
-    "Parts under `root` with no part of the same name under `other` (this shard's; every shard's for the main store)."
-    mine = lambda f: self.shard is None or self._part_re.fullmatch(f.name)
-    return [f for f in (sorted(root.glob('model=*/part-*.parquet')) if root.is_dir() else [])
-            if mine(f) and not (other/f.parent.name/f.name).exists()]
-
-@patch
-def _recover(self:RunStore):
-    for root in (self.dir, self.tokens_dir, self.generations_dir):
-        for tmp in list(root.glob(f'.*{_TMP_MARK}*')) + list(root.glob(f'model=*/.{self._prefix}*{_TMP_MARK}*')):
-            log.warning('removing %s (left by an interrupted write)', tmp); tmp.unlink(missing_ok=True)
-    for f in self._unpaired(self.tokens_dir, self.generations_dir):
-        log.warning('removing %s: its batch was not committed', f); f.unlink()
-    for f in self._unpaired(self.generations_dir, self.tokens_dir):
-        log.warning('removing %s: its tokens part is missing', f); f.unlink()
-    self._done, self._next = {}, {}
-    for (model, n) in self._parts(self.generations_dir): self._next[model] = max(self._next.get(model, 0), n + 1)
-    for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model)
-
+# %% ../nbs/04_store.ipynb #2bbcdd6f
 @patch
 def _all_gen_parts(self:RunStore)->list:
     "(model, path) of every committed generations part, of every shard."
@@ -444,18 +464,90 @@ def _all_gen_parts(self:RunStore)->list:
     return [(md.name[len('model='):].replace('%25', '%'), f) for md in (sorted(gd.glob('model=*')) if gd.is_dir() else [])
             for f in sorted(md.glob('part-*.parquet'))]
 
+# %% ../nbs/04_store.ipynb #992d2b4d
 def _units(table:pa.Table)->list[tuple[str, int]]:
     "(prompt_id, sample) of each row of a generations or tokens table (sample 0 when it has no `sample` column)."
     ids = table.column('prompt_id').to_pylist()
     samples = table.column('sample').to_pylist() if 'sample' in table.column_names else [0] * len(ids)
     return list(zip(ids, samples))
 
+# %% ../nbs/04_store.ipynb #dee023a2
 @patch
 def _scan_done(self:RunStore, model:str)->set:
+    "The (prompt_id, sample) pairs of `model` in its committed generations parts, of every shard."
     units = set()
     for m, f in self._all_gen_parts():
         if m == model: units.update(_units(pq.read_table(f, columns=[c for c in ('prompt_id', 'sample') if c in pq.read_schema(f).names])))
     return units
+
+# %% ../nbs/04_store.ipynb #9bae9f28
+@patch
+def _unpaired(self:RunStore, root:Path, other:Path)->list[Path]:
+    "Parts under `root` with no part of the same name under `other` (this shard's; every shard's for the main store)."
+    mine = lambda f: self.shard is None or self._part_re.fullmatch(f.name)
+    return [f for f in (sorted(root.glob('model=*/part-*.parquet')) if root.is_dir() else [])
+            if mine(f) and not (other/f.parent.name/f.name).exists()]
+
+# %% ../nbs/04_store.ipynb #a84de31d
+@patch
+def _remove_temporaries(self:RunStore):
+    "Delete the temporary files interrupted writes left: any in the run directory, this store's among the parts."
+    for root in (self.dir, self.tokens_dir, self.generations_dir):
+        for tmp in list(root.glob(f'.*{_TMP_MARK}*')) + list(root.glob(f'model=*/.{self._prefix}*{_TMP_MARK}*')):
+            log.warning('removing %s (left by an interrupted write)', tmp); tmp.unlink(missing_ok=True)
+
+# %% ../nbs/04_store.ipynb #7ba2eba9
+@patch
+def _remove_unpaired(self:RunStore):
+    "Delete the tokens parts without a generations part (uncommitted batches), then the generations parts without tokens."
+    for f in self._unpaired(self.tokens_dir, self.generations_dir):
+        log.warning('removing %s: its batch was not committed', f); f.unlink()
+    for f in self._unpaired(self.generations_dir, self.tokens_dir):
+        log.warning('removing %s: its tokens part is missing', f); f.unlink()
+
+# %% ../nbs/04_store.ipynb #137f2025
+@patch
+def _recover(self:RunStore):
+    "Clean up after a killed write, then rebuild the done pairs and the next part number per model from the committed parts."
+    self._remove_temporaries()
+    self._remove_unpaired()
+    self._done, self._next = {}, {}
+    for (model, n) in self._parts(self.generations_dir): self._next[model] = max(self._next.get(model, 0), n + 1)
+    for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model)
+
+# %% ../nbs/04_store.ipynb #600fa3ba
+@patch
+def _check_batch(self:RunStore, model:str, gt:pa.Table, tt:pa.Table)->list:
+    "The batch's (prompt_id, sample) pairs; raise `ValueError` if one repeats, is already done, or tokens are of another."
+    ids = _units(gt)
+    done = self._done.setdefault(model, set())
+    if len(set(ids)) != len(ids): raise ValueError(f'{model}: duplicate (prompt_id, sample) in one batch')
+    if again := done.intersection(ids): raise ValueError(f'{model}: prompts already done: {sorted(again)[:5]}')
+    if stray := set(_units(tt)) - set(ids):
+        raise ValueError(f'{model}: tokens of prompts not in the batch: {sorted(stray)[:5]}')
+    return ids
+
+# %% ../nbs/04_store.ipynb #2d36974f
+@patch
+def _write_parts(self:RunStore, model:str, tt:pa.Table, gt:pa.Table)->int:
+    "Write the tokens part, then the generations part (the commit), under `model`'s next number; return that number."
+    n = self._next.get(model, 0)
+    name = f'{self._prefix}{n:05d}.parquet'
+    with atomic_path(_partition_dir(self.tokens_dir, model)/name) as tmp: pq.write_table(tt, tmp)
+    with atomic_path(_partition_dir(self.generations_dir, model)/name) as tmp: pq.write_table(gt, tmp)
+    self._next[model] = n + 1
+    return n
+
+# %% ../nbs/04_store.ipynb #53a2f70e
+@patch
+def _count_batch(self:RunStore, model:str, tokens:int, seconds:float|None):
+    "Add a committed batch of `model` (`tokens` rows, `seconds` long) to the manifest's progress, and save it."
+    m = self._manifest
+    if model not in m['models']: m['models'].append(model)
+    p = m['progress'].setdefault(model, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0, 'complete': False})
+    p['prompts_done'] = len(self._done[model]); p['tokens'] += tokens
+    if seconds is not None: p['seconds'] = p.get('seconds', 0.0) + float(seconds)
+    self._save_manifest()
 
 # %% ../nbs/04_store.ipynb #50f6e54f
 @patch
@@ -465,37 +557,24 @@ def write_batch(self:RunStore, model:str, # the checkpoint's name (the `model=` 
                  seconds:float|None=None # wall time of the batch, summed per model in the manifest
                 )->int:
     "Commit one batch: tokens part, then generations part (the commit record), then the manifest; returns the part number."
-    if self._manifest is None: raise RuntimeError('call open(config) before write_batch')
+    if self._manifest is None: raise RuntimeError('call open(identity) before write_batch')
     _check_model_name(model)
     gt = _to_table(generations_df, GENERATIONS_SCHEMA, 'generations', IMPORTED_SCHEMA)
     tt = _to_table(tokens_df, TOKENS_SCHEMA, 'tokens')
-    ids = _units(gt)
-    done = self._done.setdefault(model, set())
-    if len(set(ids)) != len(ids): raise ValueError(f'{model}: duplicate (prompt_id, sample) in one batch')
-    if again := done.intersection(ids): raise ValueError(f'{model}: prompts already done: {sorted(again)[:5]}')
-    if stray := set(_units(tt)) - set(ids):
-        raise ValueError(f'{model}: tokens of prompts not in the batch: {sorted(stray)[:5]}')
-    n = self._next.get(model, 0)
-    name = f'{self._prefix}{n:05d}.parquet'
-    with atomic_path(_partition_dir(self.tokens_dir, model)/name) as tmp: pq.write_table(tt, tmp)
-    with atomic_path(_partition_dir(self.generations_dir, model)/name) as tmp: pq.write_table(gt, tmp)
-    self._next[model] = n + 1
-    done.update(ids)
-    if self.shard is None:
-        m = self._manifest
-        if model not in m['models']: m['models'].append(model)
-        p = m['progress'].setdefault(model, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0, 'complete': False})
-        p['prompts_done'] = len(done); p['tokens'] += tt.num_rows
-        if seconds is not None: p['seconds'] = p.get('seconds', 0.0) + float(seconds)
-        self._save_manifest()
+    ids = self._check_batch(model, gt, tt)
+    n = self._write_parts(model, tt, gt)
+    self._done[model].update(ids)
+    if self.shard is None: self._count_batch(model, tt.num_rows, seconds)
     return n
 
+# %% ../nbs/04_store.ipynb #2b4feaf8
 @patch
 def done_units(self:RunStore, model:str)->set[tuple[str, int]]:
     "The (prompt_id, sample) pairs of `model` already committed (by any shard, as of `open` plus this store's writes)."
     if model not in self._done: self._done[model] = self._scan_done(model)
     return set(self._done[model])
 
+# %% ../nbs/04_store.ipynb #9f53d864
 @patch
 def done_prompts(self:RunStore, model:str)->set[str]:
     "The prompt ids of `model` with at least one committed sample."
@@ -503,22 +582,53 @@ def done_prompts(self:RunStore, model:str)->set[str]:
 
 # %% ../nbs/04_store.ipynb #2a5f1c43
 @patch
-def refresh_progress(self:RunStore):
-    "Recount prompts and tokens per model from the committed parts and save the manifest."
-    m = self._manifest
-    for model, f in self._all_gen_parts():
-        if model not in m['models']: m['models'].append(model)
+def _part_counts(self:RunStore)->dict:
+    "{model: [generations rows, token rows]} over the committed parts of every shard."
     counts = {}
     for model, f in self._all_gen_parts():
         c = counts.setdefault(model, [0, 0])
         c[0] += pq.read_metadata(f).num_rows
         tf = self.tokens_dir/f.parent.name/f.name
         if tf.exists(): c[1] += pq.read_metadata(tf).num_rows
-    for model, (np_, nt) in counts.items():
+    return counts
+
+# %% ../nbs/04_store.ipynb #ce5b55bd
+@patch
+def refresh_progress(self:RunStore):
+    "Recount prompts and tokens per model from the committed parts and save the manifest."
+    m = self._manifest
+    for model, f in self._all_gen_parts():
+        if model not in m['models']: m['models'].append(model)
+    for model, (np_, nt) in self._part_counts().items():
         p = m['progress'].setdefault(model, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0, 'complete': False})
         p['prompts_done'], p['tokens'] = np_, nt
     self._save_manifest()
 
+# %% ../nbs/04_store.ipynb #3b21060d
+@patch
+def _step_map(self:RunStore)->dict:
+    "{name: step} of the checkpoints the identity gives a training step."
+    return {m['name']: m['step'] for m in _model_entries(self.identity) if isinstance(m.get('step'), int)}
+
+# %% ../nbs/04_store.ipynb #979cc3e4
+@patch(as_prop=True)
+def models(self:RunStore)->list[str]:
+    "The run's models in order (by training step when every one has a step; else as added, then any other partition found)."
+    ms = list(self.manifest.get('models', []))
+    ms += sorted({m for m, _ in self._all_gen_parts()} - set(ms))
+    steps = self._step_map()
+    if ms and all(m in steps for m in ms): ms = sorted(ms, key=steps.get)
+    only = self._only[0]
+    return ms if only is None else [m for m in ms if m in only]
+
+# %% ../nbs/04_store.ipynb #082d02a5
+@patch(as_prop=True)
+def steps(self:RunStore)->dict:
+    "{model: its training step, or None when unknown}, in run order."
+    steps = self._step_map()
+    return {m: steps.get(m) for m in self.models}
+
+# %% ../nbs/04_store.ipynb #58610c95
 @patch
 def mark_model_complete(self:RunStore, model:str, # the checkpoint's name
                          info:dict|None=None # timings and statistics to record (JSON-able)
@@ -533,6 +643,7 @@ def mark_model_complete(self:RunStore, model:str, # the checkpoint's name
     p.pop('failed', None)
     self._save_manifest()
 
+# %% ../nbs/04_store.ipynb #5bbe724a
 @patch
 def mark_model_failed(self:RunStore, model:str, # the checkpoint's name
                       error:str, # what went wrong, in one line
@@ -542,38 +653,36 @@ def mark_model_failed(self:RunStore, model:str, # the checkpoint's name
     p['complete'], p['failed'] = False, {'at': _now(), 'error': error}
     self._save_manifest()
 
+# %% ../nbs/04_store.ipynb #2b8f014c
 @patch
 def is_complete(self:RunStore, models:Iterable[str]|None=None # names; None for the run's models
                 )->bool:
     "Whether every one of `models` is marked complete."
-    pr = self.manifest.get('progress', {})
+    pr = self.progress
     return all(pr.get(m, {}).get('complete', False) for m in (self.models if models is None else models))
 
-@patch
-def _step_map(self:RunStore)->dict:
-    "{name: step} of the checkpoints the configuration gives a training step."
-    return {m['name']: m['step'] for m in _model_entries(self.manifest.get('config') or {}) if isinstance(m.get('step'), int)}
+# %% ../nbs/04_store.ipynb #c34154a8
+@dataclass(frozen=True)
+class CheckpointRecord:
+    "One checkpoint of a run, as its identity records it."
+    name:str # the checkpoint's name in the run (its `model=` partition)
+    path:str|None=None # where its weights were read from
+    training_step:int|None=None # its training step, when known
+    fingerprint:str|None=None # `checkpoint_fingerprint` of its files
 
+# %% ../nbs/04_store.ipynb #3b36f11f
 @patch(as_prop=True)
-def models(self:RunStore)->list[str]:
-    "The run's models in order (by training step when every one has a step; else as added, then any other partition found)."
-    ms = list(self.manifest.get('models', []))
-    ms += sorted({m for m, _ in self._all_gen_parts()} - set(ms))
-    steps = self._step_map()
-    if ms and all(m in steps for m in ms): ms = sorted(ms, key=steps.get)
-    only = self._only[0]
-    return ms if only is None else [m for m in ms if m in only]
-
-@patch(as_prop=True)
-def steps(self:RunStore)->dict:
-    "{model: its training step, or None when unknown}, in run order."
-    steps = self._step_map()
-    return {m: steps.get(m) for m in self.models}
+def checkpoints(self:RunStore)->list[CheckpointRecord]:
+    "The run's checkpoints in run order (that of `models`), with their path, training step and fingerprint."
+    entries, steps = {e['name']: e for e in _model_entries(self.identity)}, self._step_map()
+    return [CheckpointRecord(m, entries.get(m, {}).get('path'), steps.get(m), entries.get(m, {}).get('fingerprint')) for m in self.models]
 
 # %% ../nbs/04_store.ipynb #63f007e3
 _HIVE = ds.partitioning(pa.schema([('model', pa.string())]), flavor='hive')
 
+# %% ../nbs/04_store.ipynb #24100112
 def _read(root:Path, schema:pa.Schema, files:list, columns:list|None)->pd.DataFrame:
+    "The `columns` (all of `schema`'s when None) of the parts `files` under `root`, `model` first; an empty frame with them when none."
     cols = ['model'] + [c for c in (columns or schema.names) if c != 'model']
     if not files:
         empty = pa.schema([('model', pa.string())] + [schema.field(c) for c in cols[1:] if c in schema.names])
@@ -584,17 +693,21 @@ def _read(root:Path, schema:pa.Schema, files:list, columns:list|None)->pd.DataFr
     if 'sample' in df.columns: df['sample'] = df['sample'].fillna(0).astype('int64')  # those are of sample 0
     return df
 
+# %% ../nbs/04_store.ipynb #f34f79de
 @patch
 def _only_prompts(self:RunStore, df:pd.DataFrame)->pd.DataFrame:
     "`df`'s rows of the prompts a `select` view keeps (all rows otherwise)."
     keep = self._only[1]
     return df if keep is None else df[df['prompt_id'].isin(keep)].reset_index(drop=True)
 
+# %% ../nbs/04_store.ipynb #0100b6bd
 @patch
 def _order_key(self:RunStore, models)->dict:
+    "{model: its rank} in `models` (None: the run's order)."
     order = self.models if models is None else list(models)
     return {m: i for i, m in enumerate(order)}
 
+# %% ../nbs/04_store.ipynb #bbe57def
 @patch
 def read_generations(self:RunStore, models:list[str]|None=None # names (in this order); None for all, in run order
                      )->pd.DataFrame:
@@ -608,6 +721,7 @@ def read_generations(self:RunStore, models:list[str]|None=None # names (in this 
     return (g.sort_values(['_m', 'prompt_index', 'prompt_id', 'sample'], kind='stable')
              .drop(columns='_m').reset_index(drop=True))
 
+# %% ../nbs/04_store.ipynb #791e7f3e
 @patch
 def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this order); None for all, in run order
                  columns:list[str]|None=None # token columns to read; `model`, `prompt_id`, `sample`, `step` always come
@@ -628,6 +742,7 @@ def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this orde
 # %% ../nbs/04_store.ipynb #98ebbf84
 PROMPTS_COLUMNS = ['prompt_id', 'prompt_index', 'line', 'messages', 'reference', 'reference_answer']
 
+# %% ../nbs/04_store.ipynb #df4b0a3d
 def _prompts_frame(prompts:list)->pd.DataFrame:
     "`PromptRecord`s as the prompts table (messages as JSON text)."
     return pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'prompt_index': [p.index for p in prompts],
@@ -635,32 +750,78 @@ def _prompts_frame(prompts:list)->pd.DataFrame:
                          'reference': [p.reference for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]},
                         columns=PROMPTS_COLUMNS)
 
+# %% ../nbs/04_store.ipynb #a21e74fe
 @patch
 def _write_prompts_frame(self:RunStore, df:pd.DataFrame)->Path:
+    "Write the prompts table `df` atomically; return its path."
     with atomic_path(self.prompts_path) as t: df.to_parquet(t, index=False)
     return self.prompts_path
 
+# %% ../nbs/04_store.ipynb #4bdc9669
 @patch
 def write_prompts(self:RunStore, prompts:list, # `PromptRecord`s of the run
                  )->Path:
     "Save the run's prompts (with references) to `data/prompts.parquet`, atomically."
     return self._write_prompts_frame(_prompts_frame(prompts))
 
+# %% ../nbs/04_store.ipynb #d7b83094
 @patch
 def read_prompts(self:RunStore)->pd.DataFrame:
     "The prompts table of the run (empty, with its columns, when the run kept none)."
     df = pd.read_parquet(self.prompts_path) if self.prompts_path.exists() else pd.DataFrame(columns=PROMPTS_COLUMNS)
     return self._only_prompts(df)
 
+# %% ../nbs/04_store.ipynb #1c452dce
 @patch
 def prompt_indices(self:RunStore)->dict:
     "{prompt_id: prompt_index} of the run's prompts."
     pr = self.read_prompts()
     return dict(zip(pr.prompt_id, pr.prompt_index.astype(int)))
 
+# %% ../nbs/04_store.ipynb #b4d6f8a0
+def _model_diff(old:dict, new:dict)->list:
+    "Differences between two entries of one checkpoint (its `path` may change while its `fingerprint` stays)."
+    moved = {'path'} if 'fingerprint' in old and 'fingerprint' in new else set()
+    a, b = ({k: v for k, v in m.items() if k not in moved} for m in (old, new))
+    return [(f"models[{new['name']}].{k}", x, y) for k, x, y in config_diff(a, b)]
+
+# %% ../nbs/04_store.ipynb #344fd95d
+def _grow_identity(old:dict, # the stored identity
+                   new:dict, # the requested one
+                  )->tuple[dict, list, list]:
+    "(the union of `old` and `new`, the checkpoint names `new` adds, the differences that forbid it)."
+    rest = lambda c: {k: v for k, v in c.items() if k not in ('models', 'model_names', 'data')}
+    diff = config_diff(rest(old), rest(new))
+    merged = {e['name']: e for e in _model_entries(old)}
+    added = []
+    for e in _model_entries(new):
+        if e['name'] not in merged: added.append(e['name']); merged[e['name']] = e
+        elif not (d := _model_diff(merged[e['name']], e)): merged[e['name']] = e
+        else: diff += d
+    out = {**old, **rest(new)}  # the stored key order: a resumed run writes the same files
+    out['models'] = list(merged.values())
+    return out, added, diff
+
 # %% ../nbs/04_store.ipynb #e7a9b1c3
 def _same(a, b)->bool: return (pd.isna(a) and pd.isna(b)) if (a is None or b is None or pd.isna(a) or pd.isna(b)) else a == b
 
+# %% ../nbs/04_store.ipynb #b0a9459f
+@patch
+def _check_prompts_unchanged(self:RunStore, stored:pd.DataFrame, # the run's prompts, indexed by prompt_id
+                             new:pd.DataFrame, # this invocation's prompts table
+                             flag:str, # how the user named the run directory, for the message
+                             source=None, # the data file, for the message
+                            ):
+    "Raise `InputError` naming the first prompt of `new` that is stored with other messages or reference."
+    for r in new[new.prompt_id.isin(stored.index)].itertuples():
+        o = stored.loc[r.prompt_id]
+        changed = [c for c in ('messages', 'reference') if not _same(o[c], getattr(r, c))]
+        if changed:
+            where = f'{source}:{r.line}' if source else f'line {r.line}'
+            raise InputError(f"{flag} {self.dir}: prompt {r.prompt_id!r} ({where}) differs from the run's stored prompt "
+                             f"({' and '.join(changed)} changed); rerun with --overwrite or choose another directory")
+
+# %% ../nbs/04_store.ipynb #791b3b6e
 @patch
 def _merge_prompts(self:RunStore, new:pd.DataFrame, # this invocation's prompts table
                    flag:str, # how the user named the run directory, for the message
@@ -669,13 +830,7 @@ def _merge_prompts(self:RunStore, new:pd.DataFrame, # this invocation's prompts 
     "(the run's prompts with the new ones added, or None when none is new; the ids added); raise if a stored prompt changed."
     old = self.read_prompts()
     stored = old.set_index('prompt_id')
-    for r in new[new.prompt_id.isin(stored.index)].itertuples():
-        o = stored.loc[r.prompt_id]
-        changed = [c for c in ('messages', 'reference') if not _same(o[c], getattr(r, c))]
-        if changed:
-            where = f'{source}:{r.line}' if source else f'line {r.line}'
-            raise InputError(f"{flag} {self.dir}: prompt {r.prompt_id!r} ({where}) differs from the run's stored prompt "
-                             f"({' and '.join(changed)} changed); rerun with --overwrite or choose another directory")
+    self._check_prompts_unchanged(stored, new, flag, source)
     fresh = new[~new.prompt_id.isin(stored.index)]
     if not len(fresh): return None, []
     start = int(old.prompt_index.max()) + 1 if len(old) else 0
@@ -689,12 +844,13 @@ def _expect(self:RunStore, prompt_ids:list, # the invocation's prompts
             units:list|None=None, # the (prompt_id, sample) pairs expected (default: every prompt × num_samples)
            ):
     "Mark each of `models` that has not committed every sample of every one of `prompt_ids` (or every one of `units`) as incomplete."
-    n = (self.manifest.get('config') or {}).get('num_samples', 1)
+    n = self.num_samples
     need = {(p, s) for p in prompt_ids for s in range(n)} if units is None else set(map(tuple, units))
     for m in models:
         if not need <= self.done_units(m):
             self._manifest['progress'].setdefault(m, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})['complete'] = False
 
+# %% ../nbs/04_store.ipynb #af2030d9
 @patch
 def select(self:RunStore, models:list|None=None, # checkpoint names (None: all)
            prompts:Iterable|None=None, # prompt ids (None: all)
@@ -706,25 +862,98 @@ def select(self:RunStore, models:list|None=None, # checkpoint names (None: all)
     view._only = (None if models is None else list(models), None if prompts is None else set(prompts))
     return view
 
-# %% ../nbs/04_store.ipynb #e911e795
+# %% ../nbs/04_store.ipynb #af05948d
 @patch
-def scoring_state(self:RunStore)->dict:
-    "The scoring state of the run ({} when nothing was scored)."
-    p = self.scoring_state_path
-    return json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
-
-@patch
-def save_scoring_state(self:RunStore, state:dict # {'sequences', 'top_k_alternatives', 'done': {model: info}}
-                      )->Path:
-    "Write the scoring state atomically."
-    return write_json(state, self.scoring_state_path)
-
-@patch
-def clear_scored(self:RunStore, model:str|None=None # one checkpoint's scores (None: all, state included)
+def _prepare_dir(self:RunStore, overwrite:bool, # delete the kit's files of a previous run
+                 flag:str, # how the user named the directory, for the message
                 ):
-    "Delete scored parts (of one checkpoint, or all of them and the state)."
-    d = self.scored_dir if model is None else _partition_dir(self.scored_dir, model)
-    if d.exists(): shutil.rmtree(d)
+    "With `overwrite`, delete the kit's files; else refuse a directory with the kit's results but no manifest (the main store)."
+    d = self.dir
+    if overwrite and self.shard is None:
+        gone = remove_owned(d) if d.is_dir() else []
+        if gone: log.info('--overwrite: removed %d files of the previous run in %s', len(gone), d)
+    elif self.shard is None and not self.manifest_path.exists() and d.is_dir() and owned_paths(d):
+        names = ', '.join(p.relative_to(d).as_posix() for p in owned_paths(d)[:3])
+        raise InputError(f'{flag} {d}: holds results ({names}) but no {MANIFEST_NAME}; '
+                         'rerun with --overwrite or choose another directory')
+
+# %% ../nbs/04_store.ipynb #d844e98e
+@patch
+def _create(self:RunStore, identity:dict, # the canonical identity of the new run
+            flag:str, # how the user named the directory, for the message
+           )->list:
+    "Start a run: the directory and a fresh manifest (in memory); return the checkpoint names it adds."
+    d = self.dir
+    if self.shard is not None: raise InputError(f'{flag} {d}: no {MANIFEST_NAME}; the store without a shard must open the run first')
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise InputError(f'{flag} {d}: cannot create the directory ({e.strerror})') from None
+    self._manifest = {'format': 2, 'created': _now(), 'config': identity, 'versions': runtime_versions(),
+                      'models': [], 'progress': {}, 'invocations': []}
+    return _identity_models(identity)
+
+# %% ../nbs/04_store.ipynb #43c9fb26
+@patch
+def _resume(self:RunStore, identity:dict, # the canonical requested identity
+            flag:str, # how the user named the directory, for the messages
+            table:pd.DataFrame|None, # this invocation's prompts table (None: no prompts given)
+            new_ids:list, # its prompt ids
+            source=None, # the data file, for the messages
+           )->tuple[list, pd.DataFrame|None, list]:
+    "Check `identity` and `table` against the stored run and merge them in: (checkpoint names added, prompts table to write, prompt ids added)."
+    merged, added, diff = _grow_identity(self.identity, identity)
+    if diff: raise InputError(f'{flag} {self.dir}: holds a run with a different configuration ({describe_diff(diff)}); '
+                              'rerun with --overwrite or choose another directory')
+    if self.shard is not None and added: raise InputError(f'{flag} {self.dir}: {added[0]} is not in the run; the store without a shard must add it first')
+    if table is not None: table, new_ids = self._merge_prompts(table, flag, source)
+    log.info('%s the run in %s', 'growing' if added or new_ids else 'resuming', self.dir)
+    self._manifest['config'] = merged
+    return added, table, new_ids
+
+# %% ../nbs/04_store.ipynb #9dd37dcb
+@patch
+def _record_invocation(self:RunStore, identity:dict, # the canonical requested identity
+                       added:list, # the checkpoint names it adds
+                       table:pd.DataFrame|None, # the prompts table to write (None: unchanged)
+                       new_ids:list, # the prompt ids added
+                       n_prompts:int|None, # how many prompts the invocation gave (None: none)
+                       run_config:dict|None, # the invocation's `RunConfig.to_dict()`
+                       invocation:dict|None, # more to record about it
+                      ):
+    "The main store's record of an `open`: the checkpoints added, the prompts, `run_config` and the invocation; then save."
+    m = self._manifest
+    m['models'] += [n for n in added if n not in m['models']]
+    if table is not None: self._write_prompts_frame(table)
+    if run_config is not None: m['run_config'] = _canonical(run_config)
+    m.setdefault('invocations', []).append(to_jsonable(dict(
+        at=_now(), models=_identity_models(identity), added_models=added, prompts=n_prompts,
+        added_prompts=len(new_ids), **(invocation or {}))))
+    self._save_manifest()
+
+# %% ../nbs/04_store.ipynb #77641295
+@patch
+def open(self:RunStore, identity:dict, # what identifies the run: `models` (grown) and the rest (compared on resume)
+          overwrite:bool=False, # delete the kit's files of a previous run and start fresh
+          flag:str='--output_dir', # how the user named the directory, for messages
+          run_config:dict|None=None, # the invocation's `RunConfig.to_dict()`, kept as the manifest's `run_config`
+          prompts:list|None=None, # this invocation's `PromptRecord`s, added to the run's prompts
+          invocation:dict|None=None, # more to record about this invocation (e.g. its data file)
+          units:list|None=None, # the (prompt_id, sample) pairs this invocation expects (default: every prompt × the identity's num_samples)
+         )->RunStore:
+    "Create the run in `output_dir`, or resume or grow the run there; returns `self`."
+    if self.dir.exists() and not self.dir.is_dir(): raise InputError(f'{flag} {self.dir}: exists and is not a directory')
+    identity = _canonical(identity)
+    self._prepare_dir(overwrite, flag)
+    self._manifest = None
+    table, new_ids = (None, []) if prompts is None else (_prompts_frame(prompts), [p.prompt_id for p in prompts])
+    if self.manifest_path.exists(): added, table, new_ids = self._resume(identity, flag, table, new_ids, (invocation or {}).get('data_path'))
+    else: added = self._create(identity, flag)
+    if self.shard is None:
+        self._record_invocation(identity, added, table, new_ids, None if prompts is None else len(prompts), run_config, invocation)
+    self._recover()
+    if self.shard is None:
+        if prompts is not None: self._expect([p.prompt_id for p in prompts], _identity_models(identity), units)
+        self.refresh_progress()
+    return self
 
 # %% ../nbs/04_store.ipynb #cdadd16c
 @patch
@@ -736,12 +965,14 @@ def write_scored(self:RunStore, model:str, # the checkpoint that scored
     with atomic_path(path) as tmp: pq.write_table(_to_table(tokens_df, TOKENS_SCHEMA, 'scored tokens'), tmp)
     return path
 
+# %% ../nbs/04_store.ipynb #6ed3e693
 @patch
 def scored_rows(self:RunStore, model:str)->int:
     "The number of scored token rows of `model`, over every writer's part."
     d = _partition_dir(self.scored_dir, model)
     return sum(pq.read_metadata(f).num_rows for f in sorted(d.glob('part-*.parquet'))) if d.is_dir() else 0
 
+# %% ../nbs/04_store.ipynb #f9c1eea2
 @patch
 def read_scored(self:RunStore, models:list|None=None, # names in order (default: the run's order)
                )->pd.DataFrame:
@@ -754,3 +985,41 @@ def read_scored(self:RunStore, models:list|None=None, # names in order (default:
     df = df[df.model.isin(order)].assign(_m=lambda d: d.model.map({m: i for i, m in enumerate(order)}),
                                          _p=lambda d: d.prompt_id.map(pidx))
     return df.sort_values(['_m', '_p', 'sample', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)
+
+# %% ../nbs/04_store.ipynb #e911e795
+@patch
+def scoring_state(self:RunStore)->dict:
+    "The scoring state of the run ({} when nothing was scored)."
+    p = self.scoring_state_path
+    return json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
+
+# %% ../nbs/04_store.ipynb #25a1f049
+@patch
+def save_scoring_state(self:RunStore, state:dict # {'sequences', 'top_k_alternatives', 'done': {model: info}}
+                      )->Path:
+    "Write the scoring state atomically."
+    return write_json(state, self.scoring_state_path)
+
+# %% ../nbs/04_store.ipynb #b339e873
+@patch
+def clear_scored(self:RunStore, model:str|None=None # one checkpoint's scores (None: all, state included)
+                ):
+    "Delete scored parts (of one checkpoint, or all of them and the state)."
+    d = self.scored_dir if model is None else _partition_dir(self.scored_dir, model)
+    if d.exists(): shutil.rmtree(d)
+
+# %% ../nbs/04_store.ipynb #95c25263
+@patch
+def vocabulary_groups(self:RunStore, models:list[str]|None=None, # the checkpoints covered, in order (None: every one of the groups)
+                     )->list[dict]:
+    "Per vocabulary group with a covered checkpoint: group, models (scored on its sequences), unscored, vocabulary, vocab_size, sequences, n_sequences."
+    state = self.scoring_state()
+    done = state.get('done') or {}
+    groups = state.get('groups') or ([dict(models=list(done), sequences=state.get('sequences'))] if done else [])
+    out = []
+    for g in groups:
+        ms = [m for m in (g['models'] if models is None else models) if m in g['models']]
+        ok = [m for m in ms if m in done and ('fingerprint' not in g or done[m].get('fingerprint') == g['fingerprint'])]
+        if ms: out.append(dict(group=len(out) + 1, models=ok, unscored=[m for m in ms if m not in ok], vocabulary=g.get('vocabulary'),
+                               vocab_size=g.get('vocab_size'), sequences=g.get('sequences'), n_sequences=g.get('n_sequences')))
+    return out

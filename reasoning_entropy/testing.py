@@ -14,9 +14,15 @@ __all__ = ['ARCHS', 'SPECIALS', 'CHATML', 'make_tiny_checkpoint', 'synthetic_run
 
 # %% ../nbs/14_testing.ipynb #637f554f
 ARCHS = ('qwen2', 'llama', 'gpt2', 'gpt_neox', 'phi', 'gemma', 'gemma2', 'gemma3', 'granite', 'cohere')
+
+# %% ../nbs/14_testing.ipynb #46e676c1
 SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
+
+# %% ../nbs/14_testing.ipynb #142b3367
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+# %% ../nbs/14_testing.ipynb #f240112e
 _CORPUS = ["The answer is 42 because 6 times 7 is 42.", "Let me think step by step about this problem.",
            "First, we add the numbers. Then we divide by two.", "<think> hmm, wait, maybe not. </think>",
            "Answer: \\boxed{12}", "What is 3 + 4? It is 7.", "So the total is 15 apples and 3 pears."]
@@ -38,6 +44,25 @@ def _tokenizer_json(vocab_size: int, extra_tokens: tuple = ()) -> str:
     tok.train_from_iterator(_CORPUS * 3, trainer=trainer)
     return tok.to_str()
 
+# %% ../nbs/14_testing.ipynb #7a3d5e3a
+_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=512)
+
+# %% ../nbs/14_testing.ipynb #dae3086a
+_ARCH_CONFIGS = {  # arch -> (its transformers config class, the tiny sizes and what makes the family itself)
+    'qwen2': ('Qwen2Config', dict(**_TINY, num_key_value_heads=2, tie_word_embeddings=True)),
+    'llama': ('LlamaConfig', dict(**_TINY, num_key_value_heads=2)),
+    'gpt2': ('GPT2Config', dict(n_embd=32, n_layer=2, n_head=4, n_positions=512)),
+    'gpt_neox': ('GPTNeoXConfig', dict(_TINY)),
+    'phi': ('PhiConfig', dict(_TINY)),
+    'gemma': ('GemmaConfig', dict(**_TINY, num_key_value_heads=1, head_dim=8)),
+    'gemma2': ('Gemma2Config', dict(**_TINY, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
+                                    attn_logit_softcapping=50.0, sliding_window=8)),
+    'gemma3': ('Gemma3TextConfig', dict(**_TINY, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0, sliding_window=8)),
+    'granite': ('GraniteConfig', dict(**_TINY, num_key_value_heads=2, logits_scaling=8.0, embedding_multiplier=2.0,
+                                      residual_multiplier=0.5, attention_multiplier=0.2)),
+    'cohere': ('CohereConfig', dict(**_TINY, num_key_value_heads=2, logit_scale=0.25)),
+}
+
 # %% ../nbs/14_testing.ipynb #c5910462
 def _config(arch:str, # one of `ARCHS`
             vocab_size:int, # the model's vocabulary
@@ -46,24 +71,21 @@ def _config(arch:str, # one of `ARCHS`
            ):
     "A tiny (hidden 32, 2 layers, 512 positions) config of the real `arch` class."
     import transformers as T
-    common = dict(vocab_size=vocab_size, bos_token_id=ids['bos'], eos_token_id=ids['eos'], pad_token_id=ids['pad'],
-                  initializer_range=0.2)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 max_position_embeddings=512)
-    if arch == 'qwen2': return T.Qwen2Config(**common, **small, num_key_value_heads=2, tie_word_embeddings=True)
-    if arch == 'llama': return T.LlamaConfig(**common, **small, num_key_value_heads=2)
-    if arch == 'gpt2': return T.GPT2Config(**common, n_embd=32, n_layer=2, n_head=4, n_positions=512)
-    if arch == 'gpt_neox': return T.GPTNeoXConfig(**common, **small)
-    if arch == 'phi': return T.PhiConfig(**common, **small)
-    if arch == 'gemma': return T.GemmaConfig(**common, **small, num_key_value_heads=1, head_dim=8)
-    if arch == 'gemma2': return T.Gemma2Config(**common, **small, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
-                                               attn_logit_softcapping=50.0, sliding_window=8)
-    if arch == 'gemma3': return T.Gemma3TextConfig(**common, **small, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
-                                                   sliding_window=8)
-    if arch == 'granite': return T.GraniteConfig(**common, **small, num_key_value_heads=2, logits_scaling=8.0,
-                                                 embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.2)
-    if arch == 'cohere': return T.CohereConfig(**common, **small, num_key_value_heads=2, logit_scale=0.25)
-    raise ValueError(f'unknown arch {arch!r}; one of {ARCHS}')
+    if arch not in _ARCH_CONFIGS: raise ValueError(f'unknown arch {arch!r}; one of {ARCHS}')
+    cls, sizes = _ARCH_CONFIGS[arch]
+    return getattr(T, cls)(vocab_size=vocab_size, bos_token_id=ids['bos'], eos_token_id=ids['eos'], pad_token_id=ids['pad'],
+                           initializer_range=0.2, **sizes)
+
+# %% ../nbs/14_testing.ipynb #8833623f
+def _tiny_tokenizer(tokenizer_vocab:int, extra_tokens, chat_template:bool):
+    "The tiny BPE as a `PreTrainedTokenizerFast` (eos = pad = <|endoftext|>, no bos or unk), with the ChatML template if asked."
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    tk = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(_tokenizer_json(tokenizer_vocab, tuple(extra_tokens))),
+                                 eos_token='<|endoftext|>', pad_token='<|endoftext|>', bos_token=None,
+                                 unk_token=None, clean_up_tokenization_spaces=False)
+    if chat_template: tk.chat_template = CHATML
+    return tk
 
 # %% ../nbs/14_testing.ipynb #ee3374da
 def make_tiny_checkpoint(path, # directory to write (created)
@@ -76,13 +98,9 @@ def make_tiny_checkpoint(path, # directory to write (created)
                         ) -> Path:
     "Save a tiny random `arch` model + byte-level BPE tokenizer (eos = pad = <|endoftext|>) to `path`."
     import torch
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    tk = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(_tokenizer_json(tokenizer_vocab, tuple(extra_tokens))),
-                                 eos_token='<|endoftext|>', pad_token='<|endoftext|>', bos_token=None,
-                                 unk_token=None, clean_up_tokenization_spaces=False)
-    if chat_template: tk.chat_template = CHATML
+    tk = _tiny_tokenizer(tokenizer_vocab, extra_tokens, chat_template)
     n = len(tk)
     vocab_size = vocab_size or (n + 7) // 8 * 8
     if vocab_size < n: raise ValueError(f'vocab_size {vocab_size} < tokenizer size {n}')
@@ -93,6 +111,48 @@ def make_tiny_checkpoint(path, # directory to write (created)
     model.save_pretrained(path)
     tk.save_pretrained(path)
     return path
+
+# %% ../nbs/14_testing.ipynb #3db83365
+def _synthetic_prompts(n_prompts:int)->list:
+    "Prompts `What is i + i?` with their `<think>` references and answers 2i, as `PromptRecord`s."
+    from reasoning_entropy.data import PromptRecord
+    return [PromptRecord(str(i), i, [{'role': 'user', 'content': f'What is {i} + {i}?'}], f'<think>{i}+{i}</think>\n\nAnswer: \\boxed{{{2*i}}}', str(2*i), i+1)
+            for i in range(n_prompts)]
+
+# %% ../nbs/14_testing.ipynb #42122bb6
+def _synthetic_config(models:list, n_prompts:int, max_steps:int, samples:int, k:int)->dict:
+    "The run configuration a synthetic run's manifest records: made-up checkpoint paths, sampling when `samples` > 1."
+    return dict(models=[dict(name=m, path=f'/synthetic/{m}', fingerprint='0') for m in models], data=dict(path='synthetic', prompts=n_prompts),
+                decoding=dict(max_new_tokens=max_steps, do_sample=samples > 1), num_samples=samples, top_k_alternatives=k)
+
+# %% ../nbs/14_testing.ipynb #463cd1e4
+def _synthetic_tokens(rng, # the run's random generator
+                      units:list, # the batch's (prompt, sample) pairs
+                      n:np.ndarray, # their generation lengths
+                      scale:float, # mean entropy of the checkpoint
+                      k:int, # alternatives per token
+                     )->tuple:
+    "(token ids, token rows) of one batch of generations: random words, exponential entropies with mean `scale`."
+    words = np.array([' the', ' answer', ' is', ' so', '\n', ' wait', ' 4', '2', '<think>', '</think>', ' \\boxed{', '}'])
+    tot = int(n.sum())
+    tid = rng.integers(0, len(words), size=tot)
+    ent = rng.exponential(scale, size=tot)
+    lp = -rng.exponential(scale / 2, size=tot)
+    return tid, pd.DataFrame({'prompt_id': np.repeat([str(i) for i, _ in units], n), 'sample': np.repeat([x for _, x in units], n),
+                              'step': np.concatenate([np.arange(1, y + 1) for y in n]),
+                              'token_id': tid, 'current_token': words[np.roll(tid, 1)], 'next_token': words[tid], 'entropy': ent,
+                              'logprob': lp, 'probability': np.exp(lp), 'rank': rng.integers(1, 3, size=tot), 'varentropy': ent / 2,
+                              'top_ids': list(rng.integers(0, len(words), size=(tot, k))), 'top_logprobs': list(-np.sort(rng.exponential(1, size=(tot, k)), axis=1)),
+                              'sampling_entropy': np.nan})
+
+# %% ../nbs/14_testing.ipynb #2093882f
+def _synthetic_generations(units:list, n:np.ndarray, tid:np.ndarray, right:np.ndarray)->pd.DataFrame:
+    "Generation rows of one batch of (prompt, sample) `units`: the answer `\\boxed{2i}` where `right`, `\\boxed{2i+1}` otherwise."
+    return pd.DataFrame({'prompt_id': [str(i) for i, _ in units], 'sample': [x for _, x in units], 'prompt_index': [i for i, _ in units],
+                         'prompt_text': [f'What is {i} + {i}?' for i, _ in units],
+                         'prompt_token_ids': [[1, 2, 3]] * len(n), 'generated_token_ids': [list(tid[:y]) for y in n],
+                         'generated_text': [f'<think>…</think> Answer: \\boxed{{{2*i if r else 2*i+1}}}' for (i, _), r in zip(units, right)],
+                         'finished': True, 'n_tokens': n})
 
 # %% ../nbs/14_testing.ipynb #1744009a
 def synthetic_run_dir(run_dir, # directory to create
@@ -106,40 +166,21 @@ def synthetic_run_dir(run_dir, # directory to create
                  )->Path:
     "Write a complete synthetic run (store, prompts, prompt_level_results.csv); entropy falls and accuracy rises with the checkpoint."
     from reasoning_entropy.store import RunStore, write_csv
-    from reasoning_entropy.data import PromptRecord
-    from reasoning_entropy.legacy import prompt_level_results
+    from reasoning_entropy.results import prompt_level_results
     models = models or ['Checkpoint_1', 'Checkpoint_2', 'Checkpoint_4', 'Checkpoint_10']
     rng = np.random.default_rng(seed)
     run_dir = Path(run_dir)
-    prompts = [PromptRecord(str(i), i, [{'role': 'user', 'content': f'What is {i} + {i}?'}], f'<think>{i}+{i}</think>\n\nAnswer: \\boxed{{{2*i}}}', str(2*i), i+1)
-               for i in range(n_prompts)]
-    config = dict(models=[dict(name=m, path=f'/synthetic/{m}', fingerprint='0') for m in models], data=dict(path='synthetic', prompts=n_prompts),
-                  decoding=dict(max_new_tokens=max_steps, do_sample=samples > 1), num_samples=samples, top_k_alternatives=k)
-    store = RunStore(run_dir).open(config)
+    prompts = _synthetic_prompts(n_prompts)
+    store = RunStore(run_dir).open(_synthetic_config(models, n_prompts, max_steps, samples, k))
     store.write_prompts(prompts)
-    words = np.array([' the', ' answer', ' is', ' so', '\n', ' wait', ' 4', '2', '<think>', '</think>', ' \\boxed{', '}'])
     lens = rng.integers(max(2, max_steps // 4), max_steps + 1, size=(n_prompts, samples))
     for j, m in enumerate(models):
-        scale = 1.5 / (1 + j)
         for s in range(0, n_prompts, batch):
             units = [(i, x) for i in range(s, min(n_prompts, s + batch)) for x in range(samples)]  # (prompt, sample)
-            n = np.array([lens[i, x] for i, x in units]); tot = int(n.sum())
-            tid = rng.integers(0, len(words), size=tot)
-            ent = rng.exponential(scale, size=tot)
-            lp = -rng.exponential(scale / 2, size=tot)
-            tok = pd.DataFrame({'prompt_id': np.repeat([str(i) for i, _ in units], n), 'sample': np.repeat([x for _, x in units], n),
-                                'step': np.concatenate([np.arange(1, y + 1) for y in n]),
-                                'token_id': tid, 'current_token': words[np.roll(tid, 1)], 'next_token': words[tid], 'entropy': ent,
-                                'logprob': lp, 'probability': np.exp(lp), 'rank': rng.integers(1, 3, size=tot), 'varentropy': ent / 2,
-                                'top_ids': list(rng.integers(0, len(words), size=(tot, k))), 'top_logprobs': list(-np.sort(rng.exponential(1, size=(tot, k)), axis=1)),
-                                'sampling_entropy': np.nan})
+            n = np.array([lens[i, x] for i, x in units])
+            tid, tokens = _synthetic_tokens(rng, units, n, 1.5 / (1 + j), k)
             right = rng.random(len(n)) < (j + 1) / (len(models) + 1)
-            gen = pd.DataFrame({'prompt_id': [str(i) for i, _ in units], 'sample': [x for _, x in units], 'prompt_index': [i for i, _ in units],
-                                'prompt_text': [f'What is {i} + {i}?' for i, _ in units],
-                                'prompt_token_ids': [[1, 2, 3]] * len(n), 'generated_token_ids': [list(tid[:y]) for y in n],
-                                'generated_text': [f'<think>…</think> Answer: \\boxed{{{2*i if r else 2*i+1}}}' for (i, _), r in zip(units, right)],
-                                'finished': True, 'n_tokens': n})
-            store.write_batch(m, tok, gen, seconds=1.0)
+            store.write_batch(m, tokens, _synthetic_generations(units, n, tid, right), seconds=1.0)
         store.mark_model_complete(m)
     refs = pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]})
     write_csv(prompt_level_results(store.read_tokens(columns=['entropy', 'probability']), store.read_generations(), refs), store.legacy_path('prompt_level_results.csv'))
@@ -148,6 +189,63 @@ def synthetic_run_dir(run_dir, # directory to create
 # %% ../nbs/14_testing.ipynb #1e8d95e8
 _WORDS = ['the', ' so', ' wait', ' =', ' 2', ' x', ',', '.', ' maybe', ' then', ' we', ' check', ' but', ' 4']
 
+# %% ../nbs/14_testing.ipynb #179a77fc
+def _think_tokens(rng, L:int, base:np.ndarray, scale:float, zeros:float, factor:float=1.0)->tuple:
+    "(words, entropies) of a synthetic generation of L tokens: `</think>` at 70%, entropy × 0.3 after it, a share `zeros` of exact zeros."
+    close = int(L * 0.7)
+    words = rng.choice(np.array(_WORDS, dtype=object), size=L)
+    words[0], words[close - 1] = '<think>', '</think>'
+    ent = scale * base * np.where(np.arange(L) < close, 1.0, 0.3) * rng.exponential(1.0, L) * factor
+    ent[rng.random(L) < zeros] = 0.0
+    return words, ent
+
+# %% ../nbs/14_testing.ipynb #8b2d550b
+def _plain_generation(rng, m:str, i:int, p:int, L:int, base:np.ndarray, scale:float, p_right:float)->tuple:
+    "(tokens, scored, result) of prompt `p`'s generation at the i-th checkpoint `m`: right with chance `p_right`."
+    words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i)
+    step = np.arange(1, L + 1)
+    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
+    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L)))
+    correct = bool(rng.random() < p_right)
+    return tokens, scored, dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
+                                entropy_median=float(np.median(ent)), finished=True, correct=correct)
+
+# %% ../nbs/14_testing.ipynb #fd5adfdd
+def _sampled_generation(rng, m:str, i:int, p:int, s:int, q:float, base:np.ndarray, scale:float, min_len:int, max_len:int)->tuple:
+    "(tokens, scored or None, generation) of sample `s` of prompt `p` at the i-th checkpoint `m`: right with chance `q`."
+    L = int(rng.integers(min_len, max_len + 1))
+    right = bool(rng.random() < q)
+    words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i, 1.0 if right else 2.0)
+    step = np.arange(1, L + 1)
+    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
+    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step, entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L))) if s == 0 else None
+    answer = p if right else p + 1 + int(rng.integers(0, 2))
+    return tokens, scored, dict(model=m, prompt_id=f"p{p}", sample=s, finished=True, generated_text=f"</think> \\boxed{{{answer}}}")
+
+# %% ../nbs/14_testing.ipynb #c41560c2
+def _sampled_run(n_models, n_prompts, min_len, max_len, seed, samples, with_samples):
+    "`synthetic_run` with `samples` generations per prompt (see above)."
+    from reasoning_entropy.results import sample_level_results, prompt_level_results
+    rng = np.random.default_rng(seed)
+    names = [f"ckpt_{i + 1}" for i in range(n_models)]
+    base = rng.exponential(1.0, size=(n_prompts, max_len))
+    skill = rng.normal(0, 1.2, n_prompts)                     # prompt difficulty, shared by the checkpoints
+    token_frames, gens, sc = [], [], []
+    for i, m in enumerate(names):
+        level = np.log((0.2 + 0.6 * i / max(n_models - 1, 1)) / (0.8 - 0.6 * i / max(n_models - 1, 1)))
+        q = 1 / (1 + np.exp(-(level + skill)))                # each prompt's chance of a right sample
+        for p in range(n_prompts):
+            for s in range(samples):
+                tokens, scored, gen = _sampled_generation(rng, m, i, p, s, q[p], base[p], 1.0 / (1 + i), min_len, max_len)
+                token_frames.append(tokens); gens.append(gen)
+                if scored is not None: sc.append(scored)
+    tokens, gens = pd.concat(token_frames, ignore_index=True), pd.DataFrame(gens)
+    refs = pd.DataFrame(dict(prompt_id=[f"p{p}" for p in range(n_prompts)], reference_answer=[str(p) for p in range(n_prompts)]))
+    per_sample = sample_level_results(tokens, gens, refs)
+    out = tokens, prompt_level_results(tokens, gens, refs, samples=per_sample), pd.concat(sc, ignore_index=True)
+    return out + (per_sample,) if with_samples else out
+
+# %% ../nbs/14_testing.ipynb #508085bb
 def synthetic_run(n_models:int=4, # checkpoints
                   n_prompts:int=30, # prompts per checkpoint
                   min_len:int=30, # shortest generation
@@ -160,59 +258,15 @@ def synthetic_run(n_models:int=4, # checkpoints
     if samples > 1 or with_samples: return _sampled_run(n_models, n_prompts, min_len, max_len, seed, samples, with_samples)
     rng = np.random.default_rng(seed)
     names = [f"ckpt_{i + 1}" for i in range(n_models)]
-    toks, res, sc = [], [], []
+    token_frames, res, sc = [], [], []
     lengths = rng.integers(min_len, max_len + 1, n_prompts)
     base = rng.exponential(1.0, size=(n_prompts, max_len))    # shared per-position difficulty (teacher forcing)
     for i, m in enumerate(names):
         scale = 1.0 / (1 + i)                                 # entropy falls with training
         for p, L in enumerate(lengths):
-            close = int(L * 0.7)
-            words = rng.choice(np.array(_WORDS, dtype=object), size=L)
-            words[0], words[close - 1] = '<think>', '</think>'
-            ent = scale * base[p, :L] * np.where(np.arange(L) < close, 1.0, 0.3) * rng.exponential(1.0, L)
-            ent[rng.random(L) < 0.3 + 0.1 * i] = 0.0           # more exact zeros later
-            step = np.arange(1, L + 1)
-            toks.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent,
-                                          probability=np.exp(-ent))))
-            sc.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step,
-                                        entropy=scale * base[p, :L] * rng.uniform(0.8, 1.2, L))))
-            correct = bool(rng.random() < 0.2 + 0.6 * i / max(n_models - 1, 1))
-            res.append(dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
-                            entropy_median=float(np.median(ent)), finished=True, correct=correct))
-    return pd.concat(toks, ignore_index=True), pd.DataFrame(res), pd.concat(sc, ignore_index=True)
-
-def _sampled_run(n_models, n_prompts, min_len, max_len, seed, samples, with_samples):
-    "`synthetic_run` with `samples` generations per prompt (see above)."
-    from reasoning_entropy.legacy import sample_level_results, prompt_level_results
-    rng = np.random.default_rng(seed)
-    names = [f"ckpt_{i + 1}" for i in range(n_models)]
-    base = rng.exponential(1.0, size=(n_prompts, max_len))
-    skill = rng.normal(0, 1.2, n_prompts)                     # prompt difficulty, shared by the checkpoints
-    toks, gens, sc = [], [], []
-    for i, m in enumerate(names):
-        scale = 1.0 / (1 + i)
-        level = np.log((0.2 + 0.6 * i / max(n_models - 1, 1)) / (0.8 - 0.6 * i / max(n_models - 1, 1)))
-        q = 1 / (1 + np.exp(-(level + skill)))                # each prompt's chance of a right sample
-        for p in range(n_prompts):
-            for s in range(samples):
-                L = int(rng.integers(min_len, max_len + 1)); close = int(L * 0.7)
-                right = bool(rng.random() < q[p])
-                words = rng.choice(np.array(_WORDS, dtype=object), size=L)
-                words[0], words[close - 1] = '<think>', '</think>'
-                ent = scale * base[p, :L] * np.where(np.arange(L) < close, 1.0, 0.3) * rng.exponential(1.0, L) * (1.0 if right else 2.0)
-                ent[rng.random(L) < 0.3 + 0.1 * i] = 0.0
-                step = np.arange(1, L + 1)
-                toks.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent,
-                                              probability=np.exp(-ent))))
-                if s == 0: sc.append(pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step,
-                                                       entropy=scale * base[p, :L] * rng.uniform(0.8, 1.2, L))))
-                answer = p if right else p + 1 + int(rng.integers(0, 2))
-                gens.append(dict(model=m, prompt_id=f"p{p}", sample=s, finished=True, generated_text=f"</think> \\boxed{{{answer}}}"))
-    tokens, gens = pd.concat(toks, ignore_index=True), pd.DataFrame(gens)
-    refs = pd.DataFrame(dict(prompt_id=[f"p{p}" for p in range(n_prompts)], reference_answer=[str(p) for p in range(n_prompts)]))
-    per_sample = sample_level_results(tokens, gens, refs)
-    out = tokens, prompt_level_results(tokens, gens, refs, samples=per_sample), pd.concat(sc, ignore_index=True)
-    return out + (per_sample,) if with_samples else out
+            tokens, scored, result = _plain_generation(rng, m, i, p, L, base[p], scale, 0.2 + 0.6 * i / max(n_models - 1, 1))
+            token_frames.append(tokens); sc.append(scored); res.append(result)
+    return pd.concat(token_frames, ignore_index=True), pd.DataFrame(res), pd.concat(sc, ignore_index=True)
 
 # %% ../nbs/14_testing.ipynb #bc29c545
 def reference_metrics(logits, # [rows, V] logits of any float dtype
