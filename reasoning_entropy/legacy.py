@@ -5,6 +5,7 @@
 # %% ../nbs/06b_legacy.ipynb #87079b8b
 from __future__ import annotations
 import json, logging, math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,9 @@ from .report_figures import checkpoint_colors
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DETAILED_COLUMNS', 'in_bits', 'token_stats', 'detailed_tokens', 'results_summary', 'write_legacy_tables',
-           'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures', 'legacy_file_names',
-           'write_legacy_outputs']
+__all__ = ['log', 'DETAILED_COLUMNS', 'in_bits', 'token_stats', 'detailed_tokens', 'RunFacts', 'results_summary',
+           'write_legacy_tables', 'plot_entropy_distribution', 'plot_entropy_over_steps', 'write_legacy_figures',
+           'legacy_file_names', 'write_legacy_outputs']
 
 # %% ../nbs/06b_legacy.ipynb #18759a8c
 def in_bits(tokens:pd.DataFrame # a tokens table with entropies in nats
@@ -67,11 +68,11 @@ def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
     return t.reset_index(drop=True)
 
 # %% ../nbs/06b_legacy.ipynb #fb49df70
-def _model_fact(config:dict, model:str, key:str):
+def _model_fact(identity:dict, model:str, key:str):
     "The `key` (path, step) of checkpoint `model` in a run configuration, or None."
-    for m in config.get('models') or []:
+    for m in identity.get('models') or []:
         if isinstance(m, dict) and m.get('name') == model: return m.get(key)
-    names, paths = config.get('model_names') or [], config.get('model_paths') or []
+    names, paths = identity.get('model_names') or [], identity.get('model_paths') or []
     return paths[names.index(model)] if key == 'path' and model in names and len(paths) == len(names) else None
 
 # %% ../nbs/06b_legacy.ipynb #c037f78a
@@ -111,11 +112,11 @@ def _tokens_per_second(pg:dict):
     return pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None)
 
 # %% ../nbs/06b_legacy.ipynb #e629111b
-def _model_summary(m:str, t:pd.DataFrame, p:pd.DataFrame, gen:pd.DataFrame, config:dict, pg:dict)->dict:
-    "The summary of checkpoint `m`: its tokens `t`, prompt rows `p`, generation rows `gen`, the run `config` and its manifest record `pg`."
+def _model_summary(m:str, t:pd.DataFrame, p:pd.DataFrame, gen:pd.DataFrame, identity:dict, pg:dict)->dict:
+    "The summary of checkpoint `m`: its tokens `t`, prompt rows `p`, generation rows `gen`, the run's `identity` (its identity) and its progress record `pg`."
     has_ref = p['correct'].notna()
     num_samples, pak = _pass_at_k(p)
-    return {'model_path': _model_fact(config, m, 'path'), 'training_step': _model_fact(config, m, 'step'), 'tokens_analyzed': len(t),
+    return {'model_path': _model_fact(identity, m, 'path'), 'training_step': _model_fact(identity, m, 'step'), 'tokens_analyzed': len(t),
             'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
             'probability_mean': t['probability'].mean() if len(t) else None, 'num_prompts': len(p),
             'generation_length': _generation_length(gen['n_tokens'].to_numpy(dtype=float)),
@@ -125,29 +126,44 @@ def _model_summary(m:str, t:pd.DataFrame, p:pd.DataFrame, gen:pd.DataFrame, conf
             'seconds': pg.get('seconds'), 'tokens_per_second': _tokens_per_second(pg), 'progress': pg}
 
 # %% ../nbs/06b_legacy.ipynb #31d064c4
-def _summary_order(manifest:dict, models:list|None, present:set)->list:
-    "The models of `present` in `models`' (or the manifest's) order, then the rest sorted."
-    order = [m for m in (manifest.get('models', []) if models is None else models) if m in present]
+@dataclass
+class RunFacts:
+    "What the summary reports of the run itself, read through `RunStore`'s accessors."
+    identity:dict = field(default_factory=dict) # what identifies the run (`RunStore.identity`)
+    progress:dict = field(default_factory=dict) # {model: progress record} (`RunStore.progress`)
+    models:list = field(default_factory=list) # the checkpoints in run order (`RunStore.models`)
+    invocations:list = field(default_factory=list) # `RunStore.invocations`
+    versions:dict|None = None # `RunStore.versions`
+
+    @classmethod
+    def of(cls, store:RunStore)->RunFacts:
+        "The facts of `store`."
+        return cls(store.identity, store.progress, store.models, store.invocations, store.versions or None)
+
+# %% ../nbs/06b_legacy.ipynb #407e49a4
+def _summary_order(facts:RunFacts, models:list|None, present:set)->list:
+    "The models of `present` in `models`' (or the run's) order, then the rest sorted."
+    order = [m for m in (facts.models if models is None else models) if m in present]
     return order + sorted(present - set(order))
 
 # %% ../nbs/06b_legacy.ipynb #b0c455f3
 def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, probability)
                     prompt_results:pd.DataFrame, # from `prompt_level_results`
-                    manifest:dict, # the run's manifest (`RunStore.manifest`)
-                    models:list|None=None, # the checkpoints' order (default: the manifest's)
+                    facts:RunFacts, # the run's facts (`RunFacts.of(store)`)
+                    models:list|None=None, # the checkpoints' order (default: the run's)
                     samples:pd.DataFrame|None=None, # from `sample_level_results`: lengths and finished per generation
                    )->dict:
     "The run summary: run facts at the top, statistics per model (see above); JSON-ready."
-    config, progress = manifest.get('config', {}), manifest.get('progress', {})
+    identity, progress = facts.identity, facts.progress
     per = {}
-    for m in _summary_order(manifest, models, set(prompt_results['model']) | set(tokens['model'])):
+    for m in _summary_order(facts, models, set(prompt_results['model']) | set(tokens['model'])):
         p = prompt_results[prompt_results['model'] == m]
         gen = p if samples is None else samples[samples['model'] == m]  # one row per generation
-        per[m] = _model_summary(m, tokens[tokens['model'] == m], p, gen, config, progress.get(m, {}))
-    data_path = config.get('data_path') or (manifest.get('invocations') or [{}])[-1].get('data_path')
+        per[m] = _model_summary(m, tokens[tokens['model'] == m], p, gen, identity, progress.get(m, {}))
+    data_path = identity.get('data_path') or (facts.invocations or [{}])[-1].get('data_path')
     return to_jsonable({'data_path': data_path, 'num_prompts': int(prompt_results['prompt_id'].nunique()),
-                        'decoding': config.get('decoding'), 'entropy_unit': 'nats', 'versions': manifest.get('versions'),
-                        'config': config, 'models': per})
+                        'decoding': identity.get('decoding'), 'entropy_unit': 'nats', 'versions': facts.versions,
+                        'config': identity, 'models': per})
 
 # %% ../nbs/06b_legacy.ipynb #ed93c9fb
 _SUMMARY_COLS = ['entropy', 'probability', 'next_token']
@@ -176,7 +192,7 @@ def write_legacy_tables(store:RunStore, # the run
     samples = sample_level_results(tokens, gens, references)
     pr = prompt_level_results(tokens, gens, references, samples=samples)
     written.append(write_csv(pr, store.legacy_path('prompt_level_results.csv')))
-    written.append(write_json(results_summary(tokens, pr, store.manifest, models, samples), store.legacy_path('results_summary.json')))
+    written.append(write_json(results_summary(tokens, pr, RunFacts.of(store), models, samples), store.legacy_path('results_summary.json')))
     return written
 
 # %% ../nbs/06b_legacy.ipynb #88f73931
