@@ -21,8 +21,8 @@ __all__ = ['log', 'QUANTILES', 'SEGMENTS', 'model_order', 'step_axis', 'with_ste
            'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
            'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'distribution_distances',
            'paired_differences', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
-           'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'aligned_groups',
-           'sequences_label', 'groups_table', 'by_group']
+           'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'sequences_label',
+           'groups_table', 'by_group']
 
 # %% ../nbs/05_report_tables.ipynb #aad7c66f
 log = logging.getLogger(__name__)
@@ -623,21 +623,6 @@ def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (m
     t = pd.concat(out, ignore_index=True).reindex(columns=cols) if out else pd.DataFrame(columns=cols)
     return _adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}))
 
-# %% ../nbs/05_report_tables.ipynb #ad6f2b79
-def aligned_groups(state:dict, # a scoring state (`RunStore.scoring_state()`)
-                   models:Sequence[str]|None=None, # the checkpoints covered, in order (None: every one of the groups)
-                  )->list[dict]:
-    "Per vocabulary group with a covered checkpoint: group, models (scored on its sequences), unscored, vocabulary, vocab_size, sequences, n_sequences."
-    done = state.get('done') or {}
-    groups = state.get('groups') or ([dict(models=list(done), sequences=state.get('sequences'))] if done else [])
-    out = []
-    for g in groups:
-        ms = [m for m in (g['models'] if models is None else models) if m in g['models']]
-        ok = [m for m in ms if m in done and ('fingerprint' not in g or done[m].get('fingerprint') == g['fingerprint'])]
-        if ms: out.append(dict(group=len(out) + 1, models=ok, unscored=[m for m in ms if m not in ok], vocabulary=g.get('vocabulary'),
-                               vocab_size=g.get('vocab_size'), sequences=g.get('sequences'), n_sequences=g.get('n_sequences')))
-    return out
-
 # %% ../nbs/05_report_tables.ipynb #d09c5ea2
 def sequences_label(sequences:str|None # a group's sequences: 'reference' or a checkpoint name
                    )->str:
@@ -645,7 +630,7 @@ def sequences_label(sequences:str|None # a group's sequences: 'reference' or a c
     return 'the reference answers' if sequences == 'reference' else f"{sequences}'s generations" if sequences else 'unknown'
 
 # %% ../nbs/05_report_tables.ipynb #35f536bd
-def groups_table(groups:list[dict], # from `aligned_groups`
+def groups_table(groups:list[dict], # from `RunStore.vocabulary_groups`
                 )->pd.DataFrame:
     "One row per vocabulary group: group, checkpoints, n_checkpoints, vocabulary, vocab_size, sequences, n_sequences, aligned."
     cols = ['group', 'checkpoints', 'n_checkpoints', 'vocabulary', 'vocab_size', 'sequences', 'n_sequences', 'aligned']
@@ -658,7 +643,7 @@ def groups_table(groups:list[dict], # from `aligned_groups`
 # %% ../nbs/05_report_tables.ipynb #03c2f8d5
 def by_group(fn, # an aligned analysis: fn(scored, models, **kwargs) -> DataFrame
              scored:pd.DataFrame, # teacher-forced tokens of every group
-             groups:list[dict], # from `aligned_groups`
+             groups:list[dict], # from `RunStore.vocabulary_groups`
              **kwargs # passed to `fn`
             )->pd.DataFrame:
     "`fn` within every group of two or more scored checkpoints, concatenated, with a `group` column first."
