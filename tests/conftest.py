@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+pytest.register_assert_rewrite("helpers")  # tests/helpers.py (the CLI helper the test files share): its asserts explain themselves
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from reasoning_entropy.cli import main
 
-from reasoning_entropy.store import LEGACY_FILES
+from reasoning_entropy.store import RunStore, LEGACY_FILES
+from helpers import cli, matching
 GOOD = json.dumps({"conversations": [{"role": "system", "content": "Think step by step."},
                                      {"role": "user", "content": "What is 2 + 3?"},
                                      {"role": "assistant", "content": "<think>2+3=5</think>\n\nAnswer: \\boxed{5}"}]})
@@ -19,9 +20,9 @@ def run_cli(args, capsys):
 def no_outputs(out: Path):
     "Nothing of a run was written: none of the original script's files, no store, no manifest."
     if not out.exists(): return True
-    names = {p.name for p in out.iterdir()}
-    return not (names & set(LEGACY_FILES)) and "data" not in names and "run_manifest.json" not in names \
-        and not any(n.endswith("_token_stats.csv") for n in names)
+    st, found = RunStore(out), set(out.iterdir())
+    return not (found & {st.legacy_path(f) for f in LEGACY_FILES}) and st.tokens_dir.parent not in found and st.manifest_path not in found \
+        and not matching(st.legacy_path("token_stats", "*"))  # any checkpoint's token stats
 
 
 @pytest.fixture
@@ -141,15 +142,14 @@ def test_score_mixed_vocabularies_is_not_an_error(tmp_path, capsys, data_file):
     code, err = run_cli(["score", "--run_dir", str(out), "--sequences", "Z"], capsys)
     assert code == 2 and err.strip().splitlines() == [
         "reasoning-entropy score: error: --sequences: 'Z' is not a checkpoint of the run (A, B) nor 'reference'"]
-    assert not (out / "data" / "scored").exists()
+    assert not RunStore(out).scored_dir.exists()
     code, err = run_cli(["score", "--run_dir", str(out)], capsys)
     assert code == 0, err
     assert [g["models"] for g in RunStore(out).scoring_state()["groups"]] == [["A"], ["B"]]
 
 
 def test_console_script_subprocess_no_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "reasoning_entropy", "compare", "--model_paths", str(tmp_path / "nope"),
-                        "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)
+    r = cli("compare", "--model_paths", tmp_path / "nope", "--output_dir", tmp_path / "out", log_level=None)
     assert r.returncode == 2
     assert r.stderr.strip() == f"reasoning-entropy compare: error: --model_paths: {tmp_path / 'nope'}: no such directory"
     assert not (tmp_path / "out").exists()

@@ -1,8 +1,10 @@
 "`reasoning-entropy compare` end to end: the seed's invocations, every file against the store, kill and resume, float64 check."
-import json, os, signal, subprocess, sys, time
-from pathlib import Path
+import json, os, signal, subprocess, time
 import numpy as np, pandas as pd
 import pytest
+
+from reasoning_entropy.store import RunStore, LEGACY_FILES
+from helpers import cli, cli_popen
 
 TOKEN_STATS_COLS = ["token", "count", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max", "probability_mean"]
 PROMPT_COLS = ["prompt_id", "model", "n_tokens", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max",
@@ -12,11 +14,6 @@ DETAILED_COLS = ["prompt_id", "step", "token_id", "current_token", "next_token",
 TIMING = ("seconds", "tokens_per_second", "progress", "wall_seconds", "completed", "created")
 
 
-def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
-                          capture_output=True, text=True, **kw)
-
-
 @pytest.fixture(scope="module")
 def series(demo_checkpoints):
     "The demo checkpoint series (reduced build): the seed's invocations run on its paths."
@@ -24,9 +21,11 @@ def series(demo_checkpoints):
     return demo_checkpoints
 
 
-def seed_files(names, detailed=False):
-    return sorted([f"{n}_token_stats.csv" for n in names] + ["prompt_level_results.csv", "results_summary.json",
-                  "aggregated_entropy_distribution.png", "entropy_over_steps.png"] + ([f"{n}_all_tokens_detailed.csv" for n in names] if detailed else []))
+def seed_files(out, names, detailed=False):
+    "The original script's files of a run of `names` in `out` (with `detailed`, the detailed token files too)."
+    st = RunStore(out)
+    return sorted([st.legacy_path("token_stats", n) for n in names] + [st.legacy_path(f) for f in LEGACY_FILES]
+                  + ([st.legacy_path("all_tokens_detailed", n) for n in names] if detailed else []))
 
 
 def strip_timing(obj):
@@ -41,14 +40,16 @@ def test_seed_basic_usage_two_models(series, tmp_path):
     r = cli("compare", "--model_paths", series[0], series[3], "--model_names", "Base", "Finetuned", "--num_examples", 5,
             "--max_new_tokens", 10, "--output_dir", out)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == sorted(seed_files(["Base", "Finetuned"]) + ["data", "run_manifest.json"])
-    assert sorted(p.name for p in (out / "data").iterdir()) == ["generations", "prompts.parquet", "tokens"]
-    tokens = pd.read_parquet(out / "data" / "tokens")
-    gens = pd.read_parquet(out / "data" / "generations")
+    st = RunStore(out)
+    data = st.tokens_dir.parent  # data/
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in seed_files(out, ["Base", "Finetuned"]) + [data, st.manifest_path])
+    assert sorted(data.iterdir()) == sorted([st.generations_dir, st.prompts_path, st.tokens_dir])
+    tokens = pd.read_parquet(st.tokens_dir)
+    gens = pd.read_parquet(st.generations_dir)
     assert sorted(tokens.model.astype(str).unique()) == ["Base", "Finetuned"]
     assert len(gens) == 10 and len(tokens) == gens.n_tokens.sum()
     for name in ("Base", "Finetuned"):
-        ts = pd.read_csv(out / f"{name}_token_stats.csv", keep_default_na=False)
+        ts = pd.read_csv(st.legacy_path("token_stats", name), keep_default_na=False)
         assert list(ts.columns) == TOKEN_STATS_COLS
         t = tokens[tokens.model == name]
         assert ts["count"].sum() == len(t)
@@ -57,14 +58,14 @@ def test_seed_basic_usage_two_models(series, tmp_path):
         assert top["count"] == len(sel)
         np.testing.assert_allclose(top.entropy_mean, sel.entropy.mean(), rtol=1e-9)
         np.testing.assert_allclose(top.entropy_max, sel.entropy.max(), rtol=1e-9)
-    plr = pd.read_csv(out / "prompt_level_results.csv", dtype={"prompt_id": str})
+    plr = pd.read_csv(st.legacy_path("prompt_level_results.csv"), dtype={"prompt_id": str})
     assert list(plr.columns) == PROMPT_COLS and len(plr) == 10
     row = plr[(plr.model == "Base") & (plr.prompt_id == "0")].iloc[0]
     t0 = tokens[(tokens.model == "Base") & (tokens.prompt_id == "0")]
     assert row.n_tokens == len(t0)
     np.testing.assert_allclose(row.entropy_mean, t0.entropy.mean(), rtol=1e-9)
     np.testing.assert_allclose(row.probability_mean, t0.probability.mean(), rtol=1e-9)
-    s = json.loads((out / "results_summary.json").read_text())
+    s = json.loads(st.legacy_path("results_summary.json").read_text())
     for name in ("Base", "Finetuned"):
         m = s["models"][name]
         t = tokens[tokens.model == name]
@@ -85,10 +86,11 @@ def test_seed_four_checkpoints_detailed_and_float64(series, tmp_path):
     r = cli("compare", "--model_paths", *series, "--model_names", *names, "--num_examples", 4, "--max_new_tokens", 12,
             "--save_detailed_tokens", "--output_dir", out)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == sorted(seed_files(names, True) + ["data", "run_manifest.json"])
-    gens = pd.read_parquet(out / "data" / "generations")
+    st = RunStore(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in seed_files(out, names, True) + [st.tokens_dir.parent, st.manifest_path])
+    gens = pd.read_parquet(st.generations_dir)
     for name, path in zip(names, series):
-        det = pd.read_csv(out / f"{name}_all_tokens_detailed.csv", dtype={"prompt_id": str}, keep_default_na=False)
+        det = pd.read_csv(st.legacy_path("all_tokens_detailed", name), dtype={"prompt_id": str}, keep_default_na=False)
         assert list(det.columns) == DETAILED_COLS
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64).eval()
         for g in gens[gens.model == name].itertuples():
@@ -111,10 +113,11 @@ def snapshot(out):
     "What a run's outputs hold, timings aside."
     names = sorted(p.name for p in out.iterdir() if p.suffix in (".csv",))
     files = {n: (out / n).read_bytes() for n in names}
-    tok = pd.read_parquet(out / "data" / "tokens")
+    st = RunStore(out)
+    tok = pd.read_parquet(st.tokens_dir)
     tok["model"] = tok.model.astype(str)
     tok = tok.sort_values(["model", "prompt_id", "step"]).reset_index(drop=True)
-    summary = strip_timing(json.loads((out / "results_summary.json").read_text()))
+    summary = strip_timing(json.loads(st.legacy_path("results_summary.json").read_text()))
     return files, tok, summary
 
 
@@ -124,16 +127,15 @@ def test_kill_and_resume_equals_uninterrupted(series, tmp_path):
     ref = tmp_path / "ref"
     assert cli(*args, "--output_dir", ref).returncode == 0
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args), "--output_dir", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = out / "data" / "generations" / "model=B"
+    proc = cli_popen(*args, "--output_dir", out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = RunStore(out).generations_dir / "model=B"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if parts.exists() and len(list(parts.glob("part-*.parquet"))) >= 2: break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL); proc.wait()
-    assert not (out / "prompt_level_results.csv").exists()       # nothing derived was half-written
+    assert not RunStore(out).legacy_path("prompt_level_results.csv").exists()       # nothing derived was half-written
     n_before = len(list(parts.glob("part-*.parquet")))
     r = cli(*args, "--output_dir", out)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -17,12 +17,13 @@ def _scored_run(run):
     "Give a synthetic run scored sequences: every checkpoint scores Checkpoint_1's tokens (entropy scaled 1, 0.7, 0.4)."
     import pandas as pd
     from reasoning_entropy.store import RunStore
-    t = pd.read_parquet(run / "data" / "tokens"); t["model"] = t.model.astype(str)
+    st = RunStore(run)
+    t = pd.read_parquet(st.tokens_dir); t["model"] = t.model.astype(str)
     ref = t[t.model == MODELS[0]].drop(columns="model")
     for i, m in enumerate(MODELS):
-        d = run / "data" / "scored" / f"model={m}"; d.mkdir(parents=True)
+        d = st.scored_dir / f"model={m}"; d.mkdir(parents=True)
         ref.assign(entropy=ref.entropy * (1 - 0.3 * i), probability=ref.probability ** (1 + i)).to_parquet(d / "part-00000.parquet", index=False)
-    RunStore(run).save_scoring_state({"sequences": MODELS[0], "top_k_alternatives": 5, "done": {}})
+    st.save_scoring_state({"sequences": MODELS[0], "top_k_alternatives": 5, "done": {}})
 
 
 @pytest.fixture
@@ -64,8 +65,10 @@ def _idle(page):
 def test_explorer_in_jupyterlab(lab):
     import pandas as pd
     from playwright.sync_api import sync_playwright
+    from reasoning_entropy.store import RunStore
     ARTIFACTS.mkdir(exist_ok=True)
-    plr = pd.read_csv(lab["run"] / "prompt_level_results.csv", dtype={"prompt_id": str})
+    st = RunStore(lab["run"])
+    plr = pd.read_csv(st.legacy_path("prompt_level_results.csv"), dtype={"prompt_id": str})
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=lab["chromium"], args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -143,7 +146,7 @@ def test_explorer_in_jupyterlab(lab):
         assert tip.startswith("step 4:"), tip
         pid = page.locator(".re-prompt summary").first.inner_text().split()[1].rstrip(":")
         assert pid == want[-1], (pid, want)                                 # still the prompt the table opened
-        sc = pd.read_parquet(lab["run"] / "data" / "scored", filters=[("prompt_id", "==", pid), ("step", "==", 4)])
+        sc = pd.read_parquet(st.scored_dir, filters=[("prompt_id", "==", pid), ("step", "==", 4)])
         sc["model"] = sc.model.astype(str)
         lines = tip.splitlines()
         assert [l.split(":")[0] for l in lines[1:]] == ["Checkpoint_2", "Checkpoint_10"], lines

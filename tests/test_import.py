@@ -1,16 +1,12 @@
 """`score --generations`: generations made elsewhere (vLLM, chat completions, verl/TRL rollouts, conversations) imported and scored
 exactly by every checkpoint, through the command line; the round-trip check; bad input (one line, status 2, nothing written)."""
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore, LEGACY_FILES
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+from helpers import cli
 
 
 def imported(gen_file, ckpts, names, out, *extra):
@@ -81,7 +77,7 @@ def test_vllm_layout_reproduces_the_runs_entropies(greedy_run, tiny_pair, tmp_pa
     state = st.scoring_state()
     assert sorted(state["done"]) == ["A", "B"] and [x["sequences"] for x in state["groups"]] == ["A"]
     assert all(name in {p.name for p in out.iterdir()} for name in LEGACY_FILES)
-    plr = pd.read_csv(out / "prompt_level_results.csv", dtype={"prompt_id": str})
+    plr = pd.read_csv(st.legacy_path("prompt_level_results.csv"), dtype={"prompt_id": str})
     assert set(plr.n_samples) == {4} and len(plr) == 2 * len(rows)
 
 
@@ -133,7 +129,7 @@ def test_rollout_parquet_verl_and_trl(tiny_pair, tok, tmp_path):
     g = st.read_generations()
     assert list(zip(g.prompt_id, g["sample"])) == [(p, s) for p in "01" for s in range(3)]
     assert list(st.read_prompts().reference_answer) == ["7", "42"]
-    plr = pd.read_csv(tmp_path / "verl" / "prompt_level_results.csv", dtype={"prompt_id": str})
+    plr = pd.read_csv(st.legacy_path("prompt_level_results.csv"), dtype={"prompt_id": str})
     assert list(plr.n_correct) == [2, 1]  # the \boxed{} answers graded against the ground truth: 2 of 3 right, then 1 of 3
     trl = tmp_path / "completions_00010.parquet"
     prompts = [format_prompt(tok, m) for m in q]
@@ -182,7 +178,8 @@ def test_round_trip_error_and_counted_skip(tiny_pair, tmp_path):
 
 
 def no_outputs(out: Path) -> bool:
-    return not out.exists() or not ({p.name for p in out.iterdir()} & ({"data", "run_manifest.json"} | set(LEGACY_FILES)))
+    st = RunStore(out)
+    return not out.exists() or not (set(out.iterdir()) & ({st.tokens_dir.parent, st.manifest_path} | {st.legacy_path(f) for f in LEGACY_FILES}))
 
 
 @pytest.mark.parametrize("case", ["unknown-layout", "malformed-line", "bad-field", "other-layout", "no-prompt", "duplicate-sample", "no-checkpoints",
@@ -237,11 +234,11 @@ def test_report_and_explorer_read_an_imported_run(greedy_run, tiny_pair, tmp_pat
              "outputs": [{"index": i, "token_ids": [int(x) for x in r.generated_token_ids][: 10 - i], "finish_reason": "length"} for i in range(2)]}
             for r in run.read_generations(["A"]).itertuples()]
     out = tmp_path / "imp"
-    imported(write_jsonl(tmp_path / "v.jsonl", rows), tiny_pair, ["A", "B"], out)
-    scoring = (out / "data/scored/_scoring.json").read_text()
+    st = imported(write_jsonl(tmp_path / "v.jsonl", rows), tiny_pair, ["A", "B"], out)
+    scoring = st.scoring_state_path.read_text()
     r = cli("report", "--run_dir", out)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (out / "report.html").exists() and (out / "data/scored/_scoring.json").read_text() == scoring
+    assert st.report_html.exists() and st.scoring_state_path.read_text() == scoring
     from reasoning_entropy.explorer import Explorer
     ex = Explorer(out)
     assert ex.n_samples == 2 and ex.all_models == ["A", "B"]

@@ -1,21 +1,16 @@
 "A run mixing vocabularies (two tiny tokenizers and a 262,144-row Gemma-3): report through the command line, per-group aligned sections, steps, a subset."
-import json, subprocess, sys
-from pathlib import Path
+import json
 import pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore
+from helpers import cli, matching
 
 NAMES, STEPS = ["A", "B", "C", "D", "E"], ["1", "2", "4", "10", "20"]
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
-                          capture_output=True, text=True)
-
-
 def csv(run, name):
-    return pd.read_csv(Path(run) / "tables" / f"{name}.csv")
+    return pd.read_csv(RunStore(run).table_path(name))
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +40,10 @@ def test_report_covers_each_vocabulary_group(mixed):
     for name in ("aligned_top_overlap", "aligned_change_by_percentile"):
         t = csv(run, name)
         assert sorted(set(zip(t.group, t.model, t.ref_model))) == [(1, "B", "A"), (2, "D", "C")], name
-        assert sorted(set(zip(t.model, t.step, t.ref_step))) == [("B", 2, 1), ("D", 10, 4)], name
-    figs = sorted(p.stem for p in (run / "figures").glob("aligned*.png"))
+        assert sorted(set(zip(t.model, t.training_step, t.ref_training_step))) == [("B", 2, 1), ("D", 10, 4)], name
+    figs = sorted(p.stem for p in matching(RunStore(run).figure_path("aligned*")))
     assert figs == ["aligned_group1", "aligned_group2"]
-    html = (run / "report.html").read_text()
+    html = RunStore(run).report_html.read_text()
     assert "there is no between-checkpoint aligned comparison for it" in html and "Vocabulary group 3" in html
     # the scoring state says what each group scored; every checkpoint is done on its group's sequences
     st = RunStore(run).scoring_state()
@@ -57,15 +52,15 @@ def test_report_covers_each_vocabulary_group(mixed):
     assert {m: d["fingerprint"] for m, d in st["done"].items()} == fp
     # sections on generations cover every checkpoint, with its training step
     s = csv(run, "entropy_summary")
-    assert s.model.tolist() == NAMES and s.step.tolist() == [1, 2, 4, 10, 20]
-    assert csv(run, "entropy_vs_accuracy")[["model", "step"]].values.tolist() == [[m, int(x)] for m, x in zip(NAMES, STEPS)]
+    assert s.model.tolist() == NAMES and s.training_step.tolist() == [1, 2, 4, 10, 20]
+    assert csv(run, "entropy_vs_accuracy")[["model", "training_step"]].values.tolist() == [[m, int(x)] for m, x in zip(NAMES, STEPS)]
     assert csv(run, "checkpoints").vocabulary_group.tolist() == [1, 1, 2, 2, 3]
 
 
 def test_report_on_a_subset(mixed):
     "report --model_paths with two of the run's five checkpoints: only those two, nothing deleted, nothing scored again."
     paths, run = mixed
-    scored = {p: p.stat().st_mtime_ns for p in (run / "data" / "scored").rglob("part-*.parquet")}
+    scored = {p: p.stat().st_mtime_ns for p in RunStore(run).scored_dir.rglob("part-*.parquet")}
     r = cli("report", "--model_paths", paths[0], paths[2], "--model_names", "A", "C", "--steps", 1, 4,
             "--num_examples", 4, "--max_new_tokens", 8, "--output_dir", run)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -74,10 +69,10 @@ def test_report_on_a_subset(mixed):
     assert csv(run, "distances")[["model", "ref_model"]].drop_duplicates().values.tolist() == [["C", "A"]]
     assert csv(run, "vocabulary_groups").checkpoints.tolist() == ["A", "C"]
     assert len(csv(run, "aligned_top_overlap")) == 0  # no group of two: the tables are empty, the figures gone
-    assert not list((run / "figures").glob("aligned*.png"))
-    html = (run / "report.html").read_text()
+    assert not matching(RunStore(run).figure_path("aligned*"))
+    html = RunStore(run).report_html.read_text()
     assert "not reported here: B, D, E" in html and html.count("there is no between-checkpoint aligned comparison for it") == 2
     assert RunStore(run).models == NAMES  # the run keeps every checkpoint
     assert {p: p.stat().st_mtime_ns for p in scored} == scored  # A and C kept their scores; B, D, E theirs
-    nb = json.loads((run / "report.ipynb").read_text())
+    nb = json.loads(RunStore(run).report_notebook.read_text())
     assert nb["metadata"]["papermill"]["parameters"]["models"] == ["A", "C"]

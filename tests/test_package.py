@@ -3,6 +3,9 @@ import subprocess, sys, sysconfig, os, textwrap
 from pathlib import Path
 import pytest
 
+from reasoning_entropy.store import RunStore
+from helpers import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,7 +57,7 @@ def test_wheel_ships_package_data_and_console_script(wheel_venv):
     ep = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(whl).read(ep[0]).decode()
     assert "reasoning-entropy = reasoning_entropy.cli:console" in text
-    r = subprocess.run([str(py), "-m", "reasoning_entropy", "--version"], capture_output=True, text=True, cwd="/")
+    r = cli("--version", log_level=None, prefix=[py], cwd="/")
     assert r.returncode == 0 and r.stdout.startswith("reasoning-entropy ")
 
 
@@ -69,12 +72,12 @@ def test_report_runs_from_the_installed_wheel(wheel_venv, tmp_path):
     # they would in a real install of the wheel's dependencies
     env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1", "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
     assert subprocess.run([str(py), "-c", code], cwd=tmp_path, env=env).returncode == 0
-    r = subprocess.run([str(py), "-m", "reasoning_entropy", "--log_level", "WARNING", "report", "--model_paths", "c1", "c2",
-                        "--model_names", "A", "B", "--num_examples", "3", "--max_new_tokens", "6", "--output_dir", "run"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    r = cli("report", "--model_paths", "c1", "c2", "--model_names", "A", "B", "--num_examples", "3", "--max_new_tokens", "6",
+            "--output_dir", "run", prefix=[py], env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     import json
-    nb = json.loads((tmp_path / "run" / "report.ipynb").read_text())
+    st = RunStore(tmp_path / "run")
+    nb = json.loads(st.report_notebook.read_text())
     assert str(py.parent.parent) in nb["metadata"]["papermill"]["input_path"]   # the wheel's template
-    html = (tmp_path / "run" / "report.html").read_text()
+    html = st.report_html.read_text()
     assert "Token heatmap" in html and html.count("data:image/png;base64,") >= 13

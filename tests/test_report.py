@@ -3,17 +3,15 @@ import re, json, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
+from reasoning_entropy.store import RunStore
+from helpers import cli, matching
+
 SECTIONS = ["Entropy across checkpoints", "Key findings", "Contents", "Overview", "Length", "Answers and calibration", "Across training", "Distributions", "Steps", "Tokens", "Reasoning structure",
             "Between checkpoints", "Samples", "Aligned (teacher-forced)", "Token heatmap"]
 FIGURES = ["entropy_hist_log", "low_entropy", "entropy_by_step", "entropy_by_position", "token_ranking", "forking_overlap",
            "think_vs_answer", "accuracy", "entropy_by_correctness", "entropy_vs_accuracy", "distances", "paired_differences", "aligned",
            "reliability", "quadrants", "entropy_fit", "trajectories"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,7 @@ def reported(tiny_pair, tmp_path_factory):
     r = cli("report", "--model_paths", a, b, "--model_names", "Checkpoint_1", "Checkpoint_2", "--num_examples", 6,
             "--max_new_tokens", 12, "--output_dir", out)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.strip().endswith(f"report: {out / 'report.html'}")
+    assert r.stdout.strip().endswith(f"report: {RunStore(out).report_html}")
     return out
 
 
@@ -40,11 +38,12 @@ def check_html(html: str, n_models: int):
 
 
 def test_report_cli(reported):
-    html = (reported / "report.html").read_text()
+    st = RunStore(reported)
+    html = st.report_html.read_text()
     check_html(html, 2)
-    assert sorted(p.stem for p in (reported / "figures").glob("*.png")) == sorted(FIGURES)
+    assert sorted(p.stem for p in matching(st.figure_path("*"))) == sorted(FIGURES)
     assert "This run has one sample per prompt, so pass@1 is the accuracy above" in html     # the sample section says so
-    assert not (reported / "tables" / "pass_at_k.csv").exists()
+    assert not st.table_path("pass_at_k").exists()
     # the statistics' tables: every estimate with its n, every between-checkpoint statistic with its null and verdict
     import pandas as pd
     cols = {"distances": ["model", "ref_model", "wasserstein", "wasserstein_floor", "wasserstein_p", "ks", "ks_floor", "ks_p", "p_adj", "verdict"],
@@ -57,21 +56,21 @@ def test_report_cli(reported):
             "truncation": ["model", "n", "n_truncated", "share", "warn"],
             "length_robust": ["model", "pooled_share_below", "share_below", "share_ci_low", "share_ci_high", "n_looping", "n_prompts"]}
     for name, want in cols.items():
-        t = pd.read_csv(reported / "tables" / f"{name}.csv")
+        t = pd.read_csv(st.table_path(name))
         assert set(want) <= set(t.columns), (name, list(t.columns))
         assert len(t), name
         if "verdict" in t: assert set(t.verdict) <= {"beyond chance", "not distinguishable", "too few to test"}, name
     for old in ("accuracy_by_model", "distribution_distances", "aligned_change_by_decile"):
-        assert not (reported / "tables" / f"{old}.csv").exists(), old
+        assert not st.table_path(old).exists(), old
     # the report leads with its findings, then the contents; every displayed table is saved under tables/
     heads = re.findall(r"<h2[^>]*>(.*?)<", html)
     assert heads[:3] == ["Key findings", "Contents", "Overview"], heads[:3]
     key = html[html.index(">Key findings<"):html.index(">Contents<")]
     assert "Mean token entropy went from" in key and ("beyond chance" in key or "not distinguishable" in key), key[:2000]
-    saved = {p.stem for p in (reported / "tables").glob("*.csv")}
+    saved = {p.stem for p in matching(st.table_path("*"))}
     shown = re.findall(r'<table id="T_', html)
     assert len(shown) <= len(saved) and len(shown) >= 15, (len(shown), sorted(saved))
-    nb = json.loads((reported / "report.ipynb").read_text())
+    nb = json.loads(st.report_notebook.read_text())
     assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
     # inputs are hidden in the HTML
     assert "read_tokens()" not in html
@@ -99,13 +98,14 @@ def test_report_run_dir_and_papermill_cli(reported, tmp_path):
 def test_failing_cell_fails_the_command(reported, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(reported, broken)
-    for f in ("report.html", "report.ipynb"): (broken / f).unlink()
-    part = next((broken / "data" / "tokens").rglob("part-*.parquet"))
+    st = RunStore(broken)
+    for f in (st.report_html, st.report_notebook): f.unlink()
+    part = next(st.tokens_dir.rglob("part-*.parquet"))
     part.write_bytes(b"not parquet")
     r = cli("report", "--run_dir", broken)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("reasoning-entropy report: error: report cell ")
-    assert not (broken / "report.html").exists()
+    assert not st.report_html.exists()
 
 
 def test_report_opens_in_chromium(chromium, reported):
@@ -114,7 +114,7 @@ def test_report_opens_in_chromium(chromium, reported):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto((reported / "report.html").as_uri())
+        page.goto(RunStore(reported).report_html.as_uri())
         page.wait_for_load_state("load")
         n = page.evaluate("document.images.length")
         broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")

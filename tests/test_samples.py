@@ -1,15 +1,14 @@
 """Sampled runs end to end: `reasoning-entropy report --do_sample --num_samples 4 --seed 7` on two tiny checkpoints.
 The report's sample section (pass@k table and curve, majority vote, spread, right vs wrong samples), the original
 script's files aggregated over samples, and the explorer's sample control, all on what the command wrote."""
-import json, os, re, subprocess, sys
-from pathlib import Path
+import json, re
 import numpy as np, pandas as pd
 import pytest
 
 from reasoning_entropy.grading import extract_boxed, answers_match, majority_answer, pass_at_k
 from reasoning_entropy.store import RunStore
+from helpers import cli
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 N = 4
 
 
@@ -18,9 +17,8 @@ def sampled(tiny_pair, tmp_path_factory):
     "A report made through the command line with 4 samples of each of 4 prompts."
     a, b = tiny_pair
     out = tmp_path_factory.mktemp("samples") / "run"
-    r = subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", "report", "--model_paths", str(a), str(b),
-                        "--do_sample", "--num_samples", str(N), "--seed", "7", "--num_examples", "4", "--max_new_tokens", "8",
-                        "--output_dir", str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    r = cli("report", "--model_paths", a, b, "--do_sample", "--num_samples", N, "--seed", "7", "--num_examples", "4",
+            "--max_new_tokens", "8", "--output_dir", out, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -39,7 +37,7 @@ def test_report_has_the_sample_section(sampled):
     assert (spread.n_prompts == 4).all() and (spread.n_samples == N).all() and (spread.within_sd > 0).all()
     fig = store.figure_path("pass_at_k")
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
-    html = (sampled / "report.html").read_text()
+    html = store.report_html.read_text()
     assert ">Samples<" in html and f"{N} samples of every prompt" in html and "sample 0 of 4" in html
     assert "Traceback" not in html and 'data-mime-type="application/vnd.jupyter.stderr"' not in html
 
@@ -49,7 +47,7 @@ def test_original_files_aggregate_over_samples(sampled):
     tokens, gens = store.read_tokens(), store.read_generations()
     refs = dict(zip(store.read_prompts().prompt_id, store.read_prompts().reference_answer))
     assert len(gens) == 2 * 4 * N and sorted(set(gens["sample"])) == list(range(N))
-    plr = pd.read_csv(sampled / "prompt_level_results.csv", dtype={"prompt_id": str}, keep_default_na=False, na_values=[""])
+    plr = pd.read_csv(store.legacy_path("prompt_level_results.csv"), dtype={"prompt_id": str}, keep_default_na=False, na_values=[""])
     assert len(plr) == 2 * 4 and (plr.n_samples == N).all()
     assert list(plr.columns[-2:]) == ["n_samples", "n_correct"]
     for r in plr.itertuples():
@@ -61,7 +59,7 @@ def test_original_files_aggregate_over_samples(sampled):
         assert r.generated_text == g.generated_text.iloc[0] and bool(r.finished) == bool(g.finished.all())
         assert (None if pd.isna(r.extracted_answer) else r.extracted_answer) == majority_answer(answers)
         assert r.n_correct == sum(answers_match(a, refs[r.prompt_id]) for a in answers)
-    s = json.loads((sampled / "results_summary.json").read_text())
+    s = json.loads(store.legacy_path("results_summary.json").read_text())
     pk = pd.read_csv(store.table_path("pass_at_k"))
     for m, v in s["models"].items():
         assert v["num_samples"] == N and list(v["pass_at_k"]) == ["1", "2", "4"]

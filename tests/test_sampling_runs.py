@@ -4,13 +4,13 @@ batch size 1 and 7, after a kill and a resume, and with torchrun over 2 processe
 Another batch size changes the logits by float32 rounding (~1e-7), so a draw whose uniform number lies within that
 of the boundary between two tokens can flip; such a flip is allowed only where it is proven (in float64) to be one."""
 import json, os, signal, subprocess, sys, time
-from pathlib import Path
+from functools import partial
 import pandas as pd
 
 from reasoning_entropy.store import RunStore
+from helpers import cli, cli_popen
 
 PY = sys.executable
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
 SAMPLED = ['--do_sample', '--num_samples', '4', '--seed', '7']
 
 
@@ -20,10 +20,8 @@ def args(pair, out, bs, n=6, new=12):
             str(new), '--batch_size', str(bs), '--device', 'cpu', '--output_dir', str(out), *SAMPLED]
 
 
-def run(cmd, timeout=240):
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
+# these commands run at the default log level; each must succeed within 4 minutes unless told otherwise
+run = partial(cli, log_level=None, timeout=240, check=True)
 
 
 def generated(out):
@@ -60,24 +58,23 @@ def same_samples(run, ref, pair, names=('A', 'B')):
 
 def test_batch_size_and_torchrun_do_not_change_samples(tiny_pair, tmp_path):
     one, seven, two = tmp_path / 'bs1', tmp_path / 'bs7', tmp_path / 'torchrun2'
-    run([PY, '-m', 'reasoning_entropy', *args(tiny_pair, one, 1)])
-    run([PY, '-m', 'reasoning_entropy', *args(tiny_pair, seven, 7)])
-    run([PY, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'reasoning_entropy', *args(tiny_pair, two, 1)])
+    run(*args(tiny_pair, one, 1))
+    run(*args(tiny_pair, seven, 7))
+    run(*args(tiny_pair, two, 1), prefix=[PY, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2'])
     ref = generated(one)
     assert len(ref) == 2 * 6 * 4 and {k[2] for k in ref} == {0, 1, 2, 3}
     same_samples(seven, one, tiny_pair)  # another batch size: the same samples, bar a float32 flip at a CDF boundary
     assert generated(two) == ref        # the same batch size over 2 processes: the same samples, the same floats (below)
-    assert any(p.name.startswith('part-r1-') for p in (two / 'data/generations/model=A').iterdir())
+    assert any(p.name.startswith('part-r1-') for p in (RunStore(two).generations_dir / 'model=A').iterdir())
     pd.testing.assert_frame_equal(RunStore(one).read_tokens(), RunStore(two).read_tokens(), check_exact=True)  # same batch size: same floats
     assert len({tuple(v) for k, v in ref.items() if k[:2] == ('A', '0')}) > 1  # the samples of a prompt differ
 
 
 def test_kill_and_resume_keeps_samples(tiny_pair, tmp_path):
     ref, out = tmp_path / 'ref', tmp_path / 'killed'
-    run([PY, '-m', 'reasoning_entropy', *args(tiny_pair, ref, 2, n=8, new=24)])
-    p = subprocess.Popen([PY, '-m', 'reasoning_entropy', *args(tiny_pair, out, 2, n=8, new=24)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    parts = out / 'data/generations/model=A'
+    run(*args(tiny_pair, ref, 2, n=8, new=24))
+    p = cli_popen(*args(tiny_pair, out, 2, n=8, new=24), log_level=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = RunStore(out).generations_dir / 'model=A'
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
         if parts.is_dir() and len(list(parts.glob('part-*.parquet'))) >= 3: break
@@ -85,21 +82,21 @@ def test_kill_and_resume_keeps_samples(tiny_pair, tmp_path):
     assert p.poll() is None, 'the run ended before it could be killed'
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert 0 < len(RunStore(out).read_generations()) < 2 * 8 * 4
-    run([PY, '-m', 'reasoning_entropy', *args(tiny_pair, out, 2, n=8, new=24)])
+    run(*args(tiny_pair, out, 2, n=8, new=24))
     assert generated(out) == generated(ref)
     pd.testing.assert_frame_equal(RunStore(out).read_tokens(), RunStore(ref).read_tokens(), check_exact=True)
-    assert (out / 'prompt_level_results.csv').read_bytes() == (ref / 'prompt_level_results.csv').read_bytes()
+    assert RunStore(out).legacy_path('prompt_level_results.csv').read_bytes() == RunStore(ref).legacy_path('prompt_level_results.csv').read_bytes()
 
 
 def test_sampled_demo_report_shows_pass_at_k(demo_checkpoints, tmp_path):
     "The demo's checkpoint series, sampled (what `reasoning-entropy demo --do_sample --num_samples 4` runs): the report has the pass@k curve."
     out = tmp_path / 'sampled_demo'
-    run([PY, '-m', 'reasoning_entropy', 'report', '--model_paths', *map(str, demo_checkpoints), '--do_sample', '--num_samples', '4',
-         '--seed', '7', '--num_examples', '6', '--max_new_tokens', '48', '--output_dir', str(out)], timeout=400)
+    run('report', '--model_paths', *demo_checkpoints, '--do_sample', '--num_samples', '4',
+        '--seed', '7', '--num_examples', '6', '--max_new_tokens', '48', '--output_dir', out, timeout=400)
     store = RunStore(out)
     assert store.steps == {p.name: k for p, k in zip(demo_checkpoints, (1, 2, 4, 10))}  # N-of-10 names: the steps
     pk = pd.read_csv(store.table_path('pass_at_k'))
     assert sorted(set(pk.k)) == [1, 2, 4] and set(pk.model) == set(store.models)
     assert store.figure_path('pass_at_k').stat().st_size > 10_000
-    summary = json.loads((out / 'results_summary.json').read_text())
+    summary = json.loads(store.legacy_path('results_summary.json').read_text())
     assert all(set(v['pass_at_k']) == {'1', '2', '4'} and v['num_samples'] == 4 for v in summary['models'].values())

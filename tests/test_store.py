@@ -56,8 +56,8 @@ def test_sigkill_leaves_a_consistent_store(tmp_path):
         time.sleep(delay)
         p.send_signal(signal.SIGKILL); p.wait()
         st = RunStore(out).open(CFG)  # recovery
-        toks = {f.name for f in (out / 'data/tokens/model=ck1').iterdir()}
-        gens = {f.name for f in (out / 'data/generations/model=ck1').iterdir()}
+        toks = {f.name for f in (st.tokens_dir / 'model=ck1').iterdir()}
+        gens = {f.name for f in (st.generations_dir / 'model=ck1').iterdir()}
         assert toks == gens and not any(n.startswith('.') for n in toks)
         tk, gn = st.read_tokens(), st.read_generations()
         assert len(gn) == len(st.done_prompts('ck1')) > 0
@@ -65,5 +65,5 @@ def test_sigkill_leaves_a_consistent_store(tmp_path):
         # every committed prompt has exactly its n_tokens token rows
         counts = tk.groupby('prompt_id').size()
         assert (counts.reindex(gn.prompt_id).to_numpy() == gn.n_tokens.to_numpy()).all()
-        for f in (out / 'data/tokens/model=ck1').iterdir(): pq.read_metadata(f)  # every file is whole
-        json.loads((out / 'run_manifest.json').read_text())
+        for f in (st.tokens_dir / 'model=ck1').iterdir(): pq.read_metadata(f)  # every file is whole
+        json.loads(st.manifest_path.read_text())

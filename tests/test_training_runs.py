@@ -1,17 +1,12 @@
 "Runs of a live training job from the command line: a Trainer output directory, a run that grows, a checkpoint that fails mid-run."
-import json, shutil, subprocess, sys
-from pathlib import Path
+import json, shutil
 import pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore
+from helpers import cli
 
 SMALL = ["--num_examples", "3", "--max_new_tokens", "5"]
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "reasoning_entropy", "--log_level", "WARNING", *map(str, args)],
-                          capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +27,21 @@ def test_training_directory_grows_by_step(trainer_out, tiny_pair, tmp_path):
     assert r.returncode == 0, r.stderr
     store = RunStore(run)
     assert store.models == ["step-10", "step-30"] and store.steps == {"step-10": 10, "step-30": 30}
-    summary = json.loads((run / "results_summary.json").read_text())
+    summary = json.loads(store.legacy_path("results_summary.json").read_text())
     assert [(m, v["training_step"]) for m, v in summary["models"].items()] == [("step-10", 10), ("step-30", 30)]
-    before = {m: sorted(f.name for f in (run / f"data/generations/model={m}").iterdir()) for m in store.models}
+    before = {m: sorted(f.name for f in (store.generations_dir / f"model={m}").iterdir()) for m in store.models}
 
     shutil.copytree(tiny_pair[0], trainer_out / "checkpoint-20")  # the job saves another checkpoint (no trainer_state.json)
     r = cli("compare", "--model_paths", trainer_out, "--output_dir", run, *SMALL)
     assert r.returncode == 0, r.stderr
     store = RunStore(run)
     assert store.steps == {"step-10": 10, "step-20": 20, "step-30": 30}
-    assert {m: sorted(f.name for f in (run / f"data/generations/model={m}").iterdir()) for m in before} == before
+    assert {m: sorted(f.name for f in (store.generations_dir / f"model={m}").iterdir()) for m in before} == before
     assert [i["added_models"] for i in store.manifest["invocations"]] == [["step-10", "step-30"], ["step-20"]]
     once = tmp_path / "once"
     assert cli("compare", "--model_paths", trainer_out, "--output_dir", once, *SMALL).returncode == 0
     pd.testing.assert_frame_equal(store.read_tokens(), RunStore(once).read_tokens())
-    assert (run / "prompt_level_results.csv").read_bytes() == (once / "prompt_level_results.csv").read_bytes()
+    assert store.legacy_path("prompt_level_results.csv").read_bytes() == RunStore(once).legacy_path("prompt_level_results.csv").read_bytes()
 
 
 def test_steps_flag_and_refusals(tiny_pair, tmp_path):
@@ -60,10 +55,10 @@ def test_steps_flag_and_refusals(tiny_pair, tmp_path):
     assert (r.returncode, r.stderr.strip()) == (2, "reasoning-entropy compare: error: --steps: 1 steps for 2 checkpoints of --model_paths")
     r = cli("compare", "--model_paths", a, "--steps", "x", "--output_dir", run, *SMALL)
     assert r.returncode == 2 and "--steps: invalid int value: 'x'" in r.stderr
-    manifest = (run / "run_manifest.json").read_bytes()
+    manifest = RunStore(run).manifest_path.read_bytes()
     r = cli("compare", "--model_paths", a, b, "--steps", "200", "100", "--output_dir", run, "--num_examples", "3", "--max_new_tokens", "6")
     assert r.returncode == 2 and "decoding.max_new_tokens: 5 → 6" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert (run / "run_manifest.json").read_bytes() == manifest
+    assert RunStore(run).manifest_path.read_bytes() == manifest
 
 
 def test_checkpoint_failing_mid_run_keeps_the_others(tiny_pair, tmp_path):
@@ -78,9 +73,10 @@ def test_checkpoint_failing_mid_run_keeps_the_others(tiny_pair, tmp_path):
     assert "ckpt-bad: failed (RuntimeError" in r.stderr  # the log names it
     assert r.stderr.strip().splitlines()[-1].startswith(
         "reasoning-entropy compare: error: 1 checkpoint(s) failed (the others' results are kept): ckpt-bad: RuntimeError")
-    assert (run / "ckpt-1_token_stats.csv").exists() and not (run / "ckpt-bad_token_stats.csv").exists()
-    assert set(pd.read_csv(run / "prompt_level_results.csv").model) == {"ckpt-1"}
-    assert RunStore(run).manifest["progress"]["ckpt-bad"]["failed"]["error"].startswith("RuntimeError")
+    st = RunStore(run)
+    assert st.legacy_path("token_stats", "ckpt-1").exists() and not st.legacy_path("token_stats", "ckpt-bad").exists()
+    assert set(pd.read_csv(st.legacy_path("prompt_level_results.csv")).model) == {"ckpt-1"}
+    assert st.manifest["progress"]["ckpt-bad"]["failed"]["error"].startswith("RuntimeError")
 
 
 def test_trainer_callback_run_renders(tmp_path):
@@ -101,4 +97,4 @@ def test_trainer_callback_run_renders(tmp_path):
     assert RunStore(run).steps == {"step-2": 2, "step-4": 4}
     r = cli("report", "--run_dir", run)
     assert r.returncode == 0, r.stderr
-    assert (run / "report.html").exists() and "step-4" in (run / "report.html").read_text()
+    assert RunStore(run).report_html.exists() and "step-4" in RunStore(run).report_html.read_text()
