@@ -68,7 +68,7 @@ def test_report_cli(reported):
     key = html[html.index(">Key findings<"):html.index(">Contents<")]
     assert "Mean token entropy went from" in key and ("beyond chance" in key or "not distinguishable" in key), key[:2000]
     saved = {p.stem for p in matching(st.table_path("*"))}
-    shown = re.findall(r'<table id="T_', html)
+    shown = re.findall(r'<table [^>]*id="T_', html)
     assert len(shown) <= len(saved) and len(shown) >= 15, (len(shown), sorted(saved))
     nb = json.loads(st.report_notebook.read_text())
     assert nb["metadata"]["papermill"]["parameters"]["run_dir"] == str(reported.resolve())
@@ -120,7 +120,13 @@ def test_report_opens_in_chromium(chromium, reported):
         broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         headings = page.evaluate("Array.from(document.querySelectorAll('h1,h2')).map(h => h.textContent.replace('¶','').trim())")
+        height, width = page.evaluate("[document.documentElement.scrollHeight, document.documentElement.scrollWidth]")
+        no_alt = page.evaluate("Array.from(document.images).filter(i => !i.alt).length")
+        align = page.evaluate("getComputedStyle(document.querySelector('.re-tok').closest('td')).textAlign")
+        title = page.title()
         browser.close()
-    assert n >= len(FIGURES) and broken == 0
+    assert n >= len(FIGURES) and broken == 0 and no_alt == 0
+    assert height <= 12_000 and width <= 1200, (height, width)  # reads in one sitting; no table wider than the page
+    assert align == "left" and title == f"Entropy report: {reported.name}"
     for s in SECTIONS: assert s in headings
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
