@@ -393,7 +393,7 @@ register(ReportItem('quadrants', 'Answers and calibration', 'Tokens by entropy a
                     "all checkpoints); high/high tokens are forks between a few distinct options, low/low confident steps."))
 
 # %% ../nbs/08b_report_items.ipynb #ad322a5e
-register(ReportItem('distances', 'Between checkpoints', 'Distances between entropy distributions', finding=K.distance_finding,
+register(ReportItem('distances', 'Between checkpoints', 'Distances between entropy distributions', needs=('two_checkpoints',), finding=K.distance_finding,
                     table=lambda run: R.distribution_distances(run.tokens, run.models),
                     figure=lambda run: F.fig_distances(run.tokens, run.models, steps=run.steps),
                     note="Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, "
@@ -404,6 +404,7 @@ register(ReportItem('distances', 'Between checkpoints', 'Distances between entro
 
 # %% ../nbs/08b_report_items.ipynb #84effe1e
 register(ReportItem('paired_differences', 'Between checkpoints', 'Per-prompt change of mean entropy against the first checkpoint',
+                    needs=('two_checkpoints',),
                     table=lambda run: R.paired_differences(run.results, run.models),
                     figure=lambda run: F.fig_paired_differences(run.results, run.models, steps=run.steps),
                     note="Per-prompt mean entropy of each checkpoint minus the first's, averaged over n prompts with Hall's "
