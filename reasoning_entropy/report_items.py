@@ -131,7 +131,7 @@ NEEDS = {
 
 # %% ../nbs/08b_report_items.ipynb #bcfc87df
 @patch
-def meets(self:ReportRun, needs:tuple # keys of `NEEDS`
+def unmet(self:ReportRun, needs:tuple # keys of `NEEDS`
          )->list:
     "The requirements of `needs` this run does not meet (empty: it meets them all)."
     return [n for n in needs if not NEEDS[n][0](self)]
@@ -204,7 +204,7 @@ def _samples_intro(run:ReportRun)->str|None:
 
 def _aligned_intro(run:ReportRun)->str|None:
     "Which vocabulary groups the aligned tables compare."
-    if run.meets(('scored',)): return None
+    if run.unmet(('scored',)): return None
     compared = [g for g in run.groups if len(g['models']) > 1]
     if not compared: return "No vocabulary group has two scored checkpoints: there is nothing to align, and the tables are empty."
     return (f"Within each vocabulary group, every checkpoint scored the same sequences. The tables cover "
@@ -483,9 +483,10 @@ def _aligned_figures(run:ReportRun)->list[tuple]:
     return out
 
 # %% ../nbs/08b_report_items.ipynb #a307063a
-register(ReportItem('aligned', 'Aligned (teacher-forced)', 'Entropy of each checkpoint on identical sequences', needs=('scored',),
-                    figure=_aligned_figures, note="Each checkpoint's entropy on the same token sequences, position by position: "
-                    "the aligned tables above, drawn per vocabulary group."))
+register(ReportItem('aligned', 'Aligned (teacher-forced)', 'Forking positions and entropy change on identical sequences', needs=('scored',),
+                    figure=_aligned_figures, note="The aligned tables above, drawn per vocabulary group: on the left, the share of the first "
+                    "checkpoint's forking positions each later checkpoint keeps, against chance and its floor; on the right, the "
+                    "entropy change by percentile bin of the first checkpoint's entropy, raw and regression-corrected."))
 
 # %% ../nbs/08b_report_items.ipynb #6bce016c
 def _telling(run:ReportRun)->pd.DataFrame:
@@ -526,7 +527,7 @@ def table(self:ReportRun, name:str # a registered item with a table
     "The item's table for this run (computed once), or None when the run does not meet its needs."
     item = ITEMS[name]
     if item.table is None: raise ValueError(f'report item {name!r} has no table')
-    if self.meets(item.needs): return None
+    if self.unmet(item.needs): return None
     return self._memo(('table', name), lambda: item.table(self))
 
 # %% ../nbs/08b_report_items.ipynb #55f93102
@@ -552,7 +553,7 @@ def key_findings(run:ReportRun)->list[str]:
     "The report's key findings, one markdown sentence each, first checkpoint against last."
     if len(run.models) < 2: return []
     a, b, label = run.models[0], run.models[-1], lambda m: K.checkpoint_label(m, run.steps)
-    out = [i.finding(run.tables, a, b, label) for i in ITEMS.values() if i.finding and not run.meets(i.needs)]
+    out = [i.finding(run.tables, a, b, label) for i in ITEMS.values() if i.finding and not run.unmet(i.needs)]
     return [x for x in out if x]
 
 # %% ../nbs/08b_report_items.ipynb #94baf968

@@ -92,12 +92,13 @@ def figure_html(path, # the saved PNG
 
 # %% ../nbs/08c_report_page.ipynb #1f403060
 def figure_outputs(run:ReportRun, item:ReportItem)->list:
-    "Save each figure of the item as figures/NAME.png; return (caption or None, its HTML or None) per figure."
+    "Save each figure of the item as figures/NAME.png; return (caption or None, its HTML or None) per figure; alt text names what it shows."
     out = []
     for name, fig, caption in item_figures(run, item):
         if fig is not None:
             path = save_figure(_titled(fig, item.title), run.store.figure_path(name))
-            fig = figure_html(path, item.title, f"Figure: {item.title} ({', '.join(run.models)})")
+            what = re.sub(r'[*:]', '', caption).strip() if caption else ', '.join(run.models)  # a group's figure: its checkpoints
+            fig = figure_html(path, item.title, f"Figure: {item.title} ({what})")
         out.append((caption, fig))
     return out
 
@@ -123,7 +124,7 @@ def section_outputs(run:ReportRun, section:str)->list:
     intro, out, said, items = section_intro(run, section), [], set(), []
     if intro: out.append(Markdown(intro))
     for item in section_items(section):
-        missing = run.meets(item.needs)
+        missing = run.unmet(item.needs)
         for n in missing:
             if NEEDS[n][1] and n not in said: said.add(n); out.append(Markdown(NEEDS[n][1]))
         if not missing: items.append(item_html(run, item))

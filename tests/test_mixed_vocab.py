@@ -1,4 +1,5 @@
 "A run mixing vocabularies (two tiny tokenizers and a 262,144-row Gemma-3): report through the command line, per-group aligned sections, steps, a subset."
+import re
 import json
 import pandas as pd
 import pytest
@@ -45,6 +46,9 @@ def test_report_covers_each_vocabulary_group(mixed):
     assert figs == ["aligned_group1", "aligned_group2"]
     html = RunStore(run).report_html.read_text()
     assert "there is no between-checkpoint aligned comparison for it" in html and "Vocabulary group 3" in html
+    alts = re.findall(r'alt="(Figure: [^"]*on identical sequences[^"]*)"', html)  # each group's figure names its own checkpoints
+    assert alts == [f"Figure: Forking positions and entropy change on identical sequences (Vocabulary group {g} ({m}) scored {m[0]}'s generations)"
+                    for g, m in ((1, "A, B"), (2, "C, D"))], alts
     # the scoring state says what each group scored; every checkpoint is done on its group's sequences
     st = RunStore(run).scoring_state()
     assert [(g["models"], g["sequences"]) for g in st["groups"]] == [(["A", "B"], "A"), (["C", "D"], "C"), (["E"], "E")]

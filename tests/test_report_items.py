@@ -45,13 +45,13 @@ def sampled_report(tmp_path_factory):
 def test_every_file_is_an_item_and_every_item_is_shown(sampled_report):
     store, html = sampled_report
     run = report_run(store.dir)
-    due = {n for n, i in ITEMS.items() if not run.meets(i.needs)}
+    due = {n for n, i in ITEMS.items() if not run.unmet(i.needs)}
     tables = {p.stem for p in store.table_path("x").parent.glob("*.csv")}
     figures = {p.stem for p in store.figure_path("x").parent.glob("*.png")}
     assert tables == {n for n in due if ITEMS[n].table}, sorted(tables ^ {n for n in due if ITEMS[n].table})
     assert figures == {n for n in due if ITEMS[n].figure and n != "aligned"}, sorted(figures)  # nothing scored here: no aligned figure
     assert {"pass_at_k", "majority_vote", "sample_entropy_spread", "entropy_correct_vs_incorrect"} <= tables  # three samples
-    assert not run.meets(("samples", "graded")) and run.meets(("scored",)) == ["scored"]
+    assert not run.unmet(("samples", "graded")) and run.unmet(("scored",)) == ["scored"]
     assert NEEDS["scored"][1].split(":")[0] in html and "Aligned (teacher-forced)" in html  # the section says why its items are left out
 
 
