@@ -13,7 +13,7 @@ from .findings import display_table
 from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, section_items, section_intro, item_figures, key_findings, truncation_warnings
 
 # %% auto #0
-__all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
+__all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'FIGURE_SCALE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
            'table_outputs', 'figure_html', 'figure_outputs', 'item_html', 'section_outputs', 'start_outputs',
            'show_start', 'show_section']
 
@@ -29,7 +29,7 @@ PAGE_CSS = """<style>
 .jp-RenderedHTMLCommon table.re-table.re-wide { width: 100%; table-layout: fixed; }
 .jp-RenderedHTMLCommon table.re-table th { white-space: normal; vertical-align: bottom; overflow-wrap: anywhere; }
 .jp-RenderedHTMLCommon table.re-table td { overflow-wrap: anywhere; }
-figure.re-figure { margin: 0.3em 0; } figure.re-figure img { max-width: 100%; width: 500px; height: auto; }
+figure.re-figure { margin: 0.3em 0; } figure.re-figure img { max-width: 100%; height: auto; }
 details.re-details > summary { cursor: pointer; color: #1a5fb4; margin: 0.3em 0; }
 </style>"""
 
@@ -81,14 +81,20 @@ def _titled(fig, title:str):
     if not fig.get_suptitle() and not any(ax.get_title() for ax in fig.axes): fig.suptitle(title)
     return fig
 
+# %% ../nbs/08c_report_page.ipynb #f083c640
+FIGURE_SCALE = 0.52  # page pixels per saved pixel: an 8-inch figure (saved at 120 dpi) shows about 500 px wide, and its text as large as every other figure's
+
 # %% ../nbs/08c_report_page.ipynb #2c42d657
 def figure_html(path, # the saved PNG
                 title:str, # what it shows
                 alt:str, # what a reader who cannot see it should know
                )->str:
-    "The PNG embedded in the page, with `alt` as its alternative text."
-    data = base64.b64encode(open(path, 'rb').read()).decode()
-    return f'<figure class="re-figure" title="{html.escape(title)}"><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"></figure>'
+    "The PNG embedded in the page at `FIGURE_SCALE` of its pixel width, with `alt` as its alternative text."
+    png = open(path, 'rb').read()
+    width = round(int.from_bytes(png[16:20], 'big') * FIGURE_SCALE)  # the PNG header's width: every figure at one scale
+    data = base64.b64encode(png).decode()
+    return (f'<figure class="re-figure" title="{html.escape(title)}"><img src="data:image/png;base64,{data}" '
+            f'style="width: {width}px" alt="{html.escape(alt)}"></figure>')
 
 # %% ../nbs/08c_report_page.ipynb #1f403060
 def figure_outputs(run:ReportRun, item:ReportItem)->list:
