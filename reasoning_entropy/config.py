@@ -11,8 +11,8 @@ from .errors import InputError
 
 # %% auto #0
 __all__ = ['DTYPES', 'DEVICE_MAPS', 'DECODING', 'COMMANDS', 'positive', 'non_negative', 'positive_number', 'within', 'mass',
-           'one_of', 'each', 'device_name', 'setting', 'RunConfig', 'check_setting', 'as_config', 'Command',
-           'add_config_arguments', 'config_from_args']
+           'one_of', 'each', 'name_pairs', 'device_name', 'setting', 'RunConfig', 'check_setting', 'as_config',
+           'Command', 'add_config_arguments', 'config_from_args']
 
 # %% ../nbs/00b_config.ipynb #e2044d4c
 def _is_int(v)->bool: return isinstance(v, int) and not isinstance(v, bool)
@@ -63,6 +63,14 @@ def each(rule # a rule for one value
     def rule_each(flag, v):
         for x in (v or []): rule(flag, x)
     return rule_each
+
+# %% ../nbs/00b_config.ipynb #8ad065e1
+def name_pairs(flag:str, v):
+    "Rule: a list (or None) of pairs, each of two different names."
+    for pair in (v or []):
+        if isinstance(pair, str) or len(pair) != 2 or not all(isinstance(x, str) and x for x in pair):
+            raise InputError(f'{flag}: needs two checkpoint names per pair, got {pair!r}')
+        if pair[0] == pair[1]: raise InputError(f'{flag}: needs two different checkpoint names, got {pair[0]!r} twice')
 
 # %% ../nbs/00b_config.ipynb #cd2a2b28
 _DEVICE = re.compile(r'(auto|cpu|mps|cuda(:\d+)?)')
@@ -143,6 +151,9 @@ class _Commands(_Compute):
     skip_untokenizable:bool = setting(False, "skip (and count) imported generations whose text does not survive a checkpoint's tokenizer "
                                              "(decode(encode(text)) != text) instead of stopping")
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
+    noise_pair:list|None = setting(None, 'two checkpoints that differ by noise only (two seeds of one step, or a checkpoint and a copy): every '
+                                         'between-checkpoint verdict gets a second floor, checkpoint noise; repeat for more pairs',
+                                   name_pairs, metavar=('NAME', 'NAME'), nargs=2, action='append')
     cache_dir:str|None = setting(None, 'where the demo series is cached (default: $REASONING_ENTROPY_CACHE or the XDG cache)')
     no_report:bool = setting(False, 'compare only (no scoring, no report)')
 
@@ -162,9 +173,9 @@ class RunConfig(_Commands):
                     raise InputError(f'--{flag}: not with --generations (the imported generations are the sequences, scored into --output_dir)')
 
     def to_dict(self)->dict:
-        "The settings as plain JSON-able values (paths as text), for the manifest."
-        return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, (list, tuple)) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        "The settings as plain JSON-able values (paths, and the items of lists and of their pairs, as text), for the manifest."
+        text = lambda x: [text(y) for y in x] if isinstance(x, (list, tuple)) else str(x)
+        return {k: (text(v) if isinstance(v, (Path, list, tuple)) else v) for k, v in dataclasses.asdict(self).items()}
 
 # %% ../nbs/00b_config.ipynb #141b426d
 def check_setting(name:str, # a `RunConfig` field
@@ -208,7 +219,7 @@ COMMANDS = {
                      ('run_dir', 'sequences', 'generations', 'model_paths', 'model_names', 'steps', 'output_dir', 'overwrite',
                       'skip_bad_lines', 'skip_untokenizable', 'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code')),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
-                      _RUN + ('run_dir', 'sequences', 'heatmap_prompts')),
+                      _RUN + ('run_dir', 'sequences', 'heatmap_prompts', 'noise_pair')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',
                     ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
                      'do_sample', 'num_samples', 'seed'),
@@ -224,7 +235,7 @@ def _flag_options(f, default)->dict:
     if kind == 'bool': return dict(opts, action='store_true', help=hlp)
     if default is not None: hlp += f' (default: {default})'
     opts.update(default=default, help=hlp)
-    if kind.startswith('list'): opts['nargs'] = '+'
+    if kind.startswith('list'): opts.setdefault('nargs', '+')
     elif kind.startswith('int'): opts['type'] = int
     elif kind.startswith('float'): opts['type'] = float
     return opts

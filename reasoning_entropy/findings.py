@@ -80,22 +80,22 @@ def entropy_finding(tables, a, b, L):
 
 # %% ../nbs/08a_findings.ipynb #b05ee47b
 def distance_finding(tables, a, b, L):
-    "The entropy distributions of the first and last checkpoints against their noise floor."
+    "The entropy distributions of the first and last checkpoints against their floors."
     d = _row(tables.get('distances'), model=b, ref_model=a)
     if d is None: return None
-    return (f"Their entropy distributions are {sig(d['wasserstein'])} nats apart (Wasserstein-1; noise floor "
+    return (f"Their entropy distributions are {sig(d['wasserstein'])} nats apart (Wasserstein-1; floor of prompt sampling "
             f"{sig(d['wasserstein_floor'])}, the 95th percentile when the two checkpoints' labels are swapped within prompts; "
             f"KS {sig(d['ks'])}, floor {sig(d['ks_floor'])}): **{d['verdict']}**.")
 
 # %% ../nbs/08a_findings.ipynb #86282b77
 def accuracy_finding(tables, a, b, L):
-    "Accuracy of the first and last checkpoints with their Wilson intervals."
-    t = tables.get('accuracy'); ra, rb = _row(t, model=a), _row(t, model=b)
-    if ra is None or rb is None or not ra['n'] or not rb['n']: return None
-    iv = lambda r: f"{_pct(r['accuracy'])} ({_pct(r['ci_low'])}–{_pct(r['ci_high'])}, n = {int(r['n'])})"
-    apart = rb['ci_low'] > ra['ci_high'] or ra['ci_low'] > rb['ci_high']
-    return (f"Accuracy went from {iv(ra)} at {L(a)} to {iv(rb)} at {L(b)}; the 95% Wilson intervals "
-            + ("do not overlap." if apart else "overlap, so the change is not established by these prompts."))
+    "The paired change of accuracy from the first to the last checkpoint, with McNemar's exact test."
+    r = _row(tables.get('accuracy_change'), model=b, ref_model=a)
+    if r is None or not r['n_prompts']: return None
+    return (f"Accuracy went from {_pct(r['ref_accuracy'])} at {L(a)} to {_pct(r['accuracy'])} at {L(b)} on the {int(r['n_prompts'])} prompts "
+            f"graded for both ({int(r['n_gained'])} gained, {int(r['n_lost'])} lost): a change of {sig(100 * r['diff'], 3)} points "
+            f"(paired 95% CI {sig(100 * r['ci_low'], 3)} to {sig(100 * r['ci_high'], 3)}; exact McNemar {_p(r['p'])}, Holm-adjusted "
+            f"{_p(r['p_adj'])}): **{r['verdict']}**.")
 
 # %% ../nbs/08a_findings.ipynb #8e5a004e
 def share_finding(tables, a, b, L):
@@ -107,19 +107,19 @@ def share_finding(tables, a, b, L):
 
 # %% ../nbs/08a_findings.ipynb #71ae59ad
 def aligned_finding(tables, a, b, L):
-    "Forking positions kept on the same sequences, and the regression-corrected change of the most uncertain bin."
+    "Forking positions kept on the same sequences, and the change where the first checkpoint is most uncertain (bins chosen on held-out data)."
     o = _row(tables.get('aligned_top_overlap'), model=b, ref_model=a)
     c = tables.get('aligned_change_by_percentile')
     if o is None: return None
     out = (f"On the same sequences, {L(b)} keeps {_pct(o['overlap'])} of {L(a)}'s forking (top-20% entropy) positions "
            f"(chance {_pct(o['chance'])}, floor {_pct(o['floor'])}): **{o['verdict']}**")
+    c = c[(c.model == b) & (c.ref_model == a)] if c is not None and len(c) else None
     if c is not None and len(c):
-        c = c[(c.model == b) & (c.ref_model == a)]
-        if len(c):
-            r = c.loc[c['bin'].idxmax()]
-            out += (f"; at {L(a)}'s most uncertain positions (bin {int(r['bin'])}) entropy changed by {sig(r['delta_corrected'])} nats "
-                    f"beyond regression to the mean (95% CI {sig(r['corrected_ci_low'])} to {sig(r['corrected_ci_high'])}): "
-                    f"**{r['verdict']}**")
+        r = c.loc[c['bin'].idxmax()]
+        out += (f"; where {L(a)} is most uncertain (the top bin of {L(a)}'s entropy for the same token on the other half of the "
+                f"prompts, so the bins share no noise with the change), entropy went from {sig(r['ref_entropy_mean'])} to "
+                f"{sig(r['entropy_mean'])} nats, a change of {sig(r['delta'])} (95% CI {sig(r['ci_low'])} to {sig(r['ci_high'])}): "
+                f"**{r['verdict']}**")
     return out + '.'
 
 # %% ../nbs/08a_findings.ipynb #d475940e
@@ -130,7 +130,7 @@ def pass_finding(tables, a, b, L):
     t = t[t.model == b]
     if len(t) < 2: return None
     lo, hi = t.loc[t.k.idxmin()], t.loc[t.k.idxmax()]
-    return (f"With {int(hi['k'])} samples per prompt, {L(b)} solves {_pct(hi['pass_at_k'])} of prompts at least once "
+    return (f"With {int(hi['n_samples'])} samples per prompt, {L(b)} solves {_pct(hi['pass_at_k'])} of prompts at least once "
             f"(pass@{int(hi['k'])}) against {_pct(lo['pass_at_k'])} for one sample (pass@1).")
 
 # %% ../nbs/08a_findings.ipynb #9d38e710
@@ -144,13 +144,12 @@ def length_finding(tables, a, b, L):
 
 # %% ../nbs/08a_findings.ipynb #3274c78f
 def calibration_finding(tables, a, b, L):
-    "The signal that best predicts correctness at the last checkpoint."
+    "Every signal's AUROC for a right answer at the last checkpoint, among samples with an answer, each with its Holm-adjusted verdict."
     t = tables.get('calibration')
+    t = t[(t.model == b) & t.auroc.notna()] if t is not None and len(t) else None
     if t is None or not len(t): return None
-    t = t[(t.model == b) & t.auroc.notna()]
-    if not len(t): return None
-    r = t.loc[t.auroc.idxmax()]
-    beyond = r['ci_low'] > 0.5
-    return (f"At {L(b)}, {r['signal'].replace('_', ' ')} predicts a correct answer best: AUROC {sig(r['auroc'])} "
-            f"(95% CI {sig(r['ci_low'])} to {sig(r['ci_high'])}, n = {int(r['n'])} samples), "
-            + ("**beyond chance**." if beyond else "**not distinguishable** from chance (0.5)."))
+    r0, iv = t.iloc[0], lambda r: f"{sig(r['ci_low'])} to {sig(r['ci_high'])}" if pd.notna(r['ci_low']) else r['note']
+    each = '; '.join(f"{r['signal'].replace('_', ' ')} {sig(r['auroc'])} ({iv(r)}): **{r['verdict']}**" for _, r in t.iterrows())
+    return (f"At {L(b)}, among the {int(r0['n_answered'])} of {int(r0['n_graded'])} graded samples that give a boxed answer "
+            f"({_pct(r0['share_answered'])}), the AUROC of each signal for a right answer (0.5 is chance; 95% CI over prompts; "
+            f"Holm over every signal and checkpoint, none picked afterwards) is: {each}.")

@@ -133,8 +133,9 @@ def pass_at_k(n:int, # samples drawn for the prompt
 # %% ../nbs/00c_grading.ipynb #c6f5dae7
 def pass_ks(n:int # samples per prompt
            )->list[int]:
-    "k = 1, 2, 4, … up to `n` (just [1] for one sample)."
-    return [2 ** i for i in range(max(int(n), 1).bit_length())]
+    "k = 1, 2, 4, … below `n`, then `n` itself (just [1] for one sample)."
+    n = max(int(n), 1)
+    return [2 ** i for i in range((n - 1).bit_length())] + [n]
 
 # %% ../nbs/00c_grading.ipynb #c9c80d1a
 def majority_answer(answers # the extracted answers of one prompt's samples, in sample order (None: no answer)

@@ -14,8 +14,8 @@ from .store import RunStore, atomic_path, atomic_write_text
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'computed_run', 'report',
-           'run']
+__all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'computed_run',
+           'report_parameters', 'report', 'run']
 
 # %% ../nbs/08_report.ipynb #ba8accef
 def template_path()->Path:
@@ -95,16 +95,32 @@ def computed_run(config:RunConfig # the settings: `model_paths` to compare first
     score_run(as_config(config, run_dir=str(run_dir)), progress=False, models=models)
     return store
 
+# %% ../nbs/08_report.ipynb #fdefc193
+def report_parameters(config:RunConfig # the report's settings
+                     )->dict:
+    "The template's parameters besides `run_dir`: the checkpoints, the heatmaps, the noise-only pairs (2-lists, for papermill)."
+    return dict(models=report_models(config), heatmap_prompts=config.heatmap_prompts,
+                noise_pairs=[list(p) for p in (config.noise_pair or [])])
+
+# %% ../nbs/08_report.ipynb #117a222e
+def _check_noise_pairs(config:RunConfig # the report's settings
+                      ):
+    "Raise `InputError` naming `--noise_pair` when one of its names is not a checkpoint the report covers."
+    if not config.noise_pair or not (config.model_paths or config.run_dir): return  # nothing to check against: `computed_run` says so
+    names = report_models(config) or RunStore(config.run_dir).require().models
+    for n in (n for pair in config.noise_pair for n in pair):
+        if n not in names: raise InputError(f"--noise_pair: {n!r} is not a checkpoint of the run ({', '.join(names)})")
+
 # %% ../nbs/08_report.ipynb #bb72d560
 def report(config:RunConfig|str|Path|None=None, # a `RunConfig`, or an existing run directory
            kernel_name:str|None=None, # Jupyter kernel for papermill (default: this Python's)
-           **settings # `RunConfig` fields: model_paths=… to compare first, sequences=, heatmap_prompts=, …
+           **settings # `RunConfig` fields: model_paths=… to compare first, sequences=, heatmap_prompts=, noise_pair=, …
           )->Path:
     "Compute what the report needs (compare, score), then write `report.ipynb` + `report.html`; return the HTML path."
     s = as_config(config, 'run_dir', **settings)
+    _check_noise_pairs(s)
     store = computed_run(s)
-    params = dict(models=report_models(s), heatmap_prompts=s.heatmap_prompts)
-    html = export_html(execute_report(store.dir, params, kernel_name=kernel_name))
+    html = export_html(execute_report(store.dir, report_parameters(s), kernel_name=kernel_name))
     log.info('report: %s', html)
     return html
 

@@ -187,24 +187,26 @@ def fig_token_ranking(tokens:pd.DataFrame, # tokens table
             if i == len(order) - 1: ax.set_xlabel('mean entropy (nats)')
     return fig
 
+# %% ../nbs/06_report_figures.ipynb #22bd5f96
+def _beyond(verdicts)->np.ndarray:
+    "Which verdicts say 'beyond prompt sampling' (with whatever they add about checkpoint noise)."
+    return np.array([str(v).startswith(BEYOND) for v in verdicts], bool)
+
 # %% ../nbs/06_report_figures.ipynb #65b385cb
-def fig_forking_overlap(tokens:pd.DataFrame, # tokens table
-                        models:Sequence[str]|None=None, # checkpoint order
-                        q:float=0.8, # forking = entropy above this percentile
-                        top_n:int=50, # size of each forking set
-                        token_col:str='next_token', # the token-string column
+def fig_forking_overlap(table:pd.DataFrame, # from `forks.forking_overlap`
+                        models:Sequence[str], # checkpoints in order
                         steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                        )->Figure:
-    "Jaccard overlap of the forking-token sets with the previous and with the first checkpoint, over checkpoints."
-    order = R.model_order(tokens, models)
-    o = R.forking_overlap(tokens, order, q=q, top_n=top_n, token_col=token_col)
-    fig, ax = _fig(w=7, h=4)
-    x, _, _ = _ckpt_x(order, steps)
-    ax.plot(x[1:], o.jaccard_prev[1:], 'o-', color='tab:blue', label='vs previous checkpoint')
-    ax.plot(x, o.jaccard_first, 's--', color='tab:orange', label=f'vs first ({order[0]})')
-    ax.set_ylim(0, 1.05); ax.set_ylabel(f'Jaccard overlap of top-{top_n} forking tokens')
+    "Held-out Jaccard overlap of the forking-token sets with the previous and the first checkpoint, beside two draws of one checkpoint."
+    order = list(models); fig, ax = _fig(w=7, h=4); x = _ckpt_x(order, steps)[0][1:]
+    cons, first = (table[table.comparison == c] for c in ('consecutive', 'vs_first'))
+    for t, style, color, label in ((cons, 'o-', 'tab:blue', 'vs previous checkpoint'), (first, 's--', 'tab:orange', f'vs first ({order[0]})')):
+        ax.plot(x[:len(t)], t.between, style, color=color, mfc='white', label=label)
+        hit = _beyond(t.verdict); ax.scatter(x[:len(t)][hit], t.between.to_numpy(float)[hit], color=color, zorder=3)
+    ax.plot(x[:len(first)], first.within, ':', color='grey', label='two halves of one checkpoint')
+    ax.set_ylim(0, 1.05); ax.set_ylabel('Jaccard overlap of forking-token sets (held out)')
     _ckpt_axis(ax, order, steps); ax.legend(fontsize='small')
-    ax.set_title(f'Forking tokens (entropy > {round(q * 100)}th percentile): how the set changes')
+    ax.set_title('Forking tokens: how the set changes (filled: beyond prompt sampling)')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #9e9f4aa9
@@ -311,10 +313,10 @@ def _distance_panel(ax, d:pd.DataFrame, col:str, lab:str, pos:dict, order:list, 
         g = d[d.comparison == comp]; xs = np.array([pos[m] for m in g.model], float); y = g[col].to_numpy(float)
         ax.plot(xs, y, st, color=c, mfc='white', label='vs previous' if comp == 'consecutive' else f'vs {order[0]}')
         ax.fill_between(xs, 0, g[f'{col}_floor'].to_numpy(float), color=c, alpha=0.15, lw=0)
-        hit = (g.verdict == BEYOND).to_numpy(bool)
+        hit = _beyond(g.verdict)
         ax.scatter(xs[hit], y[hit], color=c, marker=st[0], zorder=3)
     _ckpt_axis(ax, order, steps, pad=True); ax.set_ylabel(lab); ax.set_ylim(bottom=0)
-    ax.legend(fontsize='small', title='band: noise floor (95%)\nfilled: beyond chance', title_fontsize='x-small')
+    ax.legend(fontsize='small', title='band: floor of prompt sampling (95%)\nfilled: beyond it', title_fontsize='x-small')
 
 # %% ../nbs/06_report_figures.ipynb #c22d5b1f
 def fig_distances(tokens:pd.DataFrame, # tokens table
@@ -334,10 +336,10 @@ def fig_distances(tokens:pd.DataFrame, # tokens table
 
 # %% ../nbs/06_report_figures.ipynb #9fef8db6
 def _paired_point(ax, r, x:float, color):
-    "The row `r` of `R.paired_differences` at `x`: mean_diff with its interval and n (filled: beyond chance), or 'too few'."
+    "The row `r` of `R.paired_differences` at `x`: mean_diff with its interval and n (filled: beyond prompt sampling), or 'too few'."
     if r.n_prompts < MIN_N: _too_few(ax, x, r.n_prompts); return
     ax.errorbar([x], [r.mean_diff], yerr=[[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]], fmt='o',
-                color=color, mfc=color if r.verdict == BEYOND else 'white', capsize=4)
+                color=color, mfc=color if _beyond([r.verdict])[0] else 'white', capsize=4)
     ax.annotate(f'n={r.n_prompts}', (x, r.ci_high), xytext=(0, 3), textcoords='offset points', ha='center', fontsize='x-small')
 
 # %% ../nbs/06_report_figures.ipynb #aef2e98d
@@ -345,7 +347,7 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
                            models:Sequence[str]|None=None, # checkpoint order
                            steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                           )->Figure:
-    "Mean per-prompt entropy difference (checkpoint − first) with Hall's 95% intervals and n; filled: beyond chance (Holm); too few prompts: a note."
+    "Mean per-prompt entropy difference (checkpoint − first) with Hall's 95% intervals and n; filled: beyond prompt sampling (Holm); too few prompts: a note."
     order = R.model_order(results, models); colors = checkpoint_colors(order)
     p = R.paired_differences(results, order)
     fig, ax = _fig(w=max(5, 0.8 * len(order) + 2), h=4)
@@ -354,7 +356,7 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
     for r in p.itertuples(): _paired_point(ax, r, x[r.model], colors[r.model])
     _ckpt_axis(ax, order, steps, pad=True)
     ax.set_ylabel(f'mean entropy − {order[0]} (nats, per prompt)')
-    ax.set_title('Paired change in mean entropy per prompt (95% CI; filled: beyond chance, Holm)')
+    ax.set_title('Paired change in mean entropy per prompt (95% CI; filled: beyond prompt sampling, Holm)')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #9d292347
@@ -390,28 +392,27 @@ def fig_pass_at_k(results:pd.DataFrame, # prompt results (model, prompt_id, corr
 # %% ../nbs/06_report_figures.ipynb #0156fea2
 def _overlap_panel(a, o:pd.DataFrame, x:np.ndarray, q:float, order:list, steps:dict|None):
     "The rows of `R.aligned_top_overlap` at the later checkpoints' x: overlap, chance and the 95% floor."
-    a.plot(x, o.overlap, 'o-', color='tab:blue', mfc='white', label='overlap (filled: beyond chance)')
+    a.plot(x, o.overlap, 'o-', color='tab:blue', mfc='white', label='overlap (filled: beyond chance placement)')
     a.plot(x, o.chance, ':', color='grey', label='chance (shuffled within prompts)')
     a.fill_between(x, 0, o.floor.to_numpy(float), color='grey', alpha=0.2, lw=0, label='95% floor')
-    hit = (o.verdict == BEYOND).to_numpy(bool); a.scatter(x[hit], o.overlap.to_numpy(float)[hit], color='tab:blue', zorder=3)
+    hit = (o.verdict == R.OVERLAP_BEYOND).to_numpy(bool); a.scatter(x[hit], o.overlap.to_numpy(float)[hit], color='tab:blue', zorder=3)
     a.set_ylim(0, 1.05); a.set_ylabel(f'share of {order[0]} top-{round((1 - q) * 100)}% positions kept')
     _ckpt_axis(a, order, steps, pad=True); a.legend(fontsize='small')
     a.set_title('Do uncertain positions stay uncertain?')
 
 # %% ../nbs/06_report_figures.ipynb #f1e3c3c9
 def _change_panel(b, c:pd.DataFrame, colors:dict, order:list, n_bins:int):
-    "The rows of `R.aligned_change_by_percentile` by bin: delta_corrected with its band, and the raw delta."
+    "The rows of `R.aligned_change_by_percentile` by bin (chosen on held-out data): delta with its band, filled where beyond prompt sampling."
     b.axhline(0, color='grey', lw=1)
     for m, g in c.groupby('model', sort=False):
-        b.plot(g['bin'], g.delta_corrected, 'o-', color=colors[m], ms=3, mfc='white', label=f'{m}, regression-corrected')
-        b.fill_between(g['bin'].to_numpy(float), g.corrected_ci_low.to_numpy(float), g.corrected_ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
-        hit = (g.verdict == BEYOND).to_numpy(bool); b.scatter(g['bin'].to_numpy(float)[hit], g.delta_corrected.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
-        b.plot(g['bin'], g.delta, ':', color=colors[m], lw=1, label=f'{m}, raw (includes regression to the mean)')
-    b.set_xlabel(f'percentile bin of {order[0]} entropy (1 = lowest of {n_bins})')
+        b.plot(g['bin'], g.delta, 'o-', color=colors[m], ms=3, mfc='white', label=m)
+        b.fill_between(g['bin'].to_numpy(float), g.ci_low.to_numpy(float), g.ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
+        hit = _beyond(g.verdict); b.scatter(g['bin'].to_numpy(float)[hit], g.delta.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
+    b.set_xlabel(f'bin of {order[0]} entropy for the same token on held-out prompts (1 = lowest of {n_bins})')
     b.set_ylabel(f'entropy change vs {order[0]} (nats)')
     if len(c): b.legend(fontsize='small')
     else: _empty(b, 'one checkpoint: nothing to compare')
-    b.set_title('Where entropy changed (filled: beyond chance and regression)')
+    b.set_title('Where entropy changed (filled: beyond prompt sampling)')
 
 # %% ../nbs/06_report_figures.ipynb #7960eafd
 def fig_aligned(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .errors import InputError
 from .store import RunStore
 from .results import sample_level_results, prompt_level_results
-from . import report_tables as R, analyses as A, report_figures as F, findings as K
+from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
 # %% auto #0
 __all__ = ['NEEDS', 'SECTIONS', 'ITEMS', 'ReportRun', 'report_run', 'ReportItem', 'register', 'section_items', 'section_intro',
@@ -30,6 +30,7 @@ class ReportRun:
     ref:str = '' # how the user named the run directory (in the code lines the report prints)
     heatmap_prompts:int = 3 # prompts shown as token heatmaps
     min_count:int = 5 # occurrences for a token string to be ranked
+    noise_pairs:list = field(default_factory=list) # pairs of checkpoints that differ by noise only (`--noise_pair`): the second floor
     _cache:dict = field(default_factory=dict, repr=False) # frames and tables, each computed once
 
 # %% ../nbs/08b_report_items.ipynb #26ee22ab
@@ -44,6 +45,7 @@ def _common_prompts(store:RunStore, names:list)->tuple[list, list]:
 # %% ../nbs/08b_report_items.ipynb #b33ec33c
 def report_run(run_dir, # a run directory
                models:list|None=None, # checkpoint names (None: every checkpoint of the run)
+               noise_pairs:list|None=None, # pairs of checkpoints of `models` that differ by noise only (`--noise_pair`)
                **options # `ReportRun` options: heatmap_prompts=, min_count=
               )->ReportRun:
     "The run restricted to `models` and to the prompts every one of them generated."
@@ -51,8 +53,11 @@ def report_run(run_dir, # a run directory
     names, steps = store.select(models).models, store.steps
     if names and all(steps.get(m) is not None for m in names): names = sorted(names, key=steps.get)
     if not store.is_complete(names): raise InputError(f'{run_dir}: the run is incomplete; finish it with `reasoning-entropy compare`')
+    for x in [x for pair in noise_pairs or [] for x in pair if x not in names]:
+        raise InputError(f"--noise_pair: {x!r} is not a checkpoint of the run ({', '.join(names)})")
     kept, left = _common_prompts(store, names)
-    return ReportRun(store.select(names, kept), names, {m: steps.get(m) for m in names}, kept, left, str(run_dir), **options)
+    return ReportRun(store.select(names, kept), names, {m: steps.get(m) for m in names}, kept, left, str(run_dir),
+                     noise_pairs=[tuple(p) for p in noise_pairs or []], **options)
 
 # %% ../nbs/08b_report_items.ipynb #8c433467
 @patch
@@ -320,13 +325,16 @@ register(ReportItem('token_ranking', 'Tokens', 'Token strings with the highest a
                     "high-entropy strings are where a checkpoint hesitates, low-entropy ones are formulaic."))
 
 # %% ../nbs/08b_report_items.ipynb #8f79aee6
-register(ReportItem('forking_overlap', 'Tokens', 'Overlap of the forking-token sets between checkpoints',
-                    table=lambda run: R.forking_overlap(run.tokens, run.models),
-                    figure=lambda run: F.fig_forking_overlap(run.tokens, run.models, steps=run.steps),
-                    note="Jaccard overlap of the forking-rate token sets (the token strings most often among a checkpoint's top 20% "
-                    "of entropy) with the previous and with the first checkpoint; low values mean training changed its decision words; "
-                    "it is descriptive (no null) — whether the decision positions stay put is tested on aligned scores "
-                    "(aligned_top_overlap)."))
+register(ReportItem('forking_overlap', 'Tokens', 'Overlap of the forking-token sets between checkpoints', needs=('two_checkpoints',),
+                    table=lambda run: FK.forking_overlap(run.tokens, run.models, noise_pairs=run.noise_pairs),
+                    figure=lambda run: F.fig_forking_overlap(run.table('forking_overlap'), run.models, steps=run.steps),
+                    note="Jaccard overlap of the forking-rate token sets (the token strings most often among a checkpoint's top 20% of "
+                    "entropy), each set chosen on a different random half of the prompts: between two checkpoints, and within one "
+                    "(two halves of the same checkpoint, what two draws of one process give). change = within − between is how much "
+                    "more the decision words differ across checkpoints than across draws; its floor comes from swapping the two "
+                    "checkpoints within random prompts (Holm over the table): 'beyond prompt sampling' means training moved them. "
+                    "jaccard is the overlap of the full-data sets, descriptive. With `--noise_pair` the verdict adds whether the change "
+                    "is beyond checkpoint noise; without it, 'checkpoint noise not measured'."))
 
 # %% ../nbs/08b_report_items.ipynb #2403b482
 register(ReportItem('think_vs_answer', 'Reasoning structure', 'Entropy inside <think> versus in the answer',
@@ -345,9 +353,15 @@ def _accuracy_note(run:ReportRun)->str:
     return note
 
 # %% ../nbs/08b_report_items.ipynb #5b361e87
-register(ReportItem('accuracy', 'Reasoning structure', 'Accuracy per checkpoint', note=_accuracy_note, finding=K.accuracy_finding,
+register(ReportItem('accuracy', 'Reasoning structure', 'Accuracy per checkpoint', note=_accuracy_note,
                     table=lambda run: R.accuracy_by_model(run.results, run.models),
                     figure=lambda run: F.fig_accuracy(run.results, run.models, steps=run.steps)))
+register(ReportItem('accuracy_change', 'Reasoning structure', 'Accuracy change on the same prompts', needs=('graded', 'two_checkpoints'),
+                    table=lambda run: R.accuracy_change(run.results, run.models, noise_pairs=run.noise_pairs), finding=K.accuracy_finding,
+                    note="Each checkpoint against the first on the prompts graded for both: the prompts gained and lost, the change of "
+                    "accuracy with Newcombe's paired 95% interval, and McNemar's exact test on the prompts that flipped (Holm over the "
+                    "checkpoints). Side-by-side intervals of the two accuracies would ignore that the prompts are the same; "
+                    "'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'."))
 register(ReportItem('entropy_by_correctness', 'Reasoning structure', 'Entropy of correct versus incorrect answers',
                     figure=lambda run: F.fig_entropy_by_correctness(run.results, run.models, steps=run.steps),
                     note="Mean per-answer entropy of correct versus incorrect answers per checkpoint with a Student-t 95% interval "
@@ -374,43 +388,49 @@ register(ReportItem('answer_tokens', 'Answers and calibration', 'Entropy and pro
                     "\\boxed{}: how sure the checkpoint was of the answer it gave."))
 register(ReportItem('calibration', 'Answers and calibration', 'How well each signal predicts a correct answer', needs=('graded',),
                     table=lambda run: A.calibration(run.samples, run.tokens, run.models, answers=run.answers), finding=K.calibration_finding,
-                    note="AUROC of each signal for predicting that a sample is correct (0.5 is chance, 1 perfect), with a 95% interval "
-                    "that resamples prompts; low_entropy uses the sample's mean entropy, answer_probability the joint probability of its "
-                    "answer tokens, mean_logprob its mean log-probability. A checkpoint whose graded samples are all right or all wrong "
-                    "has no AUROC (–)."))
+                    note="AUROC of each signal for predicting that a sample is correct (0.5 is chance, 1 perfect), among the graded "
+                    "samples that give a closed \\boxed{} answer (n answered of n graded, the share beside it): a sample without an answer "
+                    "is graded wrong, so counting it would let 'has an answer' drive every signal. low_entropy uses the sample's mean "
+                    "entropy, answer_probability the joint probability of its answer tokens, mean_logprob its mean log-probability. The "
+                    "95% interval resamples prompts; every signal's verdict is Holm-adjusted over all signals and checkpoints of the "
+                    "table ('beyond prompt sampling': the signal separates right from wrong answers for these prompts' population), "
+                    "and none is picked as the best afterwards. With fewer than 10 right or 10 wrong answers there is no interval or "
+                    "test (the note says so)."))
 
 # %% ../nbs/08b_report_items.ipynb #516c447c
 register(ReportItem('reliability', 'Answers and calibration', 'Reliability of the answer probability', needs=('graded',),
                     table=lambda run: A.reliability(run.samples, run.tokens, run.models, answers=run.answers),
                     figure=lambda run: F.fig_reliability(run.table('reliability'), run.models),
-                    note="Observed accuracy of the samples in each bin of answer-token probability (Wilson 95% interval, n per bin) "
+                    note="Among the samples that give an answer, observed accuracy in each bin of answer-token probability (Wilson 95% interval, n per bin) "
                     "against the bin's mean probability; points on the diagonal mean the answer probability can be read as the chance "
                     "of being right."))
 register(ReportItem('quadrants', 'Answers and calibration', 'Tokens by entropy and varentropy',
                     table=lambda run: A.quadrants(run.tokens, run.models),
                     figure=lambda run: F.fig_quadrants(run.table('quadrants'), run.models, steps=run.steps),
-                    note="Each checkpoint's share of tokens in the four entropy × varentropy quadrants (thresholds: pooled medians over "
-                    "all checkpoints); high/high tokens are forks between a few distinct options, low/low confident steps."))
+                    note=f"Each checkpoint's share of tokens in the four entropy × varentropy quadrants, at fixed thresholds: entropy "
+                    f"{A.ENTROPY_AT:.4f} nats and varentropy {A.VARENTROPY_AT:.4f} nats² (entropix's 0.1 bits and 0.1 bits²), the same "
+                    "for every checkpoint, so one checkpoint's shares do not move with the others'; high/high tokens are forks between a "
+                    "few distinct options, low/low confident steps."))
 
 # %% ../nbs/08b_report_items.ipynb #ad322a5e
 register(ReportItem('distances', 'Between checkpoints', 'Distances between entropy distributions', needs=('two_checkpoints',), finding=K.distance_finding,
-                    table=lambda run: R.distribution_distances(run.tokens, run.models),
+                    table=lambda run: R.distribution_distances(run.tokens, run.models, noise_pairs=run.noise_pairs),
                     figure=lambda run: F.fig_distances(run.tokens, run.models, steps=run.steps),
                     note="Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, "
                     "consecutive and against the first checkpoint, each beside its noise floor (the 95th percentile when the two "
-                    "checkpoints' labels are swapped within random prompts); only a verdict 'beyond chance' (Holm-adjusted over the "
-                    "table) is a difference, and consecutive distances are not a rate of settling unless the steps between "
+                    "checkpoints' labels are swapped within random prompts), both on one grid of at most 4096 points; the verdict is Holm-adjusted "
+                    "over the table: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'. Consecutive distances are not a rate of settling unless the steps between "
                     "checkpoints are equal."))
 
 # %% ../nbs/08b_report_items.ipynb #84effe1e
 register(ReportItem('paired_differences', 'Between checkpoints', 'Per-prompt change of mean entropy against the first checkpoint',
                     needs=('two_checkpoints',),
-                    table=lambda run: R.paired_differences(run.results, run.models),
+                    table=lambda run: R.paired_differences(run.results, run.models, noise_pairs=run.noise_pairs),
                     figure=lambda run: F.fig_paired_differences(run.results, run.models, steps=run.steps),
                     note="Per-prompt mean entropy of each checkpoint minus the first's, averaged over n prompts with Hall's "
-                    "skewness-corrected 95% interval; the verdict is Holm-adjusted over all checkpoints: 'beyond chance' means the "
-                    "checkpoint is reliably more or less uncertain on the same prompts, 'not distinguishable' that the difference is "
-                    "within what the prompts drawn allow."))
+                    "skewness-corrected 95% interval over prompts (a prompt's samples averaged first, so sample-to-sample variation is "
+                    "in the interval); the verdict is Holm-adjusted over all checkpoints: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'; 'not distinguishable' means the "
+                    "difference is within what the prompts drawn allow."))
 
 # %% ../nbs/08b_report_items.ipynb #212d064c
 register(ReportItem('entropy_fit', 'Across training', 'Accuracy against mean entropy: R = −a·exp(H) + b',
@@ -448,25 +468,36 @@ register(ReportItem('sample_entropy_spread', 'Samples', 'Spread of entropy acros
 register(ReportItem('entropy_correct_vs_incorrect', 'Samples', 'Entropy of wrong minus right samples of one prompt', needs=('samples',),
                     table=lambda run: R.entropy_correct_vs_incorrect(run.samples, run.models),
                     note="Within prompts that have both right and wrong samples, the mean entropy of the wrong samples minus that of "
-                    "the right ones, with Hall's 95% interval over prompts and a Holm-adjusted verdict; 'beyond chance' above zero "
+                    "the right ones, with Hall's 95% interval over prompts and a Holm-adjusted verdict; 'beyond prompt sampling' above zero "
                     "means that on the same question the samples that go wrong are the uncertain ones."))
+
+# %% ../nbs/08b_report_items.ipynb #9b5cb813
+register(ReportItem('exploration', 'Samples', 'Entropy against exploration: pass@N and distinct answers', needs=('samples', 'graded'),
+                    table=lambda run: A.exploration(run.samples, run.models),
+                    note="Per checkpoint, over prompts with several graded samples: mean per-prompt entropy, pass@k at the largest k "
+                    "(k = the samples of a prompt) and the number of distinct graded answers among a prompt's samples, each with a 95% "
+                    "interval over prompts, and each checkpoint's paired change against the first (Hall's interval, Holm over the "
+                    "table). A fall of entropy that comes with a fall of pass@N and of distinct answers narrows what the model can "
+                    "solve; one with pass@N kept does not."))
 
 # %% ../nbs/08b_report_items.ipynb #c38511fe
 register(ReportItem('aligned_top_overlap', 'Aligned (teacher-forced)', 'Forking positions kept on identical sequences', needs=('scored',),
-                    table=lambda run: R.by_group(R.aligned_top_overlap, run.scored, run.groups), finding=K.aligned_finding,
+                    table=lambda run: R.by_group(R.aligned_top_overlap, run.scored, run.groups, noise_pairs=run.noise_pairs), finding=K.aligned_finding,
                     note="On identical (teacher-forced) sequences, the share of the first checkpoint's top-20% entropy positions that "
                     "are still top-20% in each later checkpoint, beside chance (positions shuffled within each prompt) and its 95% "
-                    "floor; 'beyond chance' (Holm-adjusted) means the checkpoints hesitate at the same places, not merely on the same "
-                    "prompts."))
+                    "floor; 'beyond chance placement' (Holm-adjusted) means the checkpoints hesitate at the same places, not merely on "
+                    "the same prompts. With `--noise_pair`, noise overlap is what two checkpoints that differ by noise only keep, and the "
+                    "noise verdict says whether this checkpoint lost more of the first's forks than noise loses."))
 
 # %% ../nbs/08b_report_items.ipynb #0c553f11
 register(ReportItem('aligned_change_by_percentile', 'Aligned (teacher-forced)', 'Entropy change by percentile on identical sequences',
-                    needs=('scored',), table=lambda run: R.by_group(R.aligned_change_by_percentile, run.scored, run.groups),
-                    note="On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of the first "
-                    "checkpoint's entropy, and the regression-corrected change, which is 0 for interchangeable checkpoints; read the "
-                    "corrected change and its verdict (Holm over bins and checkpoints): 'beyond chance' means the bin moved beyond what "
-                    "chance and regression to the mean produce, while the raw change falls in the top bins and rises in the bottom ones "
-                    "even without any training."))
+                    needs=('scored',), table=lambda run: R.by_group(R.aligned_change_by_percentile, run.scored, run.groups, noise_pairs=run.noise_pairs),
+                    note="On identical sequences, the mean entropy change (checkpoint − first) by percentile bin of how uncertain the "
+                    "first checkpoint is at the position, chosen on held-out data: the mean entropy the first checkpoint gives the same "
+                    "token on the other half of the prompts. Binning by a position's own entropy would show regression to the mean (a "
+                    "drop in the top bins even between interchangeable checkpoints); held out, the change of a bin is its true change, "
+                    "and first + change is the checkpoint's own mean entropy there, never negative. The interval is clustered by "
+                    "prompt; the verdict is Holm-adjusted over bins and checkpoints: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'."))
 
 # %% ../nbs/08b_report_items.ipynb #f111a6e9
 def _aligned_figures(run:ReportRun)->list[tuple]:

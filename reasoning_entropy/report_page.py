@@ -137,10 +137,13 @@ def section_outputs(run:ReportRun, section:str)->list:
     return out + ([HTML('<div class="re-section">' + ''.join(items) + '</div>')] if items else [])
 
 # %% ../nbs/08c_report_page.ipynb #9fcddaf6
-INFERENCE = ("Every interval is a 95% interval over prompts (the unit of inference); every between-checkpoint verdict is tested "
-             "against a null baseline (labels swapped within prompts, positions shuffled within prompts, or regression to the mean) "
-             "and Holm-adjusted across the comparisons of its table. Each number above is in the table of the same name below and "
-             "in `tables/`.")
+INFERENCE = ("Every interval is a 95% interval over prompts (the unit of inference; a prompt's samples stay together). Every "
+             "between-checkpoint verdict says what it covers: *beyond prompt sampling* is tested against a null of the prompts "
+             "drawn (labels swapped within prompts, positions shuffled within prompts, or an interval over prompts) and "
+             "Holm-adjusted across its table; it is then tested against *checkpoint noise* — the same statistic between two "
+             "checkpoints that differ by noise only, given with `--noise_pair` — or says *checkpoint noise not measured*. "
+             "Change by percentile bins positions on held-out prompts. Each number above is in the table of the same name "
+             "below and in `tables/`.")
 
 # %% ../nbs/08c_report_page.ipynb #1ff28f2b
 def start_outputs(run:ReportRun)->list:

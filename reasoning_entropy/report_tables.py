@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 from fastcore.meta import delegates
 from .grading import pass_at_k, pass_ks
-from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, t_halfwidth, t_interval, hall_interval, wilson_interval,
-                                     mean01_interval, ratio_interval, holm, verdict, distance_null, overlap_null, change_by_percentile,
-                                     wasserstein1, ks_distance)
+from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, NOISE_NOT_MEASURED, BEYOND_NOISE, WITHIN_NOISE, t_halfwidth,
+                    t_interval, hall_interval, wilson_interval, mean01_interval, ratio_interval, holm, verdict, checkpoint_verdict,
+                    noise_p, mcnemar_exact, paired_interval, distance_null, overlap_null, change_by_percentile, crossfit_selector,
+                    percentile_bins, wasserstein1, ks_distance)
 
 # %% auto #0
-__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'model_order', 'step_axis', 'with_steps', 'entropy_summary', 'log_bins',
-           'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step', 'entropy_by_position',
-           'token_ranking', 'forking_tokens', 'jaccard', 'forking_overlap', 'think_segments', 'think_vs_answer',
+__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'OVERLAP_BEYOND', 'model_order', 'step_axis', 'with_steps', 'entropy_summary',
+           'log_bins', 'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step',
+           'entropy_by_position', 'token_ranking', 'forking_tokens', 'jaccard', 'think_segments', 'think_vs_answer',
            'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'distribution_distances',
-           'paired_differences', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
+           'paired_differences', 'accuracy_change', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
            'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'sequences_label',
            'groups_table', 'by_group']
 
@@ -268,29 +269,6 @@ def jaccard(a, # a set (or iterable)
     a, b = set(a), set(b)
     return len(a & b) / len(a | b) if (a or b) else float('nan')
 
-# %% ../nbs/05_report_tables.ipynb #71db0992
-def _set_changes(order:list, sets:dict)->list:
-    "Per checkpoint of `order`: model, n_set, jaccard_prev, jaccard_first, n_new, n_lost of its set in `sets`."
-    rows = []
-    for i, m in enumerate(order):
-        prev = sets[order[i - 1]] if i else None
-        rows.append(dict(model=m, n_set=len(sets[m]),
-                         jaccard_prev=jaccard(sets[m], prev) if i else np.nan,
-                         jaccard_first=jaccard(sets[m], sets[order[0]]),
-                         n_new=len(sets[m] - prev) if i else np.nan, n_lost=len(prev - sets[m]) if i else np.nan))
-    return rows
-
-# %% ../nbs/05_report_tables.ipynb #d2ae9527
-@delegates(forking_tokens)
-def forking_overlap(tokens:pd.DataFrame, # tokens table
-                    models:Sequence[str]|None=None, # checkpoint order
-                    **kwargs # how forking sets are made: `forking_tokens`' q, top_n, min_count, token_col
-                   )->pd.DataFrame:
-    "Per checkpoint: n_set, Jaccard overlap of its forking-rate set with the previous (jaccard_prev) and first (jaccard_first) checkpoint's, n_new/n_lost vs previous."
-    order = model_order(tokens, models)
-    ft = forking_tokens(tokens, order, **kwargs)
-    return pd.DataFrame(_set_changes(order, {m: set(ft.loc[ft.model == m, 'token']) for m in order}))
-
 # %% ../nbs/05_report_tables.ipynb #16c87587
 def _think_end(txt:np.ndarray, lens:np.ndarray, close_tag:str)->int|None:
     "The index of the token (of one generation's strings `txt`, lengths `lens`, in step order) that completes `close_tag`; None if none does."
@@ -407,12 +385,30 @@ def _values_by_prompt(groups:dict, order:list, col:str)->dict:
     x = {m: groups[m][['prompt_id', col]].dropna() for m in order}
     return {m: (g[col].to_numpy(float), g['prompt_id'].astype(str).to_numpy()) for m, g in x.items()}
 
+# %% ../nbs/05_report_tables.ipynb #bae201a4
+def _checkpoint_adjusted(t:pd.DataFrame, stat:str, noise:list)->pd.DataFrame:
+    "`t` with p_adj, noise_p, noise_p_adj and a verdict naming both floors; `noise`: per row, its statistic `stat` on each noise pair."
+    q = np.array([noise_p(d, e) for d, e in zip(t[stat], noise)], float)
+    p_adj, q_adj = holm(t['p'].to_numpy(float)), holm(q)
+    return t.assign(p_adj=p_adj, noise_p=q, noise_p_adj=q_adj, verdict=checkpoint_verdict(p_adj, q_adj))
+
+# %% ../nbs/05_report_tables.ipynb #a4b7fdd2
+def _noise_stats(noise_pairs:Sequence, present, stat)->list:
+    "`stat(a, b)` for every noise pair (a, b) whose two checkpoints are both in `present`."
+    return [stat(a, b) for a, b in noise_pairs if a in present and b in present]
+
 # %% ../nbs/05_report_tables.ipynb #92d23ad0
 def _pair_p_adj(done:dict)->dict:
     "{pair: the smaller of its Holm-adjusted wasserstein_p and ks_p}, over every test of the pairs of `done`."
     pairs = list(done)                          # each pair once (the second checkpoint's two rows are one comparison)
     adj = holm([done[k][c] for c in ('wasserstein_p', 'ks_p') for k in pairs])
     return {k: np.fmin(adj[i], adj[len(pairs) + i]) for i, k in enumerate(pairs)}
+
+# %% ../nbs/05_report_tables.ipynb #acf9c896
+def _distance_noise(done:dict, x:dict, noise_pairs:Sequence, level:float)->dict:
+    "{pair: dict(wasserstein_p, ks_p) against checkpoint noise}: each distance of `done` against the same distance of each noise pair."
+    e = _noise_stats(noise_pairs, set(x), lambda a, b: distance_null(x[a][0], x[a][1], x[b][0], x[b][1], n_perm=1, level=level, grid=4096))
+    return {k: {f'{s}_p': noise_p(v[s], [n[s] for n in e]) for s in ('wasserstein', 'ks')} for k, v in done.items()}
 
 # %% ../nbs/05_report_tables.ipynb #81819ce9
 def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
@@ -421,21 +417,22 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
                            n_perm:int=999, # permutations by prompt for the noise floor (≥ 20 × the table's 2 × rows tests, so Holm can reach 0.05)
                            seed:int=0, # seed of the permutations
                            level:float=0.95, # the floor's quantile of the null
+                           noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                           )->pd.DataFrame:
-    "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), verdict."
+    "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), noise_p_adj, verdict."
     order, groups = _by_model(tokens, models)
-    x = _values_by_prompt(groups, order, col)
+    x = _values_by_prompt(dict(tuple(tokens.groupby(tokens['model'].astype(str)))), list(dict.fromkeys(order + [m for pr in noise_pairs for m in pr])), col)
     cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
-            'ks', 'ks_floor', 'ks_p', 'p_adj', 'verdict']
+            'ks', 'ks_floor', 'ks_p', 'p_adj', 'noise_p_adj', 'verdict']
     rows, done = [], {}
     for i, m in enumerate(order[1:], 1):
         for comp, ref in (('consecutive', order[i - 1]), ('vs_first', order[0])):
-            if (m, ref) not in done: done[m, ref] = distance_null(x[m][0], x[m][1], x[ref][0], x[ref][1], n_perm=n_perm, level=level, seed=seed, grid=1024)
+            if (m, ref) not in done: done[m, ref] = distance_null(x[m][0], x[m][1], x[ref][0], x[ref][1], n_perm=n_perm, level=level, seed=seed, grid=4096)
             rows.append(dict(model=m, comparison=comp, ref_model=ref, n=len(x[m][0]), n_ref=len(x[ref][0]), **done[m, ref]))
     t = pd.DataFrame(rows, columns=cols)
-    p_adj = _pair_p_adj(done)
-    t['p_adj'] = np.array([p_adj[k] for k in zip(t.model, t.ref_model)], float)
-    t['verdict'] = verdict(t['p_adj'].to_numpy(float))
+    p_adj, q_adj = _pair_p_adj(done), _pair_p_adj(_distance_noise(done, x, noise_pairs, level))
+    t['p_adj'], t['noise_p_adj'] = (np.array([adj[k] for k in zip(t.model, t.ref_model)], float) for adj in (p_adj, q_adj))
+    t['verdict'] = checkpoint_verdict(t['p_adj'].to_numpy(float), t['noise_p_adj'].to_numpy(float))
     return t
 
 # %% ../nbs/05_report_tables.ipynb #02df4000
@@ -454,18 +451,43 @@ def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id,
                        models:Sequence[str]|None=None, # checkpoint order
                        col:str='entropy_mean', # the per-prompt value
                        ci:float=0.95, # coverage
+                       noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                       )->pd.DataFrame:
-    "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first) with Hall's interval, p, p_adj (Holm), verdict, median_diff, share_lower."
+    "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first) with Hall's interval, p, p_adj (Holm), noise_p, noise_p_adj, verdict, median_diff, share_lower."
     order = model_order(results, models)
-    w = _prompt_means(results, order, col)
-    cols = ['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'p', 'p_adj', 'verdict', 'median_diff', 'share_lower']
+    w = _prompt_means(results, order + [m for pair in noise_pairs for m in pair if m not in order], col)
+    cols = ['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'p', 'p_adj', 'noise_p', 'noise_p_adj', 'verdict', 'median_diff', 'share_lower']
     rows = []
     for m in order[1:]:
         d = (w[m] - w[order[0]]).dropna().to_numpy() if m in w and order[0] in w else np.array([])
         h = hall_interval(d, ci)
         rows.append(dict(model=m, ref_model=order[0], n_prompts=len(d), mean_diff=h['mean'], ci_low=h['ci_low'], ci_high=h['ci_high'], p=h['p'],
                          median_diff=np.median(d) if len(d) else np.nan, share_lower=float((d < 0).mean()) if len(d) else np.nan))
-    return _adjusted(pd.DataFrame(rows, columns=cols))
+    e = _noise_stats(noise_pairs, set(w.columns), lambda a, b: float((w[b] - w[a]).dropna().mean()))
+    return _checkpoint_adjusted(pd.DataFrame(rows, columns=cols), 'mean_diff', [e] * len(rows))
+
+# %% ../nbs/05_report_tables.ipynb #c520903f
+def _flips(x:pd.DataFrame, ref:str, m:str)->tuple:
+    "(a, b, c, d) over the prompts of `x` graded for both: right for both, `ref` only, `m` only, neither."
+    x = x[[ref, m]].dropna() > 0.5; r, k = x[ref].to_numpy(), x[m].to_numpy()
+    return int((r & k).sum()), int((r & ~k).sum()), int((~r & k).sum()), int((~r & ~k).sum())
+
+# %% ../nbs/05_report_tables.ipynb #fc2de234
+def accuracy_change(results:pd.DataFrame, # prompt results (model, prompt_id, correct)
+                    models:Sequence[str]|None=None, # checkpoint order
+                    noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
+                   )->pd.DataFrame:
+    "Per checkpoint after the first, on the prompts graded for both: n_prompts, ref_accuracy, accuracy, n_gained, n_lost, diff with Newcombe's interval, p (exact McNemar), p_adj, noise_p, noise_p_adj, verdict."
+    order = model_order(results, models)
+    w = _prompt_means(_graded(results).assign(correct=lambda d: d.correct.astype(float)), order + [m for pr in noise_pairs for m in pr], 'correct')
+    rows = []
+    for m in order[1:]:
+        a, b, c, d = _flips(w, order[0], m) if m in w and order[0] in w else (0, 0, 0, 0); n = a + b + c + d; lo, hi = paired_interval(a, b, c, d)
+        rows.append(dict(model=m, ref_model=order[0], n_prompts=n, ref_accuracy=(a + b) / n if n else np.nan, accuracy=(a + c) / n if n else np.nan,
+                         n_gained=c, n_lost=b, diff=(c - b) / n if n else np.nan, ci_low=lo, ci_high=hi, p=mcnemar_exact(b, c) if n else np.nan))
+    e = _noise_stats(noise_pairs, set(w.columns), lambda x, y: (lambda f: (f[2] - f[1]) / max(sum(f), 1))(_flips(w, x, y)))
+    cols = ['model', 'ref_model', 'n_prompts', 'ref_accuracy', 'accuracy', 'n_gained', 'n_lost', 'diff', 'ci_low', 'ci_high', 'p']
+    return _checkpoint_adjusted(pd.DataFrame(rows, columns=cols), 'diff', [e] * len(rows))
 
 # %% ../nbs/05_report_tables.ipynb #e4a5b6c7
 def _samples_correct(results:pd.DataFrame)->tuple:
@@ -477,7 +499,7 @@ def _samples_correct(results:pd.DataFrame)->tuple:
 # %% ../nbs/05_report_tables.ipynb #133050ec
 def pass_at_k_table(results:pd.DataFrame, # prompt results (model, prompt_id, n_samples, n_correct)
                     models:Sequence[str]|None=None, # checkpoint order
-                    ks:Sequence[int]|None=None, # the k to report (default: 1, 2, 4, … up to each checkpoint's samples)
+                    ks:Sequence[int]|None=None, # the k to report (default: 1, 2, 4, … and each checkpoint's samples N)
                    )->pd.DataFrame:
     "Per checkpoint and k: n_samples, n_prompts (with a reference and ≥ k samples), pass_at_k (mean unbiased estimate) with a 95% interval over prompts."
     order, groups = _by_model(results, models)
@@ -588,6 +610,20 @@ def _top(s:pd.Series, q:float)->np.ndarray:
     "Whether each value of `s` is above its q-quantile (none of an empty `s`)."
     return s.to_numpy() > (np.quantile(s, q) if len(s) else 0)
 
+# %% ../nbs/05_report_tables.ipynb #ed8e1244
+OVERLAP_BEYOND = 'beyond chance placement'  # the overlap's null places each checkpoint's top positions at random within prompts
+
+# %% ../nbs/05_report_tables.ipynb #a612125e
+def _overlap_noise(t:pd.DataFrame, scored:pd.DataFrame, noise_pairs:Sequence, q:float)->pd.DataFrame:
+    "`t` with noise_overlap (the noise pairs' mean overlap), noise_p_adj and noise_verdict: is 1 − overlap beyond what noise pairs lose?"
+    def kept(a, b):
+        p = _aligned(scored, [a, b])[1].dropna(); ta, tb = _top(p[a], q), _top(p[b], q)
+        return (ta & tb).sum() / ta.sum() if ta.any() else np.nan
+    e = [1 - kept(a, b) for a, b in _noise_stats(noise_pairs, set(scored['model'].astype(str)), lambda a, b: (a, b))]
+    qa = holm(np.array([noise_p(1 - o, e) for o in t['overlap']], float))
+    nv = np.where(np.isnan(qa), NOISE_NOT_MEASURED, np.where(qa < 0.05, BEYOND_NOISE, WITHIN_NOISE))
+    return t.assign(noise_overlap=1 - float(np.mean(e)) if e else np.nan, noise_p_adj=qa, noise_verdict=nv.astype(object))
+
 # %% ../nbs/05_report_tables.ipynb #37d0c48a
 def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
                         models:Sequence[str]|None=None, # checkpoint order; the first is the reference
@@ -595,33 +631,41 @@ def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, pro
                         n_perm:int=999, # null draws (positions shuffled within prompts)
                         seed:int=0, # seed of the null
                         level:float=0.95, # the floor's quantile of the null
+                        noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                        )->pd.DataFrame:
-    "Per checkpoint after the first: n_positions, n_prompts, n_top_ref, n_top_both, overlap, chance, floor, p, p_adj (Holm), verdict."
+    "Per checkpoint after the first: n_positions, n_prompts, n_top_ref, n_top_both, overlap, chance, floor, p, p_adj (Holm), verdict, noise_overlap, noise_p_adj, noise_verdict."
     def overlap(ref, m, p):
         top_r, top_k = _top(p[ref], q), _top(p[m], q)
         o = overlap_null(top_r, top_k, _prompts(p), n_perm=n_perm, level=level, seed=seed)
         return dict(model=m, ref_model=ref, n_positions=len(p), n_prompts=o['n_prompts'], n_top_ref=o['n_top'], n_top_both=int((top_r & top_k).sum()),
                     overlap=o['overlap'], chance=o['chance'], floor=o['floor'], p=o['p'])
     cols = ['model', 'ref_model', 'n_positions', 'n_prompts', 'n_top_ref', 'n_top_both', 'overlap', 'chance', 'floor', 'p', 'p_adj', 'verdict']
-    return _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(scored, models)], columns=cols))
+    t = _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(scored, models)], columns=cols))
+    return _overlap_noise(t.assign(verdict=t.verdict.replace({BEYOND: OVERLAP_BEYOND})), scored, noise_pairs, q)
 
 # %% ../nbs/05_report_tables.ipynb #ab326747
-def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
+def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy, token_id)
                                  models:Sequence[str]|None=None, # checkpoint order; the first is the reference
-                                 n_bins:int=10, # percentile bins of the first checkpoint's entropy
+                                 n_bins:int=10, # percentile bins of the held-out prediction of the first's entropy
                                  level:float=0.95, # coverage
-                                 n_boot:int=200, # bootstrap replicates over prompts
-                                 seed:int=0, # seed
+                                 seed:int=0, # seed of the folds and of the order among ties
+                                 noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
+                                 key:str='token_id', # what predicts a position's entropy on the other half of the prompts
                                 )->pd.DataFrame:
-    "Per checkpoint after the first and percentile bin of the first's entropy: n, n_prompts, means, delta (k − first) and delta_corrected (regression-corrected), each with its interval, p, p_adj (Holm), verdict."
-    cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high',
-            'delta_corrected', 'corrected_ci_low', 'corrected_ci_high', 'p', 'p_adj', 'verdict']
-    out = []
-    for ref, m, p in _against_first(scored, models):
-        r = pd.DataFrame(change_by_percentile(p[ref].to_numpy(), p[m].to_numpy(), _prompts(p), n_bins, level, n_boot, seed))
-        out.append(r[r.n > 0].rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=ref))
+    "Per checkpoint after the first and bin of held-out uncertainty: n, n_prompts, ref_entropy_mean, entropy_mean, delta (k − first) with its interval, p, p_adj, noise_p, noise_p_adj, verdict."
+    cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high', 'p']
+    order, w = _aligned(scored, list(dict.fromkeys(list(model_order(scored, models)) + [m for pr in noise_pairs for m in pr])))
+    order = model_order(scored, models); keys = _aligned(scored, order[:1], key)[1][order[0]]
+    out, noise = [], []
+    for m in order[1:]:
+        p = w[[order[0], m]].dropna(); s = crossfit_selector(p[order[0]], keys.loc[p.index], _prompts(p), seed=seed); p = p[np.isfinite(s)]
+        r = pd.DataFrame(change_by_percentile(p[order[0]], p[m], s[np.isfinite(s)], _prompts(p), n_bins, level, seed))
+        keep = (r.n > 0).to_numpy(); bins = percentile_bins(s[np.isfinite(s)], n_bins, seed)
+        out.append(r[keep].rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=order[0]))
+        e = _noise_stats(noise_pairs, set(w.columns), lambda a, b: (w.loc[p.index, b] - w.loc[p.index, a]).groupby(bins).mean().reindex(range(1, n_bins + 1)).to_numpy())
+        noise += [[x[k] for x in e] for k in np.flatnonzero(keep)]
     t = pd.concat(out, ignore_index=True).reindex(columns=cols) if out else pd.DataFrame(columns=cols)
-    return _adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}))
+    return _checkpoint_adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}), 'delta', noise)
 
 # %% ../nbs/05_report_tables.ipynb #d09c5ea2
 def sequences_label(sequences:str|None # a group's sequences: 'reference' or a checkpoint name

@@ -33,13 +33,22 @@ def _generated_items(store:RunStore, name:str)->list[tuple[str, list[int], list[
     return [(r.prompt_id, list(map(int, r.prompt_token_ids)), list(map(int, r.generated_token_ids)))
             for r in g.itertuples() if len(r.generated_token_ids)]
 
+# %% ../nbs/07b_score.ipynb #552d6548
+def _answer_ids(tokenizer, # a Hugging Face tokenizer
+                text:str, # an answer that continues its prompt
+               )->list[int]:
+    "Token ids of `text` (no special tokens), ending with the tokenizer's EOS id when it has one, as a finished generation ends."
+    ids = tokenizer(text, add_special_tokens=False)['input_ids']
+    eos = getattr(tokenizer, 'eos_token_id', None)
+    return ids + [eos] if eos is not None else ids
+
 # %% ../nbs/07b_score.ipynb #86de6668
 def _reference_items(store:RunStore, tokenizer)->list[tuple[str, list[int], list[int]]]:
-    "(prompt_id, prompt ids, reference ids) of every prompt with a reference answer, in data order."
+    "(prompt_id, prompt ids, reference ids ending with EOS) of every prompt with a reference answer, in data order."
     pr = store.read_prompts()
     pr = pr[pr.reference.notna()]
     if not len(pr): raise InputError("--sequences reference: the run's data has no reference answers")
-    return [(r.prompt_id, encode_prompt(tokenizer, json.loads(r.messages)), tokenizer(r.reference, add_special_tokens=False)['input_ids'])
+    return [(r.prompt_id, encode_prompt(tokenizer, json.loads(r.messages)), _answer_ids(tokenizer, r.reference))
             for r in pr.itertuples()]
 
 # %% ../nbs/07b_score.ipynb #1fd9fe60

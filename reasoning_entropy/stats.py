@@ -11,10 +11,11 @@ from statistics import NormalDist
 import numpy as np
 
 # %% auto #0
-__all__ = ['MIN_N', 'BEYOND', 'NOT_DISTINGUISHABLE', 'TOO_FEW', 't_cdf', 't_ppf', 'auroc', 't_halfwidth', 't_interval',
-           'hall_interval', 'wilson_interval', 'mean01_interval', 'ratio_interval', 'cluster_mean_interval', 'holm',
-           'bh', 'verdict', 'wasserstein1', 'ks_distance', 'swap_masks', 'perm_p', 'distance_null', 'swap_null',
-           'overlap_null', 'percentile_bins', 'change_by_percentile']
+__all__ = ['MIN_CLASS', 'MIN_N', 'BEYOND', 'NOT_DISTINGUISHABLE', 'TOO_FEW', 'NOISE_NOT_MEASURED', 'BEYOND_NOISE', 'WITHIN_NOISE',
+           't_cdf', 't_ppf', 'auroc', 't_halfwidth', 't_interval', 'hall_interval', 'wilson_interval',
+           'mean01_interval', 'mcnemar_exact', 'paired_interval', 'ratio_interval', 'cluster_mean_interval', 'holm',
+           'bh', 'verdict', 'noise_p', 'checkpoint_verdict', 'wasserstein1', 'ks_distance', 'swap_masks', 'perm_p',
+           'distance_null', 'swap_null', 'overlap_null', 'percentile_bins', 'crossfit_selector', 'change_by_percentile']
 
 # %% ../nbs/05a_stats.ipynb #a05a0007
 def _betacf(a:float, b:float, x:float)->float:
@@ -117,6 +118,17 @@ def _logit_interval(est:float, bs:np.ndarray, n:int, G:int, level:float)->tuple:
     lg, t = math.log(e / (1 - e)), t_ppf(0.5 + level / 2, G - 1)
     return min(est, 1 / (1 + math.exp(-(lg - t * se)))), max(est, 1 / (1 + math.exp(-(lg + t * se))))
 
+# %% ../nbs/05a_stats.ipynb #12ac7753
+def _logit_p(est:float, bs:np.ndarray, n:int, G:int)->float:
+    "Two-sided p-value of an AUROC against ½: its logit over the bootstrap standard error on the logit scale, t with G−1 df."
+    e = min(max(est, 0.5 / n), 1 - 0.5 / n)
+    se = bs.std(ddof=1) * math.sqrt(G / (G - 1)) / (e * (1 - e))
+    z = math.log(e / (1 - e)) / se if se > 0 else (0.0 if e == 0.5 else math.inf)
+    return 2 * (1 - t_cdf(abs(z), G - 1))
+
+# %% ../nbs/05a_stats.ipynb #d9b69aac
+MIN_CLASS = 10  # an AUROC gets an interval and a test only with at least this many observations of each class
+
 # %% ../nbs/05a_stats.ipynb #c4d4ff79
 def auroc(score, # the score of each observation (NaN dropped)
           label, # boolean: the outcome the score should predict (True ranks high)
@@ -125,17 +137,17 @@ def auroc(score, # the score of each observation (NaN dropped)
           n_boot:int=1000, # bootstrap replicates
           seed:int=0, # seed of the bootstrap
          )->dict:
-    "AUROC of `score` for `label` with a cluster-bootstrap interval: dict(auroc, ci_low, ci_high, n, n_pos, n_neg, n_clusters)."
+    "AUROC of `score` for `label` with a cluster-bootstrap interval and p against ½: dict(auroc, ci_low, ci_high, p, n, n_pos, n_neg, n_clusters)."
     s, y, c = _scored(score, label, cluster); G = _n_codes(c)
-    out = dict(auroc=np.nan, ci_low=np.nan, ci_high=np.nan, n=len(s), n_pos=int(y.sum()), n_neg=int((~y).sum()), n_clusters=G)
+    out = dict(auroc=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan, n=len(s), n_pos=int(y.sum()), n_neg=int((~y).sum()), n_clusters=G)
     if not (y.any() and (~y).any()): return out
     vals, ui = np.unique(s, return_inverse=True); U = len(vals); ui = ui.ravel()
     est = float(_auc_weighted(ui, y, np.ones((1, len(s))), U)[0]); out['auroc'] = est
-    if G < 2: return out
+    if G < 2 or min(out['n_pos'], out['n_neg']) < MIN_CLASS: return out
     bs = _auroc_boot(ui, y, c, U, G, n_boot, seed)
     if len(bs) < max(2, 0.8 * n_boot): return out           # resampling often loses a class: too few prompts for an interval
     lo, hi = _logit_interval(est, bs, len(s), G, level)
-    return out | dict(ci_low=lo, ci_high=hi)
+    return out | dict(ci_low=lo, ci_high=hi, p=_logit_p(est, bs, len(s), G))
 
 # %% ../nbs/05a_stats.ipynb #a05a0017
 MIN_N = 2  # the fewest units an interval can be estimated from; a smaller group is reported as too small
@@ -249,20 +261,62 @@ def mean01_interval(x, # per-prompt values in [0, 1] (NaN dropped)
     lo, hi = wilson_interval(m * n_eff, n_eff, level)
     return dict(n=n, mean=m, ci_low=min(lo, m), ci_high=max(hi, m))
 
+# %% ../nbs/05a_stats.ipynb #660bf6d2
+def mcnemar_exact(b:int, # prompts right for the reference only
+                  c:int, # prompts right for the other checkpoint only
+                 )->float:
+    "Two-sided exact McNemar p-value of b against c discordant pairs (1 when there are none)."
+    n, k = int(b) + int(c), min(int(b), int(c))
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+# %% ../nbs/05a_stats.ipynb #101ee0f5
+def paired_interval(a:int, # prompts right for both
+                    b:int, # right for the reference only
+                    c:int, # right for the other only
+                    d:int, # right for neither
+                    level:float=0.95, # coverage
+                   )->tuple:
+    "Newcombe's interval (low, high) of the accuracy change (c − b)/n of two checkpoints on the same n prompts; NaN when n = 0."
+    n = a + b + c + d
+    if not n: return (np.nan, np.nan)
+    p1, p2 = (a + b) / n, (a + c) / n; (l1, u1), (l2, u2) = wilson_interval(a + b, n, level), wilson_interval(a + c, n, level)
+    den, num = (a + b) * (c + d) * (a + c) * (b + d), a * d - b * c
+    phi = (max(num - n / 2, 0) if num > 0 else num) / math.sqrt(den) if den > 0 else 0.0
+    lo = math.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0))
+    hi = math.sqrt(max((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2, 0))
+    return (p2 - p1 - lo, p2 - p1 + hi)
+
+# %% ../nbs/05a_stats.ipynb #500e6f37
+def _cr2(S:np.ndarray, N:np.ndarray, m:float)->tuple:
+    "(CR2 standard error, Bell–McCaffrey degrees of freedom) of the token-level mean m = ΣS/ΣN of clusters with sums S, counts N."
+    tot = N.sum(); w = 1 / np.sqrt(1 - N / tot)
+    se = math.sqrt((((S - m * N) * w) ** 2).sum()) / tot
+    M = (np.diag(N) - np.outer(N, N) / tot) * np.outer(w, w) / tot ** 2
+    return se, float(np.trace(M) ** 2 / (M ** 2).sum())
+
+# %% ../nbs/05a_stats.ipynb #54580902
+def _log_widened(lo:float, hi:float, m:float, se:float, df:float, level:float)->tuple:
+    "(low, high) widened to hold the interval on the log scale, m·exp(∓t·se/m), of a positive mean of non-negative values."
+    t = t_ppf(0.5 + level / 2, df)
+    return min(lo, m * math.exp(-t * se / m)), max(hi, m * math.exp(t * se / m))
+
 # %% ../nbs/05a_stats.ipynb #a05a0033
 def ratio_interval(sums, # per-cluster sums S_g
                    counts, # per-cluster counts N_g (same length)
                    level:float=0.95, # coverage
                   )->dict:
-    "Token-level mean of clusters with a CR1 interval and t with G−1 df: dict(n, n_clusters, mean, ci_low, ci_high)."
+    "Token-level mean of clusters with a CR2 interval (Bell–McCaffrey df, Hall's skewness) and p against 0: dict(n, n_clusters, mean, ci_low, ci_high, p)."
     S, N = np.asarray(sums, float), np.asarray(counts, float)
     keep = N > 0; S, N = S[keep], N[keep]
     tot, G = N.sum(), len(N)
     m = float(S.sum() / tot) if tot else np.nan
-    out = dict(n=int(tot), n_clusters=G, mean=m, ci_low=np.nan, ci_high=np.nan)
+    out = dict(n=int(tot), n_clusters=G, mean=m, ci_low=np.nan, ci_high=np.nan, p=np.nan)
     if G < MIN_N: return out
-    h = hall_interval((S - m * N) / (tot / G), level)
-    return out | dict(ci_low=m + h['ci_low'], ci_high=m + h['ci_high'])
+    se, df = _cr2(S, N, m)
+    _, _, _, a, shift = _hall_parts(((S - m * N) / (tot / G))[None])
+    lo, hi, p = _hall_ci(m, se, a[0], shift[0], df, level)
+    if m > 0 and (S >= 0).all(): lo, hi = _log_widened(lo, hi, m, se, df, level)
+    return out | dict(ci_low=float(lo), ci_high=float(hi), p=float(p))
 
 # %% ../nbs/05a_stats.ipynb #61e60cd8
 def cluster_mean_interval(values, # one value per token (NaN dropped)
@@ -298,15 +352,38 @@ def bh(p, # p-values (NaN: not tested)
     return _adjust(p, lambda q: np.minimum(1, np.minimum.accumulate((len(q) / np.arange(1, len(q) + 1) * q)[::-1])[::-1]))
 
 # %% ../nbs/05a_stats.ipynb #a05a0046
-BEYOND, NOT_DISTINGUISHABLE, TOO_FEW = 'beyond chance', 'not distinguishable', 'too few to test'
+BEYOND, NOT_DISTINGUISHABLE, TOO_FEW = 'beyond prompt sampling', 'not distinguishable', 'too few to test'
 
 # %% ../nbs/05a_stats.ipynb #3bf9be01
 def verdict(p_adj, # adjusted p-values
             alpha:float=0.05, # the family-wise (Holm) or false-discovery (BH) level
            )->np.ndarray:
-    "Per p-value: 'beyond chance' below alpha, 'not distinguishable' above, 'too few to test' when NaN."
+    "Per p-value: 'beyond prompt sampling' below alpha, 'not distinguishable' above, 'too few to test' when NaN."
     p = np.asarray(p_adj, float)
     return np.where(np.isnan(p), TOO_FEW, np.where(p < alpha, BEYOND, NOT_DISTINGUISHABLE)).astype(object)
+
+# %% ../nbs/05a_stats.ipynb #771d3598
+def noise_p(d:float, # the statistic between the two compared checkpoints
+            e, # the same statistic on each noise pair (NaN dropped)
+           )->float:
+    "Two-sided p-value of `d` against checkpoint noise: |d| / RMS(e) against t with len(e) df; NaN without a noise pair."
+    e = _finite(e)
+    if not len(e) or not np.isfinite(d): return np.nan
+    s = math.sqrt(float(np.mean(e ** 2)))
+    return (1.0 if d == 0 else 0.0) if s == 0 else 2 * (1 - t_cdf(abs(d) / s, len(e)))
+
+# %% ../nbs/05a_stats.ipynb #8af6d506
+NOISE_NOT_MEASURED, BEYOND_NOISE, WITHIN_NOISE = 'checkpoint noise not measured', 'beyond checkpoint noise', 'within checkpoint noise' 
+
+# %% ../nbs/05a_stats.ipynb #f9e5f423
+def checkpoint_verdict(p_adj, # Holm-adjusted p-values against prompt sampling
+                       noise_p_adj, # Holm-adjusted p-values against checkpoint noise (NaN: not measured)
+                       alpha:float=0.05, # the family-wise level
+                      )->np.ndarray:
+    "A between-checkpoint verdict that names both floors: 'beyond prompt sampling; beyond checkpoint noise', …"
+    v, q = verdict(p_adj, alpha), np.asarray(noise_p_adj, float)
+    nv = np.where(np.isnan(q), NOISE_NOT_MEASURED, np.where(q < alpha, BEYOND_NOISE, WITHIN_NOISE))
+    return np.array([f'{a}; {b}' if a == BEYOND else a for a, b in zip(v, nv)], dtype=object)
 
 # %% ../nbs/05a_stats.ipynb #a05a0049
 def _ecdfs(u, v):
@@ -391,7 +468,7 @@ def distance_null(a, # values of one checkpoint (NaN dropped)
                   seed:int=0, # seed
                   grid:int=2048, # grid points at most
                  )->dict:
-    "W1 and KS with their permutation-by-prompt null: dict(wasserstein, ks, wasserstein_floor, ks_floor, wasserstein_p, ks_p, n_prompts, n_perm)."
+    "W1 and KS (on the grid of the null, past `grid` distinct values) with their permutation-by-prompt null: dict(wasserstein, ks, wasserstein_floor, ks_floor, wasserstein_p, ks_p, n_prompts, n_perm)."
     (a, ca), (b, cb) = _finite_clustered(a, a_cluster), _finite_clustered(b, b_cluster)
     out = dict(wasserstein=wasserstein1(a, b), ks=ks_distance(a, b), wasserstein_floor=np.nan, ks_floor=np.nan,
                wasserstein_p=np.nan, ks_p=np.nan, n_prompts=len(set(ca) & set(cb)), n_perm=n_perm)
@@ -399,7 +476,7 @@ def distance_null(a, # values of one checkpoint (NaN dropped)
     u, ha, hb = _grid_hists(a, ca, b, cb, grid)
     w0, k0 = _grid_distances(u, ha.sum(0), hb.sum(0))
     wn, kn = _swap_null_distances(u, ha, hb, n_perm, seed)
-    return out | dict(wasserstein_floor=float(np.quantile(wn, level)), ks_floor=float(np.quantile(kn, level)),
+    return out | dict(wasserstein=float(w0), ks=float(k0), wasserstein_floor=float(np.quantile(wn, level)), ks_floor=float(np.quantile(kn, level)),
                       wasserstein_p=perm_p(w0, wn), ks_p=perm_p(k0, kn))
 
 # %% ../nbs/05a_stats.ipynb #a05a0058
@@ -453,61 +530,40 @@ def _bin_sums(c, bins, v, G, K):
     i = c * K + bins - 1
     return np.bincount(i, minlength=G * K).reshape(G, K).astype(float), np.bincount(i, v, G * K).reshape(G, K)
 
-# %% ../nbs/05a_stats.ipynb #c3082f78
-def _binned_means(counts, c, order, v, K):
-    "Per bootstrap row of cluster counts: the weighted mean of v in each of K equal-weight percentile bins of `order` (rows × K)."
-    w = counts[:, c[order]]; cw = np.cumsum(w, 1)                      # integer weights: exact, fast ranks
-    bins = np.minimum((cw - w) * K // cw[:, -1:], K - 1) + (np.arange(len(w)) * K)[:, None]
-    m = len(w) * K
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return (np.bincount(bins.ravel(), (w * v[order]).ravel(), m) / np.bincount(bins.ravel(), w.ravel(), m)).reshape(-1, K)
+# %% ../nbs/05a_stats.ipynb #35e7232b
+def crossfit_selector(values, # the reference checkpoint's entropy at each aligned position
+                      keys, # what predicts it: the token at each position
+                      cluster, # each position's prompt
+                      n_folds:int=2, # random folds of prompts
+                      shrink:float=5.0, # occurrences of the fold's mean added to each key's
+                      seed:int=0, # seed of the folds
+                     )->np.ndarray:
+    "Each position's predicted value: the shrunk mean of `values` with the same key over the prompts of the other folds."
+    v, k, c = np.asarray(values, float), _codes(keys), _codes(cluster)
+    f = (np.random.default_rng(seed).permutation(_n_codes(c)) % n_folds)[c]; K = _n_codes(k); out = np.full(len(v), np.nan)
+    for j in range(n_folds):
+        o = f != j
+        if not o.any(): continue
+        s, n = np.bincount(k[o], v[o], K), np.bincount(k[o], minlength=K)
+        out[f == j] = ((s + shrink * v[o].mean()) / (n + shrink))[k[f == j]]
+    return out
 
-# %% ../nbs/05a_stats.ipynb #be3f2877
-def _change_sums(a, b, c, G:int, K:int, seed:int)->tuple:
-    "Prompt × bin counts and sums (G × K): (n1, s1) of B − A in A's bins, (n2, s2) of A − B in B's bins; sa, sb: A and B in A's bins."
-    ba, bb = percentile_bins(a, K, seed), percentile_bins(b, K, seed)
-    n1, s1 = _bin_sums(c, ba, b - a, G, K); n2, s2 = _bin_sums(c, bb, a - b, G, K)
-    return n1, s1, n2, s2, _bin_sums(c, ba, a, G, K)[1], _bin_sums(c, ba, b, G, K)[1]
-
-# %% ../nbs/05a_stats.ipynb #f32510d6
-def _corrected_boot_se(a, b, c, G:int, K:int, n_boot:int, seed:int)->np.ndarray:
-    "Bootstrap standard errors (2 × K: delta, corrected) over prompts, bins recomputed in every replicate, times √(G/(G−1))."
-    tie = np.random.default_rng(seed).random(len(a)); oa, ob = np.lexsort((tie, a)), np.lexsort((tie, b))
-    counts, step, reps = _multinomial(G, n_boot, seed).astype(np.int64), max(1, int(2e6 // max(len(a), 1))), []
-    for i in range(0, n_boot, step):
-        r1, r2 = _binned_means(counts[i:i + step], c, oa, b - a, K), _binned_means(counts[i:i + step], c, ob, a - b, K)
-        reps.append(np.stack([r1, (r1 - r2) / 2]))
-    return np.nanstd(np.concatenate(reps, 1), axis=1, ddof=1) * math.sqrt(G / (G - 1))     # 2 × K: delta, corrected
-
-# %% ../nbs/05a_stats.ipynb #5948a1c1
-def _hall_from_contributions(est, z, se, df:float, level:float)->tuple:
-    "(low, high, p) of Hall's interval (with Student's) around `est`: standard error `se`, skewness of the prompts' contributions z (G × K)."
-    _, _, _, aa, sh = _hall_parts(np.nan_to_num(z).T)
-    return _hall_ci(est, se, aa, sh, df, level)
-
-# %% ../nbs/05a_stats.ipynb #f89d04c4
-def change_by_percentile(base, # entropy of the base checkpoint A at each aligned position
+# %% ../nbs/05a_stats.ipynb #f93e877d
+def change_by_percentile(base, # entropy of the reference checkpoint A at each aligned position
                          other, # entropy of checkpoint B at the same positions
+                         selector, # the held-out value that bins the positions (`crossfit_selector`)
                          cluster, # each position's prompt
-                         n_bins:int=10, # percentile bins of A's entropy
+                         n_bins:int=10, # equal-count bins of `selector`
                          level:float=0.95, # coverage
-                         n_boot:int=200, # bootstrap replicates (prompts resampled, bins recomputed)
-                         seed:int=0, # seed of the bootstrap and of the order among ties
+                         seed:int=0, # seed of the order among ties
                         )->dict:
-    "Per percentile bin of `base`: n, base_mean, other_mean, delta (B − A) with its interval, delta_corrected (regression-corrected) with its interval and p."
-    a, b = np.asarray(base, float), np.asarray(other, float); ok = np.isfinite(a) & np.isfinite(b)
-    a, b, c = a[ok], b[ok], _codes(np.asarray(cluster)[ok]); G, K = _n_codes(c), n_bins
-    n1, s1, n2, s2, sa, sb = _change_sums(a, b, c, G, K, seed)
-    N1, N2 = n1.sum(0), n2.sum(0); nan = np.full(K, np.nan)
+    "Per percentile bin of `selector`: n, n_prompts, base_mean, other_mean, delta (B − A) with its prompt-clustered interval and p."
+    a, b, s = (np.asarray(x, float) for x in (base, other, selector)); ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(s)
+    a, b, s, c = a[ok], b[ok], s[ok], _codes(np.asarray(cluster)[ok]); G, K = _n_codes(c), n_bins
+    bins = percentile_bins(s, K, seed)
+    (n, d), sa = _bin_sums(c, bins, b - a, G, K), _bin_sums(c, bins, a, G, K)[1]
+    r = [ratio_interval(d[:, k], n[:, k], level) for k in range(K)]; N = n.sum(0)
+    col = lambda key: np.array([x[key] for x in r], float)
     with np.errstate(invalid='ignore', divide='ignore'):
-        d1, d2 = s1.sum(0) / N1, s2.sum(0) / N2
-        out = dict(bin=np.arange(1, K + 1), n=N1.astype(int), n_prompts=(n1 > 0).sum(0), base_mean=sa.sum(0) / N1, other_mean=sb.sum(0) / N1,
-                   delta=d1, ci_low=nan, ci_high=nan, reverse_delta=d2, delta_corrected=(d1 - d2) / 2,
-                   corrected_ci_low=nan, corrected_ci_high=nan, p=nan)
-    if G < MIN_N or n_boot < 2: return out
-    se = _corrected_boot_se(a, b, c, G, K, n_boot, seed)
-    with np.errstate(invalid='ignore', divide='ignore'):                                # skewness: the prompts' linearized contributions
-        z1, z2 = (s1 - d1 * n1) / (N1 / G), (s2 - d2 * n2) / (N2 / G)
-    lo, hi, _ = _hall_from_contributions(d1, z1, se[0], G - 1, level)
-    clo, chi, p = _hall_from_contributions(out['delta_corrected'], (z1 - z2) / 2, se[1], G - 1, level)
-    return out | dict(ci_low=lo, ci_high=hi, corrected_ci_low=clo, corrected_ci_high=chi, p=p)
+        return dict(bin=np.arange(1, K + 1), n=N.astype(int), n_prompts=(n > 0).sum(0), base_mean=sa.sum(0) / N,
+                    other_mean=(sa.sum(0) + d.sum(0)) / N, delta=col('mean'), ci_low=col('ci_low'), ci_high=col('ci_high'), p=col('p'))

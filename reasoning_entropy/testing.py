@@ -199,13 +199,18 @@ def _think_tokens(rng, L:int, base:np.ndarray, scale:float, zeros:float, factor:
     ent[rng.random(L) < zeros] = 0.0
     return words, ent
 
+# %% ../nbs/14_testing.ipynb #d7bf77cf
+def _scored_ids(base:np.ndarray)->np.ndarray:
+    "Token ids of a scored sequence: positions of like difficulty `base` share an id, as a token type shares its uncertainty."
+    return np.minimum((base * 8).astype(int), 63)
+
 # %% ../nbs/14_testing.ipynb #8b2d550b
 def _plain_generation(rng, m:str, i:int, p:int, L:int, base:np.ndarray, scale:float, p_right:float)->tuple:
     "(tokens, scored, result) of prompt `p`'s generation at the i-th checkpoint `m`: right with chance `p_right`."
     words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i)
     step = np.arange(1, L + 1)
     tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
-    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L)))
+    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, token_id=_scored_ids(base[:L]), entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L)))
     correct = bool(rng.random() < p_right)
     return tokens, scored, dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
                                 entropy_median=float(np.median(ent)), finished=True, correct=correct)
@@ -218,7 +223,7 @@ def _sampled_generation(rng, m:str, i:int, p:int, s:int, q:float, base:np.ndarra
     words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i, 1.0 if right else 2.0)
     step = np.arange(1, L + 1)
     tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
-    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step, entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L))) if s == 0 else None
+    scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step, token_id=_scored_ids(base[:L]), entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L))) if s == 0 else None
     answer = p if right else p + 1 + int(rng.integers(0, 2))
     return tokens, scored, dict(model=m, prompt_id=f"p{p}", sample=s, finished=True, generated_text=f"</think> \\boxed{{{answer}}}")
 

@@ -112,6 +112,14 @@ def test_prompt_longer_than_context(tiny_pair, tmp_path, capsys):
           capsys, f"{p}:3: prompt '1' is", out)
 
 
+@pytest.mark.parametrize("pair, message", [(["A", "A"], "--noise_pair: needs two different checkpoint names, got 'A' twice"),
+                                           (["A"], "argument --noise_pair: expected 2 arguments")])
+def test_noise_pair_needs_two_different_names(tmp_path, capsys, pair, message):
+    "--noise_pair A A (a checkpoint paired with itself measures no noise) or one name: one line naming the flag, exit 2, before any run is read."
+    out = tmp_path / "out"
+    check(["report", "--run_dir", str(out), "--noise_pair", *pair], capsys, message, out)
+    assert not out.exists()
+
 def test_bad_flag_value_is_one_line(tmp_path, capsys):
     out = tmp_path / "out"
     check(["compare", "--num_examples", "many"], capsys, "argument --num_examples: invalid int value: 'many'", out)

@@ -37,6 +37,9 @@ def check_html(html: str, n_models: int):
     assert "Traceback" not in html and 'data-mime-type="application/vnd.jupyter.stderr"' not in html  # no error, no warning
 
 
+VERDICTS = {"beyond prompt sampling; checkpoint noise not measured", "beyond prompt sampling", "beyond chance placement", "not distinguishable",
+            "too few to test"}
+
 def test_report_cli(reported):
     st = RunStore(reported)
     html = st.report_html.read_text()
@@ -46,11 +49,13 @@ def test_report_cli(reported):
     assert not st.table_path("pass_at_k").exists()
     # the statistics' tables: every estimate with its n, every between-checkpoint statistic with its null and verdict
     import pandas as pd
-    cols = {"distances": ["model", "ref_model", "wasserstein", "wasserstein_floor", "wasserstein_p", "ks", "ks_floor", "ks_p", "p_adj", "verdict"],
-            "aligned_change_by_percentile": ["bin", "n", "n_prompts", "delta", "ci_low", "ci_high", "delta_corrected", "corrected_ci_low",
-                                             "corrected_ci_high", "p", "p_adj", "verdict"],
+    cols = {"distances": ["model", "ref_model", "wasserstein", "wasserstein_floor", "wasserstein_p", "ks", "ks_floor", "ks_p", "p_adj",
+                          "noise_p_adj", "verdict"],
+            "aligned_change_by_percentile": ["bin", "n", "n_prompts", "ref_entropy_mean", "entropy_mean", "delta", "ci_low", "ci_high", "p",
+                                             "p_adj", "noise_p_adj", "verdict"],
+            "accuracy_change": ["model", "ref_model", "n_prompts", "n_gained", "n_lost", "diff", "ci_low", "ci_high", "p", "p_adj", "verdict"],
             "accuracy": ["model", "n", "n_correct", "accuracy", "ci_low", "ci_high"],
-            "paired_differences": ["model", "ref_model", "n_prompts", "mean_diff", "ci_low", "ci_high", "p", "p_adj", "verdict"],
+            "paired_differences": ["model", "ref_model", "n_prompts", "mean_diff", "ci_low", "ci_high", "p", "p_adj", "noise_p_adj", "verdict"],
             "aligned_top_overlap": ["overlap", "chance", "floor", "p", "p_adj", "verdict"],
             "calibration": ["model", "signal", "auroc", "ci_low", "ci_high", "n"],
             "truncation": ["model", "n", "n_truncated", "share", "warn"],
@@ -59,14 +64,16 @@ def test_report_cli(reported):
         t = pd.read_csv(st.table_path(name))
         assert set(want) <= set(t.columns), (name, list(t.columns))
         assert len(t), name
-        if "verdict" in t: assert set(t.verdict) <= {"beyond chance", "not distinguishable", "too few to test"}, name
+        if "verdict" in t: assert set(t.verdict) <= VERDICTS, (name, set(t.verdict))
+    change = pd.read_csv(st.table_path("aligned_change_by_percentile"))       # held-out bins: no row implies a negative entropy
+    assert (change.ref_entropy_mean + change.delta >= -1e-12).all() and (change.entropy_mean >= 0).all()
     for old in ("accuracy_by_model", "distribution_distances", "aligned_change_by_decile"):
         assert not st.table_path(old).exists(), old
     # the report leads with its findings, then the contents; every displayed table is saved under tables/
     heads = re.findall(r"<h2[^>]*>(.*?)<", html)
     assert heads[:3] == ["Key findings", "Contents", "Overview"], heads[:3]
     key = html[html.index(">Key findings<"):html.index(">Contents<")]
-    assert "Mean token entropy went from" in key and ("beyond chance" in key or "not distinguishable" in key), key[:2000]
+    assert "Mean token entropy went from" in key and ("beyond prompt sampling; checkpoint noise not measured" in key or "not distinguishable" in key), key[:2000]
     saved = {p.stem for p in matching(st.table_path("*"))}
     shown = re.findall(r'<table [^>]*id="T_', html)
     assert len(shown) <= len(saved) and len(shown) >= 15, (len(shown), sorted(saved))
@@ -94,6 +101,29 @@ def test_report_run_dir_and_papermill_cli(reported, tmp_path):
     r = cli("report", "--run_dir", reported)
     assert r.returncode == 0, r.stderr[-3000:]
 
+
+def test_report_help_lists_noise_pair(capsys):
+    "`report --help` shows --noise_pair, its two names and what it does."
+    from reasoning_entropy.cli import main
+    with pytest.raises(SystemExit) as e: main(["report", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--noise_pair NAME NAME" in out
+    assert ("two checkpoints that differ by noise only (two seeds of one step, or a checkpoint and a copy): every between-checkpoint "
+            "verdict gets a second floor, checkpoint noise; repeat for more pairs") in " ".join(out.split())
+
+
+def test_noise_pair_reaches_the_report(reported, tmp_path):
+    "--noise_pair on an existing run: the pair is the template's `noise_pairs`; a name outside the run is refused before anything runs."
+    run = tmp_path / "run"; shutil.copytree(reported, run)
+    r = cli("report", "--run_dir", run, "--noise_pair", "Checkpoint_1", "Checkpoint_2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    st = RunStore(run)
+    assert json.loads(st.report_notebook.read_text())["metadata"]["papermill"]["parameters"]["noise_pairs"] == [["Checkpoint_1", "Checkpoint_2"]]
+    before = st.report_html.stat().st_mtime_ns
+    r = cli("report", "--run_dir", run, "--noise_pair", "Checkpoint_1", "Z")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "reasoning-entropy report: error: --noise_pair: 'Z' is not a checkpoint of the run (Checkpoint_1, Checkpoint_2)")
+    assert st.report_html.stat().st_mtime_ns == before
 
 def test_failing_cell_fails_the_command(reported, tmp_path):
     broken = tmp_path / "broken"

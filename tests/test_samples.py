@@ -83,3 +83,17 @@ def test_explorer_shows_the_chosen_sample(sampled):
         m = ex.all_models[0]
         y = ex.figure.axes[0].get_lines()[0].get_ydata()
         np.testing.assert_allclose(y, tokens[sel & (tokens.model == m)].sort_values("step").entropy.to_numpy(), rtol=0, atol=0)
+
+
+def test_pass_at_k_ends_at_the_number_of_samples():
+    "10 samples per prompt: pass@k at k = 1, 2, 4, 8 and 10 (pass@10: whether any sample is right), not stopping at 8."
+    from reasoning_entropy.grading import pass_ks
+    from reasoning_entropy.report_tables import pass_at_k_table
+    assert pass_ks(10) == [1, 2, 4, 8, 10] and pass_ks(N) == [1, 2, 4]
+    n_correct = [0, 1, 3, 10]
+    res = pd.DataFrame(dict(model="a", prompt_id=list("pqrs"), n_samples=10, n_correct=pd.array(n_correct, dtype="Int64")))
+    pk = pass_at_k_table(res)
+    assert pk.k.tolist() == [1, 2, 4, 8, 10] and (pk.n_samples == 10).all() and (pk.n_prompts == 4).all()
+    assert pk.pass_at_k.iloc[-1] == 0.75                                   # 3 of the 4 prompts have a right sample
+    np.testing.assert_allclose(pk.pass_at_k, [np.mean([pass_at_k(10, c, k) for c in n_correct]) for k in (1, 2, 4, 8, 10)], rtol=1e-12)
+    np.testing.assert_allclose(pk.pass_at_k.iloc[0], np.mean(n_correct) / 10, rtol=1e-12)  # pass@1: the share of right samples
