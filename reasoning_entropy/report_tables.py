@@ -397,6 +397,11 @@ def _noise_stats(noise_pairs:Sequence, present, stat)->list:
     "`stat(a, b)` for every noise pair (a, b) whose two checkpoints are both in `present`."
     return [stat(a, b) for a, b in noise_pairs if a in present and b in present]
 
+# %% ../nbs/05_report_tables.ipynb #02c55e55
+def _with_pairs(order:Sequence[str], noise_pairs:Sequence)->list:
+    "The checkpoints of `order`, then those of the noise pairs not among them: every column a table and its floor read."
+    return list(dict.fromkeys(list(order) + [m for pair in noise_pairs for m in pair]))
+
 # %% ../nbs/05_report_tables.ipynb #92d23ad0
 def _pair_p_adj(done:dict)->dict:
     "{pair: the smaller of its Holm-adjusted wasserstein_p and ks_p}, over every test of the pairs of `done`."
@@ -421,7 +426,7 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
                           )->pd.DataFrame:
     "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), noise_p_adj, verdict."
     order, groups = _by_model(tokens, models)
-    x = _values_by_prompt(dict(tuple(tokens.groupby(tokens['model'].astype(str)))), list(dict.fromkeys(order + [m for pr in noise_pairs for m in pr])), col)
+    x = _values_by_prompt(dict(tuple(tokens.groupby(tokens['model'].astype(str)))), _with_pairs(order, noise_pairs), col)
     cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
             'ks', 'ks_floor', 'ks_p', 'p_adj', 'noise_p_adj', 'verdict']
     rows, done = [], {}
@@ -455,7 +460,7 @@ def paired_differences(results:pd.DataFrame, # prompt results (model, prompt_id,
                       )->pd.DataFrame:
     "Per checkpoint after the first: ref_model, n_prompts (paired), mean_diff (k − first) with Hall's interval, p, p_adj (Holm), noise_p, noise_p_adj, verdict, median_diff, share_lower."
     order = model_order(results, models)
-    w = _prompt_means(results, order + [m for pair in noise_pairs for m in pair if m not in order], col)
+    w = _prompt_means(results, _with_pairs(order, noise_pairs), col)
     cols = ['model', 'ref_model', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'p', 'p_adj', 'noise_p', 'noise_p_adj', 'verdict', 'median_diff', 'share_lower']
     rows = []
     for m in order[1:]:
@@ -479,7 +484,7 @@ def accuracy_change(results:pd.DataFrame, # prompt results (model, prompt_id, co
                    )->pd.DataFrame:
     "Per checkpoint after the first, on the prompts graded for both: n_prompts, ref_accuracy, accuracy, n_gained, n_lost, diff with Newcombe's interval, p (exact McNemar), p_adj, noise_p, noise_p_adj, verdict."
     order = model_order(results, models)
-    w = _prompt_means(_graded(results).assign(correct=lambda d: d.correct.astype(float)), order + [m for pr in noise_pairs for m in pr], 'correct')
+    w = _prompt_means(_graded(results).assign(correct=lambda d: d.correct.astype(float)), _with_pairs(order, noise_pairs), 'correct')
     rows = []
     for m in order[1:]:
         a, b, c, d = _flips(w, order[0], m) if m in w and order[0] in w else (0, 0, 0, 0); n = a + b + c + d; lo, hi = paired_interval(a, b, c, d)
@@ -654,7 +659,7 @@ def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (m
                                 )->pd.DataFrame:
     "Per checkpoint after the first and bin of held-out uncertainty: n, n_prompts, ref_entropy_mean, entropy_mean, delta (k − first) with its interval, p, p_adj, noise_p, noise_p_adj, verdict."
     cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high', 'p']
-    order, w = _aligned(scored, list(dict.fromkeys(list(model_order(scored, models)) + [m for pr in noise_pairs for m in pr])))
+    order, w = _aligned(scored, _with_pairs(model_order(scored, models), noise_pairs))
     order = model_order(scored, models); keys = _aligned(scored, order[:1], key)[1][order[0]]
     out, noise = [], []
     for m in order[1:]:

@@ -119,6 +119,10 @@ def test_noise_pair_reaches_the_report(reported, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     st = RunStore(run)
     assert json.loads(st.report_notebook.read_text())["metadata"]["papermill"]["parameters"]["noise_pairs"] == [["Checkpoint_1", "Checkpoint_2"]]
+    import pandas as pd
+    for name in ("paired_differences", "distances", "accuracy_change"):        # every between-checkpoint verdict has its second floor
+        t = pd.read_csv(st.table_path(name))
+        assert t.noise_p_adj.notna().all() and not t.verdict.str.contains("checkpoint noise not measured").any(), (name, t.verdict.tolist())
     before = st.report_html.stat().st_mtime_ns
     r = cli("report", "--run_dir", run, "--noise_pair", "Checkpoint_1", "Z")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
