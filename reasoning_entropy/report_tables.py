@@ -660,7 +660,7 @@ def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (m
     "Per checkpoint after the first and bin of held-out uncertainty: n, n_prompts, ref_entropy_mean, entropy_mean, delta (k − first) with its interval, p, p_adj, noise_p, noise_p_adj, verdict."
     cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high', 'p']
     order, w = _aligned(scored, _with_pairs(model_order(scored, models), noise_pairs))
-    order = model_order(scored, models); keys = _aligned(scored, order[:1], key)[1][order[0]]
+    order = model_order(scored, models); keys = _aligned(scored, order[:1], key)[1][order[0]] if order else None
     out, noise = [], []
     for m in order[1:]:
         p = w[[order[0], m]].dropna(); s = crossfit_selector(p[order[0]], keys.loc[p.index], _prompts(p), seed=seed); p = p[np.isfinite(s)]
