@@ -15,8 +15,8 @@ from .results import sample_level_results, prompt_level_results
 from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
 # %% auto #0
-__all__ = ['NEEDS', 'SECTIONS', 'ITEMS', 'ReportRun', 'report_run', 'ReportItem', 'register', 'section_items', 'section_intro',
-           'item_figures', 'key_findings', 'truncation_warnings']
+__all__ = ['NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'ReportItem', 'register', 'section_items',
+           'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
 
 # %% ../nbs/08b_report_items.ipynb #3fe7a957
 @dataclass
@@ -352,6 +352,11 @@ def _accuracy_note(run:ReportRun)->str:
                                    "(the Samples section has the per-sample view), and its entropy pools its samples' tokens.")
     return note
 
+# %% ../nbs/08b_report_items.ipynb #0e0ee4de
+FLOORS = ("'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict "
+          "adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), "
+          "and without it says 'checkpoint noise not measured'")  # what a between-checkpoint verdict covers, in every reading note
+
 # %% ../nbs/08b_report_items.ipynb #5b361e87
 register(ReportItem('accuracy', 'Reasoning structure', 'Accuracy per checkpoint', note=_accuracy_note,
                     table=lambda run: R.accuracy_by_model(run.results, run.models),
@@ -361,7 +366,7 @@ register(ReportItem('accuracy_change', 'Reasoning structure', 'Accuracy change o
                     note="Each checkpoint against the first on the prompts graded for both: the prompts gained and lost, the change of "
                     "accuracy with Newcombe's paired 95% interval, and McNemar's exact test on the prompts that flipped (Holm over the "
                     "checkpoints). Side-by-side intervals of the two accuracies would ignore that the prompts are the same; "
-                    "'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'."))
+                    + FLOORS + "."))
 register(ReportItem('entropy_by_correctness', 'Reasoning structure', 'Entropy of correct versus incorrect answers',
                     figure=lambda run: F.fig_entropy_by_correctness(run.results, run.models, steps=run.steps),
                     note="Mean per-answer entropy of correct versus incorrect answers per checkpoint with a Student-t 95% interval "
@@ -419,7 +424,7 @@ register(ReportItem('distances', 'Between checkpoints', 'Distances between entro
                     note="Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, "
                     "consecutive and against the first checkpoint, each beside its noise floor (the 95th percentile when the two "
                     "checkpoints' labels are swapped within random prompts), both on one grid of at most 4096 points; the verdict is Holm-adjusted "
-                    "over the table: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'. Consecutive distances are not a rate of settling unless the steps between "
+                    "over the table: " + FLOORS + ". Consecutive distances are not a rate of settling unless the steps between "
                     "checkpoints are equal."))
 
 # %% ../nbs/08b_report_items.ipynb #84effe1e
@@ -429,7 +434,7 @@ register(ReportItem('paired_differences', 'Between checkpoints', 'Per-prompt cha
                     figure=lambda run: F.fig_paired_differences(run.results, run.models, steps=run.steps),
                     note="Per-prompt mean entropy of each checkpoint minus the first's, averaged over n prompts with Hall's "
                     "skewness-corrected 95% interval over prompts (a prompt's samples averaged first, so sample-to-sample variation is "
-                    "in the interval); the verdict is Holm-adjusted over all checkpoints: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'; 'not distinguishable' means the "
+                    "in the interval); the verdict is Holm-adjusted over all checkpoints: " + FLOORS + "; 'not distinguishable' means the "
                     "difference is within what the prompts drawn allow."))
 
 # %% ../nbs/08b_report_items.ipynb #212d064c
@@ -497,7 +502,7 @@ register(ReportItem('aligned_change_by_percentile', 'Aligned (teacher-forced)', 
                     "token on the other half of the prompts. Binning by a position's own entropy would show regression to the mean (a "
                     "drop in the top bins even between interchangeable checkpoints); held out, the change of a bin is its true change, "
                     "and first + change is the checkpoint's own mean entropy there, never negative. The interval is clustered by "
-                    "prompt; the verdict is Holm-adjusted over bins and checkpoints: 'beyond prompt sampling' means a different draw of prompts would not make it vanish; with `--noise_pair` the verdict adds whether it is also beyond checkpoint noise (the same statistic between two checkpoints that differ by noise only), and without it says 'checkpoint noise not measured'."))
+                    "prompt; the verdict is Holm-adjusted over bins and checkpoints: " + FLOORS + "."))
 
 # %% ../nbs/08b_report_items.ipynb #f111a6e9
 def _aligned_figures(run:ReportRun)->list[tuple]:

@@ -648,6 +648,22 @@ def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, pro
     t = _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(scored, models)], columns=cols))
     return _overlap_noise(t.assign(verdict=t.verdict.replace({BEYOND: OVERLAP_BEYOND})), scored, noise_pairs, q)
 
+# %% ../nbs/05_report_tables.ipynb #f3692b33
+def _held_out_rows(w:pd.DataFrame, keys:pd.Series, ref:str, m:str, n_bins:int, level:float, seed:int)->tuple:
+    "(the rows of `m` against `ref` by bin of held-out uncertainty, each position's bin); positions whose prompt has no other half are left out."
+    p = w[[ref, m]].dropna(); s = crossfit_selector(p[ref], keys.loc[p.index], _prompts(p), seed=seed)
+    p, s = p[np.isfinite(s)], s[np.isfinite(s)]
+    r = pd.DataFrame(change_by_percentile(p[ref], p[m], s, _prompts(p), n_bins, level, seed))
+    return (r.rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=ref),
+            pd.Series(percentile_bins(s, n_bins, seed), index=p.index))
+
+# %% ../nbs/05_report_tables.ipynb #56fd4224
+def _bin_noise(w:pd.DataFrame, bins:pd.Series, noise_pairs:Sequence, n_bins:int)->list:
+    "Per bin (1 … n_bins), the mean change between the two checkpoints of each noise pair at that bin's positions."
+    e = _noise_stats(noise_pairs, set(w.columns), lambda a, b: (w.loc[bins.index, b] - w.loc[bins.index, a]).groupby(bins.to_numpy()).mean()
+                     .reindex(range(1, n_bins + 1)).to_numpy())
+    return [[x[k] for x in e] for k in range(n_bins)]
+
 # %% ../nbs/05_report_tables.ipynb #ab326747
 def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy, token_id)
                                  models:Sequence[str]|None=None, # checkpoint order; the first is the reference
@@ -659,16 +675,12 @@ def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (m
                                 )->pd.DataFrame:
     "Per checkpoint after the first and bin of held-out uncertainty: n, n_prompts, ref_entropy_mean, entropy_mean, delta (k − first) with its interval, p, p_adj, noise_p, noise_p_adj, verdict."
     cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high', 'p']
-    order, w = _aligned(scored, _with_pairs(model_order(scored, models), noise_pairs))
-    order = model_order(scored, models); keys = _aligned(scored, order[:1], key)[1][order[0]] if order else None
+    order = model_order(scored, models); w = _aligned(scored, _with_pairs(order, noise_pairs))[1]
+    keys = _aligned(scored, order[:1], key)[1][order[0]] if order else None
     out, noise = [], []
     for m in order[1:]:
-        p = w[[order[0], m]].dropna(); s = crossfit_selector(p[order[0]], keys.loc[p.index], _prompts(p), seed=seed); p = p[np.isfinite(s)]
-        r = pd.DataFrame(change_by_percentile(p[order[0]], p[m], s[np.isfinite(s)], _prompts(p), n_bins, level, seed))
-        keep = (r.n > 0).to_numpy(); bins = percentile_bins(s[np.isfinite(s)], n_bins, seed)
-        out.append(r[keep].rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=order[0]))
-        e = _noise_stats(noise_pairs, set(w.columns), lambda a, b: (w.loc[p.index, b] - w.loc[p.index, a]).groupby(bins).mean().reindex(range(1, n_bins + 1)).to_numpy())
-        noise += [[x[k] for x in e] for k in np.flatnonzero(keep)]
+        r, bins = _held_out_rows(w, keys, order[0], m, n_bins, level, seed); keep = (r.n > 0).to_numpy()
+        out.append(r[keep]); noise += [e for e, k in zip(_bin_noise(w, bins, noise_pairs, n_bins), keep) if k]
     t = pd.concat(out, ignore_index=True).reindex(columns=cols) if out else pd.DataFrame(columns=cols)
     return _checkpoint_adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}), 'delta', noise)
 
