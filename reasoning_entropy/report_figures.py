@@ -197,13 +197,13 @@ def fig_forking_overlap(table:pd.DataFrame, # from `forks.forking_overlap`
                         models:Sequence[str], # checkpoints in order
                         steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
                        )->Figure:
-    "Held-out Jaccard overlap of the forking-token sets with the previous and the first checkpoint, beside two draws of one checkpoint."
+    "Held-out Jaccard overlap of the forking-token sets with the previous and the first checkpoint, each beside its pair's two-halves level."
     order = list(models); fig, ax = _fig(w=7, h=4); x = _ckpt_x(order, steps)[0][1:]
     cons, first = (table[table.comparison == c] for c in ('consecutive', 'vs_first'))
     for t, style, color, label in ((cons, 'o-', 'tab:blue', 'vs previous checkpoint'), (first, 's--', 'tab:orange', f'vs first ({order[0]})')):
         ax.plot(x[:len(t)], t.between, style, color=color, mfc='white', label=label)
         hit = _beyond(t.verdict); ax.scatter(x[:len(t)][hit], t.between.to_numpy(float)[hit], color=color, zorder=3)
-    ax.plot(x[:len(first)], first.within, ':', color='grey', label='two halves of one checkpoint')
+        ax.plot(x[:len(t)], t.within, ':', color=color, lw=1, label=f'{label}: two halves of one checkpoint (same pair)')
     ax.set_ylim(0, 1.05); ax.set_ylabel('Jaccard overlap of forking-token sets (held out)')
     _ckpt_axis(ax, order, steps); ax.legend(fontsize='small')
     ax.set_title('Forking tokens: how the set changes (filled: beyond prompt sampling)')

@@ -522,7 +522,7 @@ def _aligned_figures(run:ReportRun)->list[tuple]:
 register(ReportItem('aligned', 'Aligned (teacher-forced)', 'Forking positions and entropy change on identical sequences', needs=('scored',),
                     figure=_aligned_figures, note="The aligned tables above, drawn per vocabulary group: on the left, the share of the first "
                     "checkpoint's forking positions each later checkpoint keeps, against chance and its floor; on the right, the "
-                    "entropy change by percentile bin of the first checkpoint's entropy, raw and regression-corrected."))
+                    "entropy change by bin of the first checkpoint's entropy for the same token on held-out prompts, with its band."))
 
 # %% ../nbs/08b_report_items.ipynb #6bce016c
 def _telling(run:ReportRun)->pd.DataFrame:

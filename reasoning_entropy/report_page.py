@@ -25,6 +25,7 @@ PAGE_CSS = """<style>
 .re-note { contain: inline-size; font-size: 13px; } .re-note p { margin: 0.4em 0; }
 .re-row { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
 .re-row > div { flex: 0 0 auto; max-width: 100%; } .re-row > div:has(> table), .re-row > div:has(> details) { flex: 1 1 360px; min-width: 0; }
+.re-row > div:has(> table.re-wide) { flex-basis: 100%; }
 .jp-RenderedHTMLCommon table.re-table { font-size: 12px; max-width: 100%; table-layout: auto; margin: 0; }
 .jp-RenderedHTMLCommon table.re-table.re-wide { width: 100%; table-layout: fixed; }
 .jp-RenderedHTMLCommon table.re-table th { white-space: normal; vertical-align: bottom; overflow-wrap: anywhere; }
@@ -56,13 +57,19 @@ def note_html(run:ReportRun, item:ReportItem)->str:
 MAX_ROWS = 12  # longer tables are folded
 WIDE = 10  # wider tables are fitted to the page width
 
+# %% ../nbs/08c_report_page.ipynb #983b9de7
+def _text_widths(df)->list:
+    "Styles that give each long-text column (a verdict, a note) of a wide table 12em of a fixed layout, so its words do not break letter by letter."
+    long = [j for j, c in enumerate(df.columns) if df[c].map(lambda x: isinstance(x, str) and len(x) > 20).any()]
+    return [dict(selector=f'th.col_heading.col{j}', props=[('width', '12em')]) for j in long]
+
 # %% ../nbs/08c_report_page.ipynb #856312a0
 def table_html(df, # the table as shown (with training steps)
                name:str, # its name (tables/NAME.csv)
               )->str:
     "The table's HTML: rounded, readable headers, fitted to the page, folded when long."
-    cls = 're-table re-wide' if df.shape[1] > WIDE else 're-table'
-    body = display_table(df).set_table_attributes(f'class="{cls}"').to_html()
+    wide = df.shape[1] > WIDE
+    body = display_table(df).set_table_attributes(f'class="re-table{" re-wide" * wide}"').set_table_styles(_text_widths(df) if wide else [], overwrite=False).to_html()
     if len(df) <= MAX_ROWS: return body
     return (f'<details class="re-details"><summary>Table <code>{name}</code>: {len(df)} rows (show; the whole table is '
             f'<code>tables/{name}.csv</code>)</summary>{body}</details>')

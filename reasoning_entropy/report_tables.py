@@ -425,8 +425,8 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
                            noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                           )->pd.DataFrame:
     "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), noise_p_adj, verdict."
-    order, groups = _by_model(tokens, models)
-    x = _values_by_prompt(dict(tuple(tokens.groupby(tokens['model'].astype(str)))), _with_pairs(order, noise_pairs), col)
+    order = model_order(tokens, models); groups = dict(tuple(tokens.groupby(tokens['model'].astype(str), sort=False)))  # grouped once
+    x = _values_by_prompt(groups, _with_pairs(order, noise_pairs), col)
     cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
             'ks', 'ks_floor', 'ks_p', 'p_adj', 'noise_p_adj', 'verdict']
     rows, done = [], {}

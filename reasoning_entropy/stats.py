@@ -291,8 +291,8 @@ def _cr2(S:np.ndarray, N:np.ndarray, m:float)->tuple:
     "(CR2 standard error, Bell–McCaffrey degrees of freedom) of the token-level mean m = ΣS/ΣN of clusters with sums S, counts N."
     tot = N.sum(); w = 1 / np.sqrt(1 - N / tot)
     se = math.sqrt((((S - m * N) * w) ** 2).sum()) / tot
-    M = (np.diag(N) - np.outer(N, N) / tot) * np.outer(w, w) / tot ** 2
-    return se, float(np.trace(M) ** 2 / (M ** 2).sum())
+    d, v2 = w ** 2 * N / tot ** 2, (w * N) ** 2 / tot ** 3          # M = diag(d) − v vᵀ, never built: O(G) memory
+    return se, float((d.sum() - v2.sum()) ** 2 / ((d ** 2).sum() - 2 * (d * v2).sum() + v2.sum() ** 2))
 
 # %% ../nbs/05a_stats.ipynb #54580902
 def _log_widened(lo:float, hi:float, m:float, se:float, df:float, level:float)->tuple:
