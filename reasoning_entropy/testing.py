@@ -163,6 +163,7 @@ def synthetic_run_dir(run_dir, # directory to create
                   seed:int=0, # random seed
                   k:int=5, # alternatives per token
                   samples:int=1, # generations per prompt (`--num_samples`)
+                  legacy:bool=True, # also write the original script's prompt_level_results.csv (reads every token row: off for large runs)
                  )->Path:
     "Write a complete synthetic run (store, prompts, prompt_level_results.csv); entropy falls and accuracy rises with the checkpoint."
     from reasoning_entropy.store import RunStore, write_csv
@@ -183,7 +184,7 @@ def synthetic_run_dir(run_dir, # directory to create
             store.write_batch(m, tokens, _synthetic_generations(units, n, tid, right), seconds=1.0)
         store.mark_model_complete(m)
     refs = pd.DataFrame({'prompt_id': [p.prompt_id for p in prompts], 'reference_answer': [p.reference_answer for p in prompts]})
-    write_csv(prompt_level_results(store.read_tokens(columns=['entropy', 'probability']), store.read_generations(), refs), store.legacy_path('prompt_level_results.csv'))
+    if legacy: write_csv(prompt_level_results(store.read_tokens(columns=['entropy', 'probability']), store.read_generations(), refs), store.legacy_path('prompt_level_results.csv'))
     return run_dir
 
 # %% ../nbs/14_testing.ipynb #1e8d95e8
