@@ -5,6 +5,7 @@
 # %% ../nbs/05b_analyses.ipynb #b384b8cb
 from __future__ import annotations
 import functools
+import weakref
 import math
 from typing import Sequence
 import numpy as np
@@ -13,6 +14,7 @@ from . import stats as S
 from .grading import boxed_span, answers_match, normalize_answer, pass_at_k
 from .results import with_sample
 from .report_tables import model_order, step_axis
+from .query import token_source
 
 # %% auto #0
 __all__ = ['SIGNALS', 'QUADRANTS', 'ENTROPY_AT', 'VARENTROPY_AT', 'EXPLORATION_METRICS', 'loop_flags', 'generation_table',
@@ -26,6 +28,12 @@ _GEN = ['model', 'prompt_id', 'sample']
 def _given_order(df:pd.DataFrame, models:Sequence[str]|None)->list:
     "`models` as a list, or the checkpoints of `df` in order of first appearance."
     return list(models) if models is not None else model_order(df)
+
+# %% ../nbs/05b_analyses.ipynb #b2c0ac40
+def _src(tokens, models:Sequence[str]|None=None):
+    "`query.token_source(tokens, models)`; a frame without prompt_id or step gets prompt_id '' and step 0."
+    if isinstance(tokens, pd.DataFrame): tokens = tokens.assign(**{c: v for c, v in (('prompt_id', ''), ('step', 0)) if c not in tokens.columns})
+    return token_source(tokens, models)
 
 # %% ../nbs/05b_analyses.ipynb #6ab079b9
 def _period(ids:np.ndarray, max_period:int, min_repeats:int, min_tokens:int)->int:
@@ -47,31 +55,89 @@ def _finished_of(keys:pd.DataFrame, generations:pd.DataFrame|None)->np.ndarray:
     f = with_sample(generations)[_GEN + ['finished']].drop_duplicates(_GEN)
     return keys[_GEN].merge(f, on=_GEN, how='left').finished.astype('boolean').fillna(False).to_numpy(bool)
 
+# %% ../nbs/05b_analyses.ipynb #3c647bed
+def _answer_mask(pieces:list)->np.ndarray|None:
+    "Which token strings `pieces` are answer tokens of the last closed \\boxed{} of their text (see above); None without one."
+    sp = boxed_span(''.join(pieces))
+    if sp is None: return None
+    lens = np.array([len(p) for p in pieces], float); ends = np.cumsum(lens); starts = ends - lens
+    inside = np.clip(np.minimum(ends, sp[1]) - np.maximum(starts, sp[0]), 0, None)
+    share = np.divide(inside, lens, out=np.zeros_like(lens), where=lens > 0)
+    return share >= 0.5 if (share >= 0.5).any() else (share > 0) & (share == share.max())
+
+# %% ../nbs/05b_analyses.ipynb #cf24522a
+_MEMO = weakref.WeakKeyDictionary()  # {TokenSource: {(threshold, loop parameters): per-generation reduction}}
+_LOOP = (256, 4, 32)  # loop_flags' defaults: max_period, min_repeats, min_tokens
+_ANSWER_COLUMNS = ['n_answer_tokens', 'answer_entropy_mean', 'answer_logprob', 'answer_probability']
+
+# %% ../nbs/05b_analyses.ipynb #b0f3ed4a
+def _answer_stats(pieces:list, e:np.ndarray, lp:np.ndarray)->tuple:
+    "(n_answer_tokens, answer_entropy_mean, answer_logprob, answer_probability) of one generation; 0 and NaN without answer tokens."
+    inside = _answer_mask(pieces)
+    if inside is None or not inside.any(): return (0, math.nan, math.nan, math.nan)
+    s = lp[inside].sum()
+    return (int(inside.sum()), float(e[inside].mean()), float(s), float(np.exp(s)))
+
+# %% ../nbs/05b_analyses.ipynb #abbff32e
+def _chunk_generations(c:pd.DataFrame, threshold:float, loop:tuple)->pd.DataFrame:
+    "One row per generation of the chunk `c` (complete generations, sorted by prompt, sample, step): the reductions above."
+    g = c.assign(below=c.entropy < threshold).groupby(_GEN, sort=False)
+    out = g.agg(n_tokens=('step', 'size'), last_step=('step', 'max'), entropy_sum=('entropy', 'sum'), entropy_count=('entropy', 'count'),
+                entropy_mean=('entropy', 'mean'), n_below=('below', 'sum'), share_below=('below', 'mean'), logprob_mean=('logprob', 'mean')).reset_index()
+    ends = np.cumsum(out.n_tokens.to_numpy()); se = list(zip((ends - out.n_tokens.to_numpy()).tolist(), ends.tolist()))
+    ids, e, lp = c.token_id.to_numpy(), c.entropy.to_numpy(float), c.logprob.to_numpy(float)
+    pieces = c.next_token.fillna('').astype(str).tolist() if c.next_token.notna().any() else [''] * len(c)
+    out['period_all'] = [_period(ids[s:t], *loop) for s, t in se]
+    out['period_eos'] = [_period(ids[s:t - 1], *loop) for s, t in se]
+    return out.join(pd.DataFrame([_answer_stats(pieces[s:t], e[s:t], lp[s:t]) for s, t in se], columns=_ANSWER_COLUMNS, index=out.index))
+
+# %% ../nbs/05b_analyses.ipynb #30462a31
+def _generations(tokens, # a token frame, a `query.TokenSource` or a `RunStore`
+                 threshold:float=0.01, # "near certain": entropy below this, in nats
+                 loop:tuple=_LOOP, # loop_flags' max_period, min_repeats, min_tokens
+                )->pd.DataFrame:
+    "The per-generation reduction of `tokens`, chunk by chunk, in checkpoint then chunk order; once per `TokenSource`."
+    src = token_source(tokens); memo = _MEMO.setdefault(src, {})
+    if (threshold, loop) not in memo:
+        parts = [_chunk_generations(c, threshold, loop) for c in src.chunks(['token_id', 'next_token', 'entropy', 'logprob'])]
+        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in dict(model=str, prompt_id=str, sample='int64', step='int64', token_id='int64', next_token=str, entropy=float, logprob=float).items()})
+        memo[threshold, loop] = pd.concat(parts, ignore_index=True) if parts else _chunk_generations(empty, threshold, loop)
+    return memo[threshold, loop]
+
 # %% ../nbs/05b_analyses.ipynb #0afdff1c
-def loop_flags(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step, token_id)
+def loop_flags(tokens, # tokens (model, prompt_id, sample, step, token_id): a frame, a `query.TokenSource` or a `RunStore`
                generations:pd.DataFrame|None=None, # generations (model, prompt_id, sample, finished): a finished one's EOS is left out
                max_period:int=256, # longest repeated block, in tokens
                min_repeats:int=4, # the block repeats at least this often at the end
                min_tokens:int=32, # and the repetition covers at least this many tokens
               )->pd.DataFrame:
-    "One row per generation: model, prompt_id, sample, n_tokens, period (0: none), looping."
-    t = with_sample(tokens).sort_values(_GEN + ['step'])
-    keys = t[_GEN].drop_duplicates().reset_index(drop=True)
-    n = t.groupby(_GEN, sort=False).size().to_numpy(); ends = np.cumsum(n); ids = t.token_id.to_numpy()
-    eos = _finished_of(keys, generations).astype(int)
-    per = np.array([_period(ids[e - k:e - f], max_period, min_repeats, min_tokens) for e, k, f in zip(ends, n, eos)], int)
-    return keys.assign(n_tokens=n, period=per, looping=per > 0)
+    "One row per generation, sorted by (model, prompt_id, sample): n_tokens, period (0: none), looping."
+    g = _generations(_src(tokens), loop=(max_period, min_repeats, min_tokens))
+    per = np.where(_finished_of(g, generations), g.period_eos, g.period_all).astype(int)
+    return g[_GEN + ['n_tokens']].assign(period=per, looping=per > 0).sort_values(_GEN).reset_index(drop=True)
+
+# %% ../nbs/05b_analyses.ipynb #7b0471be
+def _has(src, col:str)->bool:
+    "Whether the source `src` has the column `col` (a run's parts have every token column)."
+    return src.frame is None or col in src.frame.columns
+
+# %% ../nbs/05b_analyses.ipynb #e5b5d257
+def _in_frame_order(g:pd.DataFrame, src)->pd.DataFrame:
+    "The per-generation rows `g` in the order their generations first appear in the frame of `src` (as they are out of core)."
+    if src.frame is None: return g
+    first = with_sample(src.frame)[_GEN].drop_duplicates()
+    return first.merge(g, on=_GEN, how='inner', validate='one_to_one')
 
 # %% ../nbs/05b_analyses.ipynb #842f9e9d
-def generation_table(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step, token_id, entropy, logprob)
+def generation_table(tokens, # tokens (model, prompt_id, sample, step, token_id, entropy, logprob): a frame, a `query.TokenSource` or a `RunStore`
                      generations:pd.DataFrame|None=None, # generations (model, prompt_id, sample, finished)
                      threshold:float=0.01, # "near certain": entropy below this, in nats
                     )->pd.DataFrame:
     "One row per generation: n_tokens, entropy_mean, logprob_mean, share_below, finished, looping, period."
-    t = with_sample(tokens).assign(below=lambda d: d.entropy < threshold)
-    agg = {'entropy_mean': ('entropy', 'mean'), 'share_below': ('below', 'mean')}
-    if 'logprob' in t: agg['logprob_mean'] = ('logprob', 'mean')
-    out = t.groupby(_GEN, sort=False).agg(**agg).reset_index().merge(loop_flags(t, generations), on=_GEN)
+    src = _src(tokens); g = _in_frame_order(_generations(src, threshold), src)
+    cols = ['entropy_mean', 'share_below'] + (['logprob_mean'] if _has(src, 'logprob') else [])
+    per = np.where(_finished_of(g, generations), g.period_eos, g.period_all).astype(int)
+    out = g[_GEN + cols + ['n_tokens']].assign(period=per, looping=per > 0)
     if generations is not None and 'finished' in generations:
         out = out.merge(with_sample(generations)[_GEN + ['finished']].astype({'finished': bool}), on=_GEN, how='left')
     return out
@@ -86,21 +152,20 @@ def _per_generation(sub:pd.DataFrame, prefix:str)->dict:
             f'{prefix}share_ci_low': s['ci_low'], f'{prefix}share_ci_high': s['ci_high']}
 
 # %% ../nbs/05b_analyses.ipynb #2bab380c
-def length_robust(tokens:pd.DataFrame, # tokens table
+def length_robust(tokens, # tokens: a frame, a `query.TokenSource` or a `RunStore`
                   generations:pd.DataFrame|None=None, # generations (for `finished`)
                   models:Sequence[str]|None=None, # checkpoints in order
                   threshold:float=0.01, # near-certain threshold, nats
                   exclude_looping:bool=False, # drop looping generations
                  )->pd.DataFrame:
     "Per checkpoint: pooled vs per-generation (prompt-level, t interval) mean entropy and share below `threshold`."
-    g = generation_table(tokens, generations, threshold)
-    t = with_sample(tokens).merge(g[_GEN + ['looping']], on=_GEN)
-    if exclude_looping: g, t = g[~g.looping], t[~t.looping]
+    src = _src(tokens); g = generation_table(src, generations, threshold).merge(_generations(src, threshold)[_GEN + ['entropy_sum', 'entropy_count', 'n_below']], on=_GEN)
+    if exclude_looping: g = g[~g.looping]
     rows = []
     for m in _given_order(g, models):
-        gm, tm = g[g.model == m], t[t.model == m]
-        r = dict(model=m, n_generations=len(gm), n_looping=int(gm.looping.sum()), n_tokens=len(tm),
-                 pooled_entropy_mean=tm.entropy.mean(), pooled_share_below=(tm.entropy < threshold).mean())
+        gm = g[g.model == m]; n, ne = int(gm.n_tokens.sum()), int(gm.entropy_count.sum())
+        r = dict(model=m, n_generations=len(gm), n_looping=int(gm.looping.sum()), n_tokens=n,
+                 pooled_entropy_mean=gm.entropy_sum.sum() / ne if ne else math.nan, pooled_share_below=gm.n_below.sum() / n if n else math.nan)
         for name, sub in (('', gm), ('finished_', gm[gm.finished.astype(bool)] if 'finished' in gm else gm.iloc[:0])):
             r.update(_per_generation(sub, name))
         rows.append(r)
@@ -121,67 +186,57 @@ def truncation(generations:pd.DataFrame, # generations (model, prompt_id, sample
                          warn=bool(n and k / n > limit)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05b_analyses.ipynb #b86ae22d
+def _cohort_stats(src, keep:pd.DataFrame)->pd.DataFrame:
+    "Per (m, step): n, mean, sd (ddof=1) over prompts of each prompt's mean entropy over the generations `keep` (m, prompt_id, sample, L), steps ≤ L."
+    src.con.register('_cohort', keep)
+    d = src.sql('''WITH pp AS (SELECT t.m, t.step, t.prompt_id, avg(t.entropy) FILTER (WHERE NOT isnan(t.entropy)) AS e FROM tokens t
+                   JOIN _cohort c ON t.m = c.m AND t.prompt_id = c.prompt_id AND t.sample = c.sample AND t.step <= c.L GROUP BY ALL)
+                 SELECT m, step, count(*) AS n, avg(e) AS mean, stddev_samp(e) AS sd FROM pp WHERE isfinite(e) GROUP BY ALL ORDER BY m, step''')
+    src.con.unregister('_cohort')
+    return d
+
 # %% ../nbs/05b_analyses.ipynb #a4990eac
-def _cohort_rows(tm:pd.DataFrame, m:str, L:int)->list:
-    "Per step of the cohort tokens `tm` of checkpoint `m` (cohort length `L`): n_prompts, entropy_mean and its t interval."
-    pp = tm.groupby(['step', 'prompt_id']).entropy.mean().reset_index()
-    out = []
-    for s, g in pp.groupby('step'):
-        ci = S.t_interval(g.entropy)
-        out.append(dict(model=m, length=L, step=int(s), n_prompts=ci['n'], entropy_mean=ci['mean'], ci_low=ci['ci_low'], ci_high=ci['ci_high']))
-    return out
+def _cohort_rows(d:pd.DataFrame, m:str, L:int)->list:
+    "Per step of the cohort statistics `d` (step, n, mean, sd over prompts) of checkpoint `m`, cohort length `L`: n_prompts, entropy_mean and its t interval."
+    h = S.t_halfwidth(np.where(d.n >= S.MIN_N, d.sd, np.nan), d.n.to_numpy(), 0.95)
+    return [dict(model=m, length=L, step=int(s), n_prompts=int(n), entropy_mean=float(e), ci_low=float(e - w), ci_high=float(e + w))
+            for s, n, e, w in zip(d.step, d.n, d['mean'], h)]
 
 # %% ../nbs/05b_analyses.ipynb #80d8ba39
-def entropy_by_step_cohort(tokens:pd.DataFrame, # tokens table
+def entropy_by_step_cohort(tokens, # tokens: a frame, a `query.TokenSource` or a `RunStore`
                            models:Sequence[str]|None=None, # checkpoints in order
                            length:int|None=None, # the cohort: generations of at least this many tokens (None: the median)
                           )->pd.DataFrame:
     "Per checkpoint and step ≤ length: mean entropy of the generations reaching `length`, t interval over prompts."
-    t = with_sample(tokens)
-    n = t.groupby(_GEN)['step'].max().rename('n_tokens').reset_index()
-    out = []
-    for m in _given_order(t, models):
+    src = _src(tokens); n = _generations(src)[_GEN + ['last_step']]
+    keep, Ls = [], {}
+    for m in (list(models) if models is not None else src.models):
         nm = n[n.model == m]
-        if not len(nm): continue
-        L = int(length or max(1, nm.n_tokens.median()))
-        keep = nm[nm.n_tokens >= L][_GEN]
-        out += _cohort_rows(t[(t.model == m) & (t.step <= L)].merge(keep, on=_GEN), m, L)
-    return pd.DataFrame(out)
-
-# %% ../nbs/05b_analyses.ipynb #3c647bed
-def _answer_mask(pieces:list)->np.ndarray|None:
-    "Which token strings `pieces` are answer tokens of the last closed \\boxed{} of their text (see above); None without one."
-    sp = boxed_span(''.join(pieces))
-    if sp is None: return None
-    lens = np.array([len(p) for p in pieces], float); ends = np.cumsum(lens); starts = ends - lens
-    inside = np.clip(np.minimum(ends, sp[1]) - np.maximum(starts, sp[0]), 0, None)
-    share = np.divide(inside, lens, out=np.zeros_like(lens), where=lens > 0)
-    return share >= 0.5 if (share >= 0.5).any() else (share > 0) & (share == share.max())
+        if not len(nm) or m not in src.models: continue
+        Ls[m] = L = int(length or max(1, nm.last_step.median()))
+        keep.append(nm[nm.last_step >= L][_GEN].assign(m=src.models.index(m), L=L))
+    d = _cohort_stats(src, pd.concat(keep, ignore_index=True)[['m', 'prompt_id', 'sample', 'L']]) if keep else None
+    return pd.DataFrame([r for m, L in Ls.items() for r in _cohort_rows(d[d.m == src.models.index(m)], m, L)])
 
 # %% ../nbs/05b_analyses.ipynb #55977ce9
-def answer_tokens(tokens:pd.DataFrame, # tokens (model, prompt_id, sample, step, next_token, entropy, logprob)
+def answer_tokens(tokens, # tokens (model, prompt_id, sample, step, next_token, entropy, logprob): a frame, a `query.TokenSource` or a `RunStore`
                  )->pd.DataFrame:
-    "Per generation with a boxed answer: n_answer_tokens, answer_entropy_mean, answer_logprob (sum), answer_probability."
-    t = with_sample(tokens).sort_values(_GEN + ['step'])
-    rows = []
-    for k, g in t.groupby(_GEN, sort=False):
-        inside = _answer_mask(g.next_token.astype(str).tolist())
-        if inside is None or not inside.any(): continue
-        lp = g.logprob.to_numpy()[inside].sum()
-        rows.append((*k, int(inside.sum()), float(g.entropy.to_numpy()[inside].mean()), float(lp), float(np.exp(lp))))
-    return pd.DataFrame(rows, columns=_GEN + ['n_answer_tokens', 'answer_entropy_mean', 'answer_logprob', 'answer_probability'])
+    "Per generation with a boxed answer, sorted by (model, prompt_id, sample): n_answer_tokens, answer_entropy_mean, answer_logprob (sum), answer_probability."
+    g = _generations(_src(tokens))
+    return g[g.n_answer_tokens > 0][_GEN + _ANSWER_COLUMNS].sort_values(_GEN).reset_index(drop=True)
 
 # %% ../nbs/05b_analyses.ipynb #5d493dc2
 SIGNALS = {'low_entropy': ('entropy_mean', -1), 'answer_probability': ('answer_probability', 1), 'mean_logprob': ('logprob_mean', 1)}
 
 # %% ../nbs/05b_analyses.ipynb #77d40cf1
-def _graded_samples(samples:pd.DataFrame, tokens:pd.DataFrame, answers:pd.DataFrame|None=None)->pd.DataFrame:
+def _graded_samples(samples:pd.DataFrame, tokens, answers:pd.DataFrame|None=None)->pd.DataFrame:
     "Per-sample results with their verdict, answer probability (NaN without a boxed answer), mean log-probability and `answered`."
     s = with_sample(samples)
     s = s[s.correct.notna()][_GEN + ['entropy_mean', 'correct']]
-    s = s.merge((answer_tokens(tokens) if answers is None else answers)[_GEN + ['answer_probability']], on=_GEN, how='left')
-    lp = with_sample(tokens).groupby(_GEN).logprob.mean().rename('logprob_mean').reset_index()
-    return s.merge(lp, on=_GEN, how='left').assign(answered=lambda d: d.answer_probability.notna())
+    src = _src(tokens); g = _generations(src)
+    s = s.merge((answer_tokens(src) if answers is None else answers)[_GEN + ['answer_probability']], on=_GEN, how='left')
+    return s.merge(g[_GEN + ['logprob_mean']], on=_GEN, how='left').assign(answered=lambda d: d.answer_probability.notna())
 
 # %% ../nbs/05b_analyses.ipynb #0e9f2cf0
 def _auroc_note(a:dict)->str:
@@ -204,7 +259,7 @@ def _signal_rows(answered:pd.DataFrame, seed:int, n_boot:int)->list:
 _CALIBRATION_COLUMNS = ['model', 'signal', 'n_graded', 'n_answered', 'share_answered', 'n', 'n_correct', 'auroc', 'ci_low', 'ci_high', 'p', 'note']
 
 def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sample, entropy_mean, correct)
-                tokens:pd.DataFrame, # tokens table (for the answer tokens and log-probabilities)
+                tokens, # tokens: a frame, a `query.TokenSource` or a `RunStore` (for the answer tokens and log-probabilities)
                 models:Sequence[str]|None=None, # checkpoints in order
                 seed:int=0, # bootstrap seed
                 answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
@@ -221,7 +276,7 @@ def calibration(samples:pd.DataFrame, # per-sample results (model, prompt_id, sa
 
 # %% ../nbs/05b_analyses.ipynb #e42d25fc
 def reliability(samples:pd.DataFrame, # per-sample results
-                tokens:pd.DataFrame, # tokens table
+                tokens, # tokens: a frame, a `query.TokenSource` or a `RunStore`
                 models:Sequence[str]|None=None, # checkpoints in order
                 bins:int=5, # equal-width bins of answer probability
                 answers:pd.DataFrame|None=None, # `answer_tokens(tokens)`, when already computed
@@ -243,21 +298,19 @@ ENTROPY_AT = 0.1 * math.log(2)          # entropix's low_ent_thresh, 0.1 bits, i
 VARENTROPY_AT = 0.1 * math.log(2) ** 2  # entropix's low_vent_thresh, 0.1 bits², in nats²
 
 # %% ../nbs/05b_analyses.ipynb #463db533
-def quadrants(tokens:pd.DataFrame, # tokens (model, entropy, varentropy)
+def quadrants(tokens, # tokens (model, entropy, varentropy): a frame, a `query.TokenSource` or a `RunStore`
               models:Sequence[str]|None=None, # checkpoints in order
               entropy_at:float=ENTROPY_AT, # entropy above this (nats) is high; default: entropix's 0.1 bits
               varentropy_at:float=VARENTROPY_AT, # varentropy above this (nats²) is high; default: entropix's 0.1 bits²
              )->pd.DataFrame:
     "Per checkpoint and quadrant: n_tokens, share; the fixed thresholds in columns entropy_at, varentropy_at."
-    t = tokens[['model', 'entropy', 'varentropy']].dropna()
-    q = 2 * (t.entropy > entropy_at).astype(int) + (t.varentropy > varentropy_at).astype(int)
-    rows = []
-    for m in _given_order(tokens, models):
-        qm = q[t.model == m]
-        for i, name in enumerate(QUADRANTS):
-            rows.append(dict(model=m, quadrant=name, n_tokens=int((qm == i).sum()), share=float((qm == i).mean()) if len(qm) else math.nan,
-                             entropy_at=entropy_at, varentropy_at=varentropy_at))
-    return pd.DataFrame(rows)
+    ms = _given_order(tokens, models) if isinstance(tokens, pd.DataFrame) else list(models) if models is not None else token_source(tokens).models
+    src = _src(tokens, ms)
+    d = src.sql('''SELECT m, 2 * (entropy > ?)::INT + (varentropy > ?)::INT AS q, count(*) AS n FROM tokens
+                   WHERE NOT isnan(entropy) AND NOT isnan(varentropy) GROUP BY ALL''', [float(entropy_at), float(varentropy_at)])
+    n = np.zeros((len(ms), 4), np.int64); n[d.m.to_numpy(int), d.q.to_numpy(int)] = d.n.to_numpy(np.int64)
+    return pd.DataFrame([dict(model=m, quadrant=name, n_tokens=int(n[k, i]), share=float(n[k, i] / n[k].sum()) if n[k].sum() else math.nan,
+                              entropy_at=entropy_at, varentropy_at=varentropy_at) for k, m in enumerate(ms) for i, name in enumerate(QUADRANTS)])
 
 # %% ../nbs/05b_analyses.ipynb #1b1e439e
 def fit_points(results:pd.DataFrame, # prompt results (model, entropy_mean, correct)

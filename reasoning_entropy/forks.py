@@ -9,44 +9,76 @@ import numpy as np
 import pandas as pd
 from .stats import MIN_N, perm_p, holm, verdict, swap_masks, noise_p, checkpoint_verdict
 from .report_tables import model_order, jaccard
+from .store import RunStore
+from .query import token_source
 
 # %% auto #0
 __all__ = ['fork_counts', 'top_sets', 'jaccard_rows', 'held_out_change', 'forking_overlap']
 
-# %% ../nbs/05c_forks.ipynb #f74f9ef1
-def _fork_flags(t:pd.DataFrame, order:list, q:float)->tuple:
-    "(checkpoint index of each row of `t`, fork flag of each row, threshold of each checkpoint)."
-    mc = pd.Categorical(t['model'].astype(str), categories=order).codes
-    e = t['entropy'].to_numpy(float)
-    thr = np.array([np.quantile(e[mc == i], q) if (mc == i).any() else np.nan for i in range(len(order))])
-    return mc, e > thr[mc], thr
+# %% ../nbs/05c_forks.ipynb #2f346d17
+def _fork_tables(src, # a `query.TokenSource`
+                 q:float, # the quantile
+                 col:str, # the token-string column
+                )->np.ndarray:
+    "Each checkpoint's q-quantile threshold (NaN without tokens); leaves the cells (m, prompt, tok, n, f) in the temp table `_fork_cells`."
+    ok = f'"{col}" IS NOT NULL AND isfinite(entropy)'
+    src.con.execute(f'CREATE OR REPLACE TEMP TABLE _fork_thr AS SELECT m, quantile_cont(entropy, {float(q)!r}) AS thr FROM tokens WHERE {ok} GROUP BY m')
+    src.con.execute(f'''CREATE OR REPLACE TEMP TABLE _fork_cells AS SELECT m, prompt_id::VARCHAR AS prompt, "{col}" AS tok, count(*) AS n,
+                       count(*) FILTER (WHERE entropy > thr) AS f FROM tokens JOIN _fork_thr USING (m) WHERE {ok} GROUP BY ALL''')
+    d = src.sql('SELECT m, thr FROM _fork_thr'); thr = np.full(len(src.models), np.nan)
+    thr[d.m.to_numpy(int)] = d.thr.to_numpy(float)
+    return thr
 
-# %% ../nbs/05c_forks.ipynb #60243977
-def _cell_sums(codes:list, # integer code arrays, one per key column
-               sizes:list, # the range of each
-               fork, # bool per row
-              )->tuple:
-    "(the code arrays of each occurring cell, its count, its forking count)."
-    k, key = pd.factorize(np.ravel_multi_index(codes, sizes) if len(fork) else np.zeros(0, np.int64))
-    cells = np.unravel_index(np.asarray(key, np.int64), sizes) if len(key) else tuple(np.zeros(0, np.int64) for _ in sizes)
-    return cells, np.bincount(k, minlength=len(key)), np.bincount(k, fork, len(key)).astype(np.int64)
+# %% ../nbs/05c_forks.ipynb #f2ebf2de
+def _prompt_categories(src, # the `query.TokenSource` of `_fork_tables`
+                       col:str, # the token-string column
+                      )->list:
+    "The cells' prompts in order of first appearance in the token table (see above)."
+    if src.frame is not None:
+        f = src.frame; ok = f['model'].astype(str).isin(src.models) & f[col].notna() & np.isfinite(f['entropy'].to_numpy(float, na_value=np.nan))
+        return list(pd.unique(f.loc[ok.to_numpy(), 'prompt_id'].astype(str)))
+    rank = {str(p): i for i, p in enumerate(src.prompts or [])}
+    first = src.con.execute('SELECT prompt, min(m) FROM _fork_cells GROUP BY prompt').fetchall()
+    return [p for p, m in sorted(first, key=lambda r: (r[1], rank.get(r[0], len(rank)), r[0]))]
 
-# %% ../nbs/05c_forks.ipynb #aeea21a2
-def fork_counts(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy and `token_col`)
+# %% ../nbs/05c_forks.ipynb #597aa2d8
+def _coded_cells(src, vocab:list, prompts:list)->pd.DataFrame:
+    "The cells of `_fork_tables` as (m, p, v, n, f): checkpoint rank, prompt code into `prompts`, token code into `vocab` (then dropped)."
+    src.con.register('_fork_v', pd.DataFrame({'tok': pd.Series(vocab, dtype=object), 'v': np.arange(len(vocab))}))
+    src.con.register('_fork_p', pd.DataFrame({'prompt': pd.Series(prompts, dtype=object), 'p': np.arange(len(prompts))}))
+    out = src.sql('SELECT c.m, p, v, n, f FROM _fork_cells c JOIN _fork_p USING (prompt) JOIN _fork_v USING (tok) ORDER BY c.m, p, v')
+    for t in ('_fork_v', '_fork_p'): src.con.unregister(t)
+    src.con.execute('DROP TABLE _fork_cells; DROP TABLE _fork_thr')
+    return out
+
+# %% ../nbs/05c_forks.ipynb #e126505a
+def _checkpoints(tokens, # a token frame, a `query.TokenSource` or a `RunStore`
+                 models:Sequence[str]|None=None, # wanted order
+                )->list:
+    "`report_tables.model_order` of a frame; of a source or a run, `models` or all its checkpoints."
+    if isinstance(tokens, pd.DataFrame): return model_order(tokens, models)
+    return list(models) if models is not None else token_source(tokens).models
+
+# %% ../nbs/05c_forks.ipynb #fc476e20
+def _keyed(tokens):
+    "`tokens` with `step` 0 where it is a frame without one; anything else as it is."
+    return tokens.assign(step=0) if isinstance(tokens, pd.DataFrame) and 'step' not in tokens else tokens
+
+# %% ../nbs/05c_forks.ipynb #9a4fcf5c
+def fork_counts(tokens, # tokens (model, prompt_id, entropy and `token_col`): a frame, a `query.TokenSource` or a `RunStore`
                 models:Sequence[str]|None=None, # checkpoint order
                 q:float=0.8, # a position forks when its entropy is above its checkpoint's q-quantile
                 token_col:str='next_token', # the token-string column
                )->tuple:
     "(cells, vocab, thresholds): cells has model, prompt (categorical), token (code into `vocab`, the sorted strings), n, f; thresholds is {model: q-quantile}."
-    order = model_order(tokens, models)
-    ok = tokens['model'].astype(str).isin(order) & tokens[token_col].notna() & np.isfinite(tokens['entropy'].to_numpy(float, na_value=np.nan))
-    t = tokens.loc[ok.to_numpy(), ['model', 'prompt_id', token_col, 'entropy']]
-    mc, fork, thr = _fork_flags(t, order, q)
-    pc, prompts = pd.factorize(t['prompt_id'].astype(str))
-    vc, vocab = pd.factorize(t[token_col], sort=True)
-    (m, p, v), n, f = _cell_sums([mc, pc, vc], [len(order), len(prompts), len(vocab)], fork)
-    cells = pd.DataFrame(dict(model=pd.Categorical.from_codes(m, order), prompt=pd.Categorical.from_codes(p, prompts), token=v, n=n, f=f))
-    return cells, np.asarray(vocab), dict(zip(order, thr.tolist()))
+    order = _checkpoints(tokens, models)
+    if isinstance(tokens, RunStore): tokens = tokens.select(tokens.models, tokens.read_prompts().sort_values('prompt_index', kind='stable').prompt_id)
+    src = token_source(_keyed(tokens), order); thr = _fork_tables(src, q, token_col)
+    vocab = sorted(v for (v,) in src.con.execute('SELECT DISTINCT tok FROM _fork_cells').fetchall())
+    prompts = _prompt_categories(src, token_col); c = _coded_cells(src, vocab, prompts)
+    cells = pd.DataFrame(dict(model=pd.Categorical.from_codes(c.m.to_numpy(int), order), prompt=pd.Categorical.from_codes(c.p.to_numpy(int), pd.Index(prompts, dtype=str)),
+                              token=c.v.to_numpy(np.int64), n=c.n.to_numpy(np.int64), f=c.f.to_numpy(np.int64)))
+    return cells, np.array(vocab, dtype=object), dict(zip(order, thr.tolist()))
 
 # %% ../nbs/05c_forks.ipynb #7c4ff497
 def _break_ties(out:np.ndarray, tied:np.ndarray, n:np.ndarray, need:np.ndarray)->np.ndarray:
@@ -185,7 +217,7 @@ def _with_noise(t:pd.DataFrame, e:list)->pd.DataFrame:
     return t.assign(noise_p_adj=q, verdict=checkpoint_verdict(t['p_adj'].to_numpy(float), q))
 
 # %% ../nbs/05c_forks.ipynb #94716042
-def forking_overlap(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy, `token_col`)
+def forking_overlap(tokens, # tokens (model, prompt_id, entropy, `token_col`): a frame, a `query.TokenSource` or a `RunStore`
                     models:Sequence[str]|None=None, # checkpoint order
                     q:float=0.8, # a position forks when its entropy is above its checkpoint's q-quantile
                     top_n:int=50, # size of each forking set
@@ -198,7 +230,7 @@ def forking_overlap(tokens:pd.DataFrame, # tokens table (model, prompt_id, entro
                     noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                    )->pd.DataFrame:
     "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n_prompts, jaccard, within, between, change, floor, p, p_adj (Holm), noise_p_adj, verdict."
-    order = model_order(tokens, models); pairs = [p for p in noise_pairs if set(p) <= set(model_order(tokens))]
+    order = _checkpoints(tokens, models); pairs = [p for p in noise_pairs if set(p) <= set(_checkpoints(tokens))]
     cells, vocab, _ = fork_counts(tokens, list(dict.fromkeys(order + [m for p in pairs for m in p])), q, token_col)
     sets, rows, done = _full_sets(cells, vocab, order, top_n, min_count), [], {}
     for i, m in enumerate(order[1:], 1):

@@ -4,9 +4,11 @@
 
 # %% ../nbs/04b_results.ipynb #79e1df6e
 from __future__ import annotations
+import weakref
 import numpy as np
 import pandas as pd
 from .grading import extract_boxed, answers_match, majority_answer
+from .query import token_source
 
 # %% auto #0
 __all__ = ['PROMPT_RESULTS_COLUMNS', 'SAMPLE_RESULTS_COLUMNS', 'references_frame', 'with_sample', 'entropy_agg',
@@ -50,6 +52,20 @@ def _stats_by_key(tokens:pd.DataFrame, key:list)->pd.DataFrame:
     "`entropy_agg` of `tokens` per group of `key`, the count named n_tokens."
     return entropy_agg(with_sample(tokens), key).rename(columns={'count': 'n_tokens'})
 
+# %% ../nbs/04b_results.ipynb #70abf316
+_MEMO = weakref.WeakKeyDictionary()  # {TokenSource: {name: reduction}}: what one pass over a source's rows gave
+
+# %% ../nbs/04b_results.ipynb #44758cce
+def _token_stats(tokens)->tuple:
+    "(per generation, per (model, prompt)) `_stats_by_key` of `tokens` (frame, `TokenSource` or `RunStore`), chunk by chunk; once per source."
+    src = token_source(tokens); memo = _MEMO.setdefault(src, {}); keys = (['model', 'prompt_id', 'sample'], ['model', 'prompt_id'])
+    if 'stats' not in memo:
+        parts = [[_stats_by_key(c, k) for k in keys] for c in src.chunks(['entropy', 'probability'])]
+        empty = pd.DataFrame({'model': pd.Series(dtype=str), 'prompt_id': pd.Series(dtype=str), 'sample': pd.Series(dtype='int64'),
+                              'entropy': pd.Series(dtype=float), 'probability': pd.Series(dtype=float)})
+        memo['stats'] = tuple(pd.concat([p[i] for p in parts], ignore_index=True) if parts else _stats_by_key(empty, k) for i, k in enumerate(keys))
+    return memo['stats']
+
 # %% ../nbs/04b_results.ipynb #f2e84c67
 def _fill_counts(out:pd.DataFrame)->pd.DataFrame:
     "`out` (changed in place) with n_tokens 0 where it is missing, as int64, and `finished` as bool."
@@ -83,13 +99,13 @@ def _given_verdicts(out:pd.DataFrame, generations:pd.DataFrame, key:list)->pd.Se
     return out['correct'].fillna(pd.Series(given.reindex(pd.MultiIndex.from_frame(out[key])).to_numpy(), index=out.index, dtype='boolean'))
 
 # %% ../nbs/04b_results.ipynb #46b07938
-def sample_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, sample, entropy, probability)
+def sample_level_results(tokens, # the tokens: a frame (model, prompt_id, sample, entropy, probability), a `TokenSource` or a `RunStore`
                          generations:pd.DataFrame, # the generations table (model, prompt_id, sample, finished, generated_text)
                          references:pd.DataFrame|None=None # prompt_id, reference_answer; None when the data has none
                         )->pd.DataFrame:
     "One row per (prompt, sample, model) in the generations' order: token statistics, finished, answer, correctness."
     key = ['model', 'prompt_id', 'sample']
-    out = with_sample(generations)[key + ['finished', 'generated_text']].merge(_stats_by_key(tokens, key), on=key, how='left', validate='one_to_one')
+    out = with_sample(generations)[key + ['finished', 'generated_text']].merge(_token_stats(tokens)[0], on=key, how='left', validate='one_to_one')
     out = _fill_counts(out)
     out['extracted_answer'] = pd.Series([extract_boxed(t) for t in out['generated_text']], index=out.index, dtype=object)
     out = _with_references(out, references)
@@ -109,7 +125,7 @@ def _over_samples(s:pd.DataFrame, key:list)->pd.DataFrame:
     return out.merge(first, on=key, how='left', validate='one_to_one')
 
 # %% ../nbs/04b_results.ipynb #b6f96a2b
-def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_id, entropy, probability; `sample` if several)
+def prompt_level_results(tokens, # the tokens: a frame (model, prompt_id, entropy, probability; `sample` if several), a `TokenSource` or a `RunStore`
                          generations:pd.DataFrame, # the generations table (model, prompt_id, finished, generated_text; `sample`)
                          references:pd.DataFrame|None=None, # prompt_id, reference_answer; None when the data has none
                          samples:pd.DataFrame|None=None, # `sample_level_results` of the same tables, when already made
@@ -117,7 +133,7 @@ def prompt_level_results(tokens:pd.DataFrame, # the tokens table (model, prompt_
     "One row per (prompt, model) in the generations' order, over its samples: token statistics, finished, (majority) answer, correctness, n_samples, n_correct."
     s = sample_level_results(tokens, generations, references) if samples is None else samples
     key = ['model', 'prompt_id']
-    out = _fill_counts(_over_samples(s, key).merge(_stats_by_key(tokens, key), on=key, how='left', validate='one_to_one'))
+    out = _fill_counts(_over_samples(s, key).merge(_token_stats(tokens)[1], on=key, how='left', validate='one_to_one'))
     for c in ('extracted_answer', 'reference_answer'): out[c] = _none_for_missing(out[c])
     out['correct'] = _verdicts(out['extracted_answer'], out['reference_answer'])
     out['n_samples'] = out['n_samples'].astype('int64')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_store.ipynb #90d8de61
 from __future__ import annotations
-import contextlib, copy, datetime, hashlib, json, logging, math, os, re, shutil, sys, tempfile
+import contextlib, copy, datetime, functools, hashlib, json, logging, math, os, re, shutil, sys, tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fastcore.basics import patch
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR', 'PROMPTS_FILE', 'SCORING_STATE', 'LEGACY_FILES',
            'LEGACY_MODEL_FILES', 'FIGURES_DIR', 'TABLES_DIR', 'REPORT_NOTEBOOK', 'REPORT_HTML', 'DATA_DIRS',
            'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS',
-           'IMPORTED_COLUMNS', 'PROMPTS_COLUMNS', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
-           'to_jsonable', 'write_json', 'write_csv', 'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff',
-           'owned_paths', 'remove_owned', 'runtime_versions', 'RunStore', 'CheckpointRecord']
+           'IMPORTED_COLUMNS', 'COMPACT_ROWS', 'COMPACT_MIN_PARTS', 'ROW_GROUP_ROWS', 'PROMPTS_COLUMNS', 'atomic_path',
+           'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'write_json', 'write_csv', 'save_figure',
+           'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths', 'remove_owned', 'runtime_versions',
+           'RunStore', 'CheckpointRecord']
 
 # %% ../nbs/04_store.ipynb #64d88e60
 _TMP_MARK = '.tmp-' # in the name of every temporary file the kit writes: `.NAME.tmp-RANDOM.SUFFIX`
@@ -456,13 +458,74 @@ def _parts(self:RunStore, root:Path, model:str|None=None)->dict:
             if m := self._part_re.fullmatch(f.name): out[(name, int(m.group(1)))] = f
     return out
 
+# %% ../nbs/04_store.ipynb #e66369eb
+_COMPACTED = 'part-compacted.' # the name of a compacted part: `part-compacted.NNNNN.parquet` (a shard's name has no dot)
+_REPLACES_KEY = b'reasoning_entropy.replaces' # the key of a compacted generations part's record in its Parquet metadata
+_PART_NAME = re.compile(r'(part-(?:[A-Za-z0-9_]+-|compacted\.)?)(\d{5,})\.parquet') # a part's name: (prefix)(number)
+
+# %% ../nbs/04_store.ipynb #93f3ffc5
+def _part_number(name:str)->tuple|None:
+    "(prefix, number) of a part's file name (prefix `part-`, `part-SHARD-` or `part-compacted.`), or None."
+    m = _PART_NAME.fullmatch(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+# %% ../nbs/04_store.ipynb #29f886ea
+def _ranges(pairs:Iterable # (prefix, number) of parts
+           )->dict:
+    "{prefix: [[first, last], …]}: the parts `pairs` as runs of consecutive numbers (a record of what a compacted part stands for)."
+    out = {}
+    for p, n in sorted(set(pairs)):
+        rs = out.setdefault(p, [])
+        if rs and rs[-1][1] == n - 1: rs[-1][1] = n
+        else: rs.append([n, n])
+    return out
+
+# %% ../nbs/04_store.ipynb #4c02a5e3
+def _expand(record:dict)->list:
+    "The (prefix, number) pairs of a record of `_ranges`."
+    return [(p, n) for p, rs in record.items() for lo, hi in rs for n in range(lo, hi + 1)]
+
+# %% ../nbs/04_store.ipynb #0f94007c
+@functools.lru_cache(maxsize=4096)
+def _record_at(path:str, mtime_ns:int, size:int)->dict:
+    "The record in the schema metadata of the compacted generations part `path` (cached while the file is unchanged)."
+    return json.loads((pq.read_schema(path).metadata or {}).get(_REPLACES_KEY, b'{}'))
+
+# %% ../nbs/04_store.ipynb #10106807
+def _replaces(f:Path # a generations part
+             )->dict:
+    "{prefix: [[first, last], …]} of the parts `f` stands for: {} unless it is a compacted part."
+    if not f.name.startswith(_COMPACTED): return {}
+    try: st = f.stat()
+    except FileNotFoundError: return {}  # deleted since it was listed
+    return _record_at(str(f), st.st_mtime_ns, st.st_size)
+
+# %% ../nbs/04_store.ipynb #90368965
+def _covered(name:str, # a part's file name
+             records:list # records of compacted parts
+            )->bool:
+    "Whether one of `records` stands for the part `name`."
+    pn = _part_number(name)
+    return pn is not None and any(lo <= pn[1] <= hi for r in records for lo, hi in r.get(pn[0], ()))
+
 # %% ../nbs/04_store.ipynb #2bbcdd6f
 @patch
 def _all_gen_parts(self:RunStore)->list:
-    "(model, path) of every committed generations part, of every shard."
+    "(model, path) of every committed generations part, of every shard, less those a committed compacted part stands for."
+    gd, out = self.generations_dir, []
+    for md in (sorted(gd.glob('model=*')) if gd.is_dir() else []):
+        files = sorted(md.glob('part-*.parquet'))
+        records = [r for f in files if (r := _replaces(f))]
+        out += [(md.name[len('model='):].replace('%25', '%'), f) for f in files if not _covered(f.name, records)]
+    return out
+
+# %% ../nbs/04_store.ipynb #164571f1
+@patch
+def _compacted_parts(self:RunStore)->list:
+    "(model, path) of every compacted generations part (committed compactions, finished or not)."
     gd = self.generations_dir
     return [(md.name[len('model='):].replace('%25', '%'), f) for md in (sorted(gd.glob('model=*')) if gd.is_dir() else [])
-            for f in sorted(md.glob('part-*.parquet'))]
+            for f in sorted(md.glob(f'{_COMPACTED}*.parquet'))]
 
 # %% ../nbs/04_store.ipynb #992d2b4d
 def _units(table:pa.Table)->list[tuple[str, int]]:
@@ -505,14 +568,33 @@ def _remove_unpaired(self:RunStore):
     for f in self._unpaired(self.generations_dir, self.tokens_dir):
         log.warning('removing %s: its tokens part is missing', f); f.unlink()
 
+# %% ../nbs/04_store.ipynb #ca22b392
+@patch
+def _finish_compactions(self:RunStore, model:str|None=None # one checkpoint (None: every one)
+                       ):
+    "Finish committed compactions (delete the parts a compacted part stands for); undo the others (delete their tokens part)."
+    gd = self.generations_dir
+    for md in ([_partition_dir(gd, model)] if model is not None else sorted(gd.glob('model=*')) if gd.is_dir() else []):
+        td = self.tokens_dir/md.name
+        records = [r for f in sorted(md.glob(f'{_COMPACTED}*.parquet')) if (r := _replaces(f))]
+        for n in sorted({f.name for d in (md, td) for f in d.glob('part-*.parquet')}):
+            if _covered(n, records):  # generations part first: a tokens part left alone is an uncommitted batch
+                log.info('removing %s: a compacted part holds its rows', n); (md/n).unlink(missing_ok=True); (td/n).unlink(missing_ok=True)
+        for t in sorted(td.glob(f'{_COMPACTED}*.parquet')):
+            if not (md/t.name).exists(): log.warning('removing %s: its compaction was not committed', t); t.unlink()
+        for t in [*md.glob(f'.{_COMPACTED}*{_TMP_MARK}*'), *td.glob(f'.{_COMPACTED}*{_TMP_MARK}*')]: t.unlink(missing_ok=True)
+
 # %% ../nbs/04_store.ipynb #137f2025
 @patch
 def _recover(self:RunStore):
-    "Clean up after a killed write, then rebuild the done pairs and the next part number per model from the committed parts."
+    "Clean up after a killed write or compaction, then rebuild the done pairs and the next part number per model from the committed parts."
     self._remove_temporaries()
+    if self.shard is None: self._finish_compactions()
     self._remove_unpaired()
     self._done, self._next = {}, {}
     for (model, n) in self._parts(self.generations_dir): self._next[model] = max(self._next.get(model, 0), n + 1)
+    for model, f in self._compacted_parts():  # a number a compacted part stands for is never used again
+        for lo, hi in _replaces(f).get(self._prefix, ()): self._next[model] = max(self._next.get(model, 0), hi + 1)
     for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model)
 
 # %% ../nbs/04_store.ipynb #600fa3ba
@@ -628,12 +710,137 @@ def steps(self:RunStore)->dict:
     steps = self._step_map()
     return {m: steps.get(m) for m in self.models}
 
+# %% ../nbs/04_store.ipynb #85b10aad
+COMPACT_ROWS = 1_000_000 # token rows per compacted part, about (what compaction holds in memory at once)
+COMPACT_MIN_PARTS = 32 # compact a checkpoint with at least this many small parts (under COMPACT_ROWS / 2 token rows)
+ROW_GROUP_ROWS = 131_072 # rows per row group of a compacted part
+
+# %% ../nbs/04_store.ipynb #6b0bf7b6
+def _groups(parts:list, # (first prompt_index, last prompt_index, token rows, generations part) of each part
+            rows:int # token rows per group, about
+           )->list[list]:
+    "The parts in prompt order, in groups of at least `rows` token rows (the last may have fewer), no prompt in two groups."
+    out, n, last = [[]], 0, -1
+    for lo, hi, r, f in sorted(parts, key=lambda p: (p[0], p[1], p[3].name)):
+        if out[-1] and n >= rows and lo > last: out.append([]); n = 0
+        out[-1].append(f); n += r; last = max(last, hi)
+    return out if out[0] else []
+
+# %% ../nbs/04_store.ipynb #f1c35452
+def _read_file(f:Path, # a Parquet file
+               columns:list|None=None, # the columns to read (None: all)
+              )->pa.Table:
+    "The table in one Parquet file (without the dataset machinery of `pq.read_table`: 3–4× faster on a small part)."
+    with pq.ParquetFile(f) as pf: return pf.read(columns=columns)
+
+# %% ../nbs/04_store.ipynb #42ff48d4
+@patch
+def _compaction_plan(self:RunStore, model:str, # the checkpoint
+                     rows:int # token rows per compacted part, about
+                    )->list[list]:
+    "The committed parts of `model` with fewer than `rows` / 2 token rows (generations paths), grouped by `_groups`."
+    small = []
+    for m, f in self._all_gen_parts():
+        t = self.tokens_dir/f.parent.name/f.name
+        if m != model or _part_number(f.name) is None or not t.exists() or (n := pq.read_metadata(t).num_rows) >= rows // 2: continue
+        mm = pc.min_max(_read_file(f, ['prompt_index']).column(0)).as_py()
+        small.append((-1 if mm['min'] is None else mm['min'], -1 if mm['max'] is None else mm['max'], n, f))
+    return _groups(small, rows)
+
+# %% ../nbs/04_store.ipynb #f95afda5
+def _concat(tables:list # parts of one dataset
+           )->pa.Table:
+    "The parts as one table: the first's schema metadata, `sample` 0 where a part has none, null where one lacks a column."
+    meta = tables[0].schema.metadata
+    fill = lambda t: t if 'sample' in t.column_names else t.append_column('sample', pa.array(np.zeros(len(t), np.int64)))
+    return pa.concat_tables([fill(t).replace_schema_metadata(meta) for t in tables], promote_options='permissive')
+
+# %% ../nbs/04_store.ipynb #fdad17d2
+def _write_sorted(table:pa.Table, path:Path, # the file to write (atomically)
+                  keys:list, # the columns that order the rows
+                  rows:int=ROW_GROUP_ROWS, # rows per row group
+                  metadata:dict|None=None, # key-value metadata added to the schema's
+                 )->Path:
+    "Write `table` sorted by `keys` to `path` atomically, in row groups of `rows` rows with statistics."
+    order = pc.sort_indices(table, sort_keys=[(k, 'ascending') for k in keys])
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **(metadata or {})})
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, table.schema) as w:
+        for i in range(0, len(table), rows): w.write_table(table.take(order[i:i + rows]), row_group_size=rows)
+    return Path(path)
+
+# %% ../nbs/04_store.ipynb #807c7640
+@patch
+def _compacted_name(self:RunStore, model:str)->str:
+    "The next free compacted part name of `model`: after every compacted part there and every one a record names."
+    dirs = [_partition_dir(r, model) for r in (self.generations_dir, self.tokens_dir)]
+    used = [pn[1] for d in dirs for f in d.glob(f'{_COMPACTED}*.parquet') if (pn := _part_number(f.name))]
+    used += [hi for f in dirs[0].glob(f'{_COMPACTED}*.parquet') for _, hi in _replaces(f).get(_COMPACTED, ())]
+    return f'{_COMPACTED}{max(used, default=-1) + 1:05d}.parquet'
+
+# %% ../nbs/04_store.ipynb #d615b084
+def _fsync_dir(d:Path # a directory
+              ):
+    "Flush the entries of `d` (a rename in it) to disk; nothing where a directory cannot be opened (Windows)."
+    try: fd = os.open(d, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+# %% ../nbs/04_store.ipynb #a2bb0924
+@patch
+def _compact_group(self:RunStore, model:str, # the checkpoint
+                   files:list, # committed generations parts of it to replace
+                  )->Path:
+    "Replace the parts `files` of `model` by one compacted pair (tokens part, then generations part: the commit); return the latter."
+    name = self._compacted_name(model)
+    record = _ranges([_part_number(f.name) for f in files] + [pn for f in files for pn in _expand(_replaces(f))])
+    tt = _concat([_read_file(self.tokens_dir/f.parent.name/f.name) for f in files])
+    _write_sorted(tt, _partition_dir(self.tokens_dir, model)/name, ['prompt_id', 'sample', 'step']); del tt
+    gt = _concat([_read_file(f) for f in files])
+    out = _write_sorted(gt, _partition_dir(self.generations_dir, model)/name, ['prompt_id', 'sample'],
+                        metadata={_REPLACES_KEY: json.dumps(record).encode()})
+    for d in (self.tokens_dir, self.generations_dir): _fsync_dir(_partition_dir(d, model))  # the commit is on disk before a part goes
+    self._finish_compactions(model)  # delete the parts it stands for
+    return out
+
+# %% ../nbs/04_store.ipynb #d57230a1
+@patch
+def compact(self:RunStore, model:str|None=None, # one checkpoint (None: every one of the run)
+            rows:int=COMPACT_ROWS, # token rows per compacted part, about
+            min_parts:int=COMPACT_MIN_PARTS, # compact a checkpoint that has at least this many small parts
+           )->dict:
+    "Rewrite the small parts of each complete checkpoint as a few large ones (the readers read the same rows); {model: parts replaced}."
+    if self.shard is not None: raise ValueError(f'{self}: only the store without a shard compacts')
+    out = {}
+    for m in ([model] if model is not None else self.models):
+        if not self.progress.get(m, {}).get('complete'): log.info('%s: not compacted: not complete (a writer may add to it)', m); continue
+        self._finish_compactions(m)
+        groups = [g for g in self._compaction_plan(m, rows) if len(g) > 1]
+        if sum(map(len, groups)) < min_parts: continue
+        for g in groups: self._compact_group(m, g)
+        out[m] = sum(map(len, groups))
+        log.info('%s: %d parts compacted into %d', m, out[m], len(groups))
+    return out
+
+# %% ../nbs/04_store.ipynb #96b27acf
+@patch
+def _compact_complete(self:RunStore, model:str # a checkpoint just marked complete
+                     ):
+    "`compact` `model` from the main store; an error is logged and what it left undone (the parts stay as written)."
+    if self.shard is not None: return
+    try: self.compact(model)
+    except Exception as e:
+        log.warning('%s: not compacted (%s: %s); its parts stay as written', model, type(e).__name__, e)
+        with contextlib.suppress(Exception): self._finish_compactions(model)
+
 # %% ../nbs/04_store.ipynb #58610c95
 @patch
 def mark_model_complete(self:RunStore, model:str, # the checkpoint's name
-                         info:dict|None=None # timings and statistics to record (JSON-able)
+                         info:dict|None=None, # timings and statistics to record (JSON-able)
+                         compact:bool=True, # then compact its parts (`compact`; the main store only)
                         ):
-    "Record that `model` has all its prompts, with `info`, in the manifest."
+    "Record that `model` has all its prompts, with `info`, in the manifest; then compact its small parts."
     p = self._manifest['progress'].setdefault(model, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})
     if model not in self._manifest['models']: self._manifest['models'].append(model)
     p.update(to_jsonable(info or {}))
@@ -642,6 +849,7 @@ def mark_model_complete(self:RunStore, model:str, # the checkpoint's name
     p['complete'], p['completed'] = True, _now()
     p.pop('failed', None)
     self._save_manifest()
+    if compact: self._compact_complete(model)
 
 # %% ../nbs/04_store.ipynb #5bbe724a
 @patch
