@@ -322,6 +322,7 @@ import pyarrow.dataset as ds
 from fastcore.basics import patch
 from .store import RunStore
 from .report_figures import checkpoint_colors
+from .query import token_source, VALUE_COLUMNS
 
 # %% ../nbs/09_explorer.ipynb #e3a77591
 def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None,
@@ -337,6 +338,19 @@ def _read_rows(root:Path, prompt_id:str, models:list, columns:list|None=None,
     order = {m: i for i, m in enumerate(models)}
     by = ['_m'] + [c for c in ('sample', 'step') if c in df.columns]
     return df.assign(_m=df.model.map(order)).sort_values(by, kind='stable').drop(columns='_m').reset_index(drop=True)
+
+# %% ../nbs/09_explorer.ipynb #af9e5caf
+def _prompt_rows(src, # the run's `TokenSource` (`token_source(store)`)
+                 prompt_id:str, # the prompt
+                 models:list, # its checkpoints, in the order shown
+                 sample:int|None=None, # only this sample's rows (None: every sample)
+                 columns:list|None=None, # token columns besides model, prompt_id, sample, step (None: every one)
+                )->pd.DataFrame:
+    "One prompt's token rows for `models` (and `sample`), by checkpoint (as given), sample and step, `model` last: only the parts that hold it are read."
+    if not models: return pd.DataFrame(columns=['prompt_id', 'sample', 'step', 'model'])
+    df = src.rows([str(prompt_id)], VALUE_COLUMNS if columns is None else list(columns), models=[str(m) for m in models])
+    if sample is not None: df = df[df['sample'] == int(sample)].reset_index(drop=True)
+    return df[[c for c in df.columns if c != 'model'] + ['model']]
 
 # %% ../nbs/09_explorer.ipynb #61b04f8c
 def _read_results(store:RunStore)->pd.DataFrame:
@@ -410,10 +424,11 @@ class Explorer:
 # %% ../nbs/09_explorer.ipynb #4cc0b917
 @patch
 def _load(self:Explorer, run_dir):
-    "Read what the explorer keeps for its whole life: checkpoints, prompts, per-prompt results, scoring and samples."
+    "Read what the explorer keeps for its whole life: checkpoints, prompts, per-prompt results, the token source, scoring and samples."
     self.run_dir = Path(run_dir)
     self.store = RunStore(self.run_dir)
     self.all_models, self.prompts, self.results = self.store.models, self.store.read_prompts(), _read_results(self.store)
+    self.source = token_source(self.store)  # the token rows, queried a prompt at a time (nothing is read here)
     self.scored = self.store.scored_dir.exists()
     self.sequences = (self.store.scoring_state() or {}).get('sequences') if self.scored else None
     self.n_samples = self.store.num_samples
@@ -469,7 +484,7 @@ def _view_controls(self:Explorer, models:list, metrics:list, metric:str, sample:
     self.w_info, self.w_html, self.w_panel = W.HTML(), W.HTML(), W.HTML()
     self.w_pick = W.Text(layout=W.Layout(display='none'))  # a click on a token writes 'step|checkpoint|time' here
     self.w_plot = W.Image(format='png', layout=W.Layout(width='720px'))
-    self._view, self.figure, self.view_tokens, self._busy = None, None, pd.DataFrame(), 0
+    self._view, self.figure, self._shown, self._busy = None, None, (pd.DataFrame(), None), 0
 
 # %% ../nbs/09_explorer.ipynb #ba376476
 @patch
@@ -583,12 +598,24 @@ def tokens(self:Explorer, prompt_id:str, # the prompt
            models:list, # checkpoints (for Δ: the first is the baseline)
            metric:str='entropy', # 'delta_entropy' reads the scored sequences
            sample:int=0, # which of the prompt's samples (a run of several)
+           columns:list|None=None, # the token columns to read (None: every one; the scored rows always have every one)
           )->pd.DataFrame:
     "The token rows shown for `prompt_id` (scored rows with a `delta_entropy` column against `models[0]` for that metric)."
-    if metric != 'delta_entropy': return _read_rows(self.store.tokens_dir, prompt_id, list(models), sample=sample if self.n_samples > 1 else None)
+    if metric != 'delta_entropy': return _prompt_rows(self.source, prompt_id, list(models), sample if self.n_samples > 1 else None, columns)
     t = _read_rows(self.store.scored_dir, prompt_id, list(models))
     ref = t[t.model == models[0]].set_index('step')['entropy']
     return t.assign(delta_entropy=t.entropy - t.step.map(ref))
+
+# %% ../nbs/09_explorer.ipynb #d55a029c
+_VIEW_COLUMNS = ['token_id', 'next_token', 'entropy', 'probability']  # what the compact view and the curve draw
+
+# %% ../nbs/09_explorer.ipynb #59a6a976
+@patch(as_prop=True)
+def view_tokens(self:Explorer)->pd.DataFrame:
+    "The current view's token rows with every column (those the view does not draw are read on first use: a click, an export)."
+    rows, read_all = self._shown
+    if read_all is not None: self._shown = rows, read_all = read_all(), None
+    return rows
 
 # %% ../nbs/09_explorer.ipynb #94cda1d7
 @patch
@@ -631,7 +658,7 @@ def _info(self:Explorer, pid:str)->str:
 def _clear(self:Explorer, pid:str|None):
     "Empty the view (no prompt or no checkpoint chosen); the prompt's text stays when there is a prompt."
     self.w_html.value = '<i class="re-empty">pick a prompt and at least one checkpoint</i>'
-    self.w_plot.value, self.figure, self.view_tokens, self.w_panel.value, self._view = b'', None, pd.DataFrame(), '', None
+    self.w_plot.value, self.figure, self._shown, self.w_panel.value, self._view = b'', None, (pd.DataFrame(), None), '', None
     self.w_info.value = self._info(pid) if pid is not None else ''
 
 # %% ../nbs/09_explorer.ipynb #6fa8d658
@@ -650,6 +677,7 @@ def _delta_view(self:Explorer, pid:str, models:list)->tuple:
     a, b = self.w_from.value, self.w_to.value
     rows = [a] + [m for m in models if m not in (a, b)] + ([b] if b != a else [])
     t = self.tokens(pid, rows, 'delta_entropy')
+    self._shown = t, None
     cap = self._delta_caption(pid, a, b)
     lab = {m: m for m in rows}; lab[a] = f'{a} (baseline)'
     if b != a: lab[b] = f'{b} (target)'
@@ -661,13 +689,14 @@ def _delta_view(self:Explorer, pid:str, models:list)->tuple:
 @patch
 def _own_view(self:Explorer, pid:str, models:list, metric:str, sample:int)->tuple:
     "Set the token view of the checkpoints' own generations (the chosen sample; where they part marked); return its rows and checkpoints."
-    t = self.tokens(pid, models, metric, sample)
+    t = self.tokens(pid, models, metric, sample, _VIEW_COLUMNS)
+    self._shown = t, lambda: self.tokens(pid, models, metric, sample)  # every column: read on a click or an export
     div = _first_divergence(t)
     cap = ("the checkpoints' own generations" + (f"; they first diverge at step {div} (marked ▌)" if div else '; identical')
            + (f', sample {sample} of {self.n_samples}' if self.n_samples > 1 else ''))
     ok, q = self._verdicts(pid, models, sample), self.w_quantile.value
     self._view = lambda tips, t=t, ms=models, ok=ok, cap=cap, q=q: token_heatmap(
-        t, metric, models=ms, prompt_ids=[pid], highlight_quantile=q, correct=ok, caption=cap, tips=tips, mark_step=div)
+        self.view_tokens if tips else t, metric, models=ms, prompt_ids=[pid], highlight_quantile=q, correct=ok, caption=cap, tips=tips, mark_step=div)
     self._caption = cap
     return t, models
 
@@ -675,7 +704,8 @@ def _own_view(self:Explorer, pid:str, models:list, metric:str, sample:int)->tupl
 def _curve(t:pd.DataFrame, models:list, colours:dict, title:str):
     "The per-step entropy of each checkpoint of `models` in `t` (a matplotlib Figure, no pyplot state)."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 3), layout='constrained')
+    fig = Figure(figsize=(8, 3))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.9)  # fixed: a layout engine measures every label first
     ax = fig.subplots()
     for m in models:
         g = t[t.model == m]
@@ -705,7 +735,7 @@ def render(self:Explorer):
     self.w_info.value = self._info(pid)
     t, models = self._delta_view(pid, models) if metric == 'delta_entropy' else self._own_view(pid, models, metric, sample)
     self.w_html.value = self._view(False)  # compact: one click handler, the values in the panel below
-    self.view_tokens, self.w_panel.value = t, ''
+    self.w_panel.value = ''
     self._plot(t, models, pid, metric, sample)
 
 # %% ../nbs/09_explorer.ipynb #9cb15e99

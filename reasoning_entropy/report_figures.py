@@ -101,10 +101,13 @@ def fig_low_entropy(tokens:pd.DataFrame, # tokens table
                     threshold:float=0.01, # "near-deterministic" below this entropy
                     q:float=0.8, # the percentile of the forking threshold
                     steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
+                    share:pd.DataFrame|None=None, # `R.share_below` of the same, when already computed
+                    thresholds:pd.DataFrame|None=None, # `R.percentile_thresholds` of the same, when already computed
                    )->Figure:
     "Two bar panels per checkpoint: share of tokens below `threshold` nats, and the q-th entropy percentile."
     order = R.model_order(tokens, models); colors = [checkpoint_colors(order)[m] for m in order]
-    sb, pt = R.share_below(tokens, threshold, order), R.percentile_thresholds(tokens, q, order)
+    sb = R.share_below(tokens, threshold, order) if share is None else share
+    pt = R.percentile_thresholds(tokens, q, order) if thresholds is None else thresholds
     fig, (a, b) = _fig(1, 2, w=10, h=4)
     x, unit, _ = _ckpt_x(order, steps)
     a.bar(x, sb.share_below, 0.8 * unit, color=colors)
@@ -225,10 +228,11 @@ def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
                         models:Sequence[str]|None=None, # checkpoint order
                         close_tag:str='</think>', # the text that ends the reasoning
                         steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
+                        table:pd.DataFrame|None=None, # `R.think_vs_answer` of the same, when already computed
                        )->Figure:
     "Grouped bars per checkpoint: mean entropy in the think part, the answer part and unclosed generations, with 95% intervals."
     order = R.model_order(tokens, models)
-    t = R.think_vs_answer(tokens, order, close_tag=close_tag)
+    t = R.think_vs_answer(tokens, order, close_tag=close_tag) if table is None else table
     segs = [s for s in R.SEGMENTS if s in set(t.segment)]
     fig, ax = _fig(w=max(6, 1.1 * len(order) + 2), h=4)
     x0, unit, _ = _ckpt_x(order, steps)
@@ -322,10 +326,11 @@ def _distance_panel(ax, d:pd.DataFrame, col:str, lab:str, pos:dict, order:list, 
 def fig_distances(tokens:pd.DataFrame, # tokens table
                   models:Sequence[str]|None=None, # checkpoint order
                   steps:dict|None=None, # {model: training step}: the x axis when every checkpoint has a distinct one
+                  table:pd.DataFrame|None=None, # `R.distribution_distances` of the same, when already computed
                  )->Figure:
     "Wasserstein-1 (left) and Kolmogorov–Smirnov (right) distances of entropy distributions, consecutive and vs the first, over their noise floors."
     order = R.model_order(tokens, models)
-    d = R.distribution_distances(tokens, order)
+    d = R.distribution_distances(tokens, order) if table is None else table
     fig, axes = _fig(1, 2, w=10, h=4)
     pos = dict(zip(order, _ckpt_x(order, steps)[0]))
     for ax, col, lab in zip(axes, ('wasserstein', 'ks'), ('Wasserstein-1 (nats)', 'Kolmogorov–Smirnov D')):

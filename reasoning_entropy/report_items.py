@@ -11,6 +11,7 @@ import pandas as pd
 from fastcore.basics import patch
 from .errors import InputError
 from .store import RunStore
+from .query import TokenSource, token_source, VALUE_COLUMNS
 from .results import sample_level_results, prompt_level_results
 from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
@@ -68,9 +69,9 @@ def _memo(self:ReportRun, key:str, make:Callable):
 
 # %% ../nbs/08b_report_items.ipynb #46bca121
 @patch(as_prop=True)
-def tokens(self:ReportRun)->pd.DataFrame:
-    "Every generated token of the covered checkpoints and prompts."
-    return self._memo('tokens', lambda: self.store.read_tokens(self.models))
+def tokens(self:ReportRun)->TokenSource:
+    "Every generated token of the covered checkpoints and prompts, as a `query.TokenSource`: queried out of core, never loaded."
+    return self._memo('tokens', lambda: token_source(self.store, self.models))
 
 @patch(as_prop=True)
 def generations(self:ReportRun)->pd.DataFrame:
@@ -306,7 +307,8 @@ register(ReportItem('percentile_thresholds', 'Distributions', 'Forking threshold
                     note="The entropy above which a checkpoint's top 20% ('forking') tokens lie; a falling threshold means even its "
                     "most uncertain tokens became less uncertain."))
 register(ReportItem('low_entropy', 'Distributions', 'Near-deterministic share and forking threshold across checkpoints',
-                    figure=lambda run: F.fig_low_entropy(run.tokens, run.models, steps=run.steps)))
+                    figure=lambda run: F.fig_low_entropy(run.tokens, run.models, steps=run.steps, share=run.table('share_below'),
+                                                         thresholds=run.table('percentile_thresholds'))))
 
 # %% ../nbs/08b_report_items.ipynb #c4d3da03
 register(ReportItem('entropy_by_step', 'Steps', 'Mean entropy at each generation step',
@@ -339,7 +341,7 @@ register(ReportItem('forking_overlap', 'Tokens', 'Overlap of the forking-token s
 # %% ../nbs/08b_report_items.ipynb #2403b482
 register(ReportItem('think_vs_answer', 'Reasoning structure', 'Entropy inside <think> versus in the answer',
                     table=lambda run: R.think_vs_answer(run.tokens, run.models),
-                    figure=lambda run: F.fig_think_vs_answer(run.tokens, run.models, steps=run.steps),
+                    figure=lambda run: F.fig_think_vs_answer(run.tokens, run.models, steps=run.steps, table=run.table('think_vs_answer')),
                     note="Mean entropy inside <think>…</think> versus in the answer after it (generations that never close the tag "
                     "apart); reasoning usually carries more uncertainty than the answer."))
 
@@ -420,7 +422,7 @@ register(ReportItem('quadrants', 'Answers and calibration', 'Tokens by entropy a
 # %% ../nbs/08b_report_items.ipynb #ad322a5e
 register(ReportItem('distances', 'Between checkpoints', 'Distances between entropy distributions', needs=('two_checkpoints',), finding=K.distance_finding,
                     table=lambda run: R.distribution_distances(run.tokens, run.models, noise_pairs=run.noise_pairs),
-                    figure=lambda run: F.fig_distances(run.tokens, run.models, steps=run.steps),
+                    figure=lambda run: F.fig_distances(run.tokens, run.models, steps=run.steps, table=run.table('distances')),
                     note="Wasserstein-1 (nats of entropy moved) and Kolmogorov–Smirnov (largest CDF gap) between entropy distributions, "
                     "consecutive and against the first checkpoint, each beside its noise floor (the 95th percentile when the two "
                     "checkpoints' labels are swapped within random prompts), both on one grid of at most 4096 points; the verdict is Holm-adjusted "
@@ -539,8 +541,8 @@ def _heatmap(run:ReportRun)->str:
     pids = list(tp.prompt_id) if len(tp) else list(dict.fromkeys(run.generations.prompt_id))[:run.heatmap_prompts]
     first = run.samples[run.samples['sample'] == 0]
     correct = {(r.model, r.prompt_id): bool(r.correct) for r in first.itertuples() if pd.notna(r.correct)}
-    t = run.tokens
-    return token_heatmap(t[t.prompt_id.isin(pids) & (t['sample'] == 0)], 'entropy', models=run.models, prompt_ids=pids,
+    t = run.tokens.rows(pids, VALUE_COLUMNS)  # only the rows of the prompts shown
+    return token_heatmap(t[t['sample'] == 0], 'entropy', models=run.models, prompt_ids=pids,
                          highlight_quantile=0.8, correct=correct)
 
 # %% ../nbs/08b_report_items.ipynb #50b8515f
