@@ -109,9 +109,9 @@ def answers(self:ReportRun)->pd.DataFrame:
 
 # %% ../nbs/08b_report_items.ipynb #67845b55
 @patch(as_prop=True)
-def scored(self:ReportRun)->pd.DataFrame:
-    "The teacher-forced (scored) tokens of the covered checkpoints."
-    return self._memo('scored', lambda: self.store.read_scored(self.models))
+def scored(self:ReportRun)->TokenSource:
+    "The teacher-forced (scored) tokens of the covered checkpoints, as a `query.TokenSource` (queried one pair of checkpoints at a time)."
+    return self._memo('scored', lambda: R.scored_source(self.store, self.models))
 
 @patch(as_prop=True)
 def groups(self:ReportRun)->list:
@@ -120,7 +120,7 @@ def groups(self:ReportRun)->list:
 
 # %% ../nbs/08b_report_items.ipynb #a101dc8e
 NEEDS = {
-    'scored': (lambda run: bool(run.groups) and not run.scored.empty,
+    'scored': (lambda run: bool(run.groups) and bool(run.scored.models),
                "This run has no teacher-forced scores: `reasoning-entropy score --run_dir RUN` adds them "
                "(`reasoning-entropy report` does it before writing the report)."),
     'groups': (lambda run: bool(run.groups),

@@ -6,24 +6,26 @@
 from __future__ import annotations
 import logging
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 from fastcore.meta import delegates
 from .grading import pass_at_k, pass_ks
+from .store import RunStore
+from .query import TokenSource, token_source
 from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, NOISE_NOT_MEASURED, BEYOND_NOISE, WITHIN_NOISE, t_halfwidth,
                     t_interval, hall_interval, wilson_interval, mean01_interval, ratio_interval, holm, verdict, checkpoint_verdict,
-                    noise_p, mcnemar_exact, paired_interval, distance_null, overlap_null, change_by_percentile, crossfit_selector,
+                    noise_p, mcnemar_exact, paired_interval, distance_null, distance_null_hists, overlap_null, change_by_percentile, crossfit_selector,
                     percentile_bins, wasserstein1, ks_distance)
 
 # %% auto #0
-__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'OVERLAP_BEYOND', 'model_order', 'step_axis', 'with_steps', 'entropy_summary',
-           'log_bins', 'entropy_histograms', 'share_below', 'percentile_thresholds', 'entropy_by_step',
-           'entropy_by_position', 'token_ranking', 'forking_tokens', 'jaccard', 'think_segments', 'think_vs_answer',
-           'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy', 'distribution_distances',
-           'paired_differences', 'accuracy_change', 'pass_at_k_table', 'majority_vote', 'sample_entropy_spread',
-           'entropy_correct_vs_incorrect', 'aligned_top_overlap', 'aligned_change_by_percentile', 'sequences_label',
-           'groups_table', 'by_group']
+__all__ = ['log', 'QUANTILES', 'SEGMENTS', 'HIST_BUDGET', 'OVERLAP_BEYOND', 'model_order', 'step_axis', 'with_steps',
+           'entropy_summary', 'log_bins', 'entropy_histograms', 'share_below', 'percentile_thresholds',
+           'entropy_by_step', 'entropy_by_position', 'token_ranking', 'forking_tokens', 'jaccard', 'think_segments',
+           'think_vs_answer', 'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy',
+           'distribution_distances', 'paired_differences', 'accuracy_change', 'pass_at_k_table', 'majority_vote',
+           'sample_entropy_spread', 'entropy_correct_vs_incorrect', 'scored_source', 'aligned_top_overlap',
+           'aligned_change_by_percentile', 'sequences_label', 'groups_table', 'by_group']
 
 # %% ../nbs/05_report_tables.ipynb #aad7c66f
 log = logging.getLogger(__name__)
@@ -32,11 +34,11 @@ log = logging.getLogger(__name__)
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # the quantiles every summary reports
 
 # %% ../nbs/05_report_tables.ipynb #87de5f7b
-def model_order(df:pd.DataFrame, # any frame with a `model` column
+def model_order(df, # any frame with a `model` column, or a `TokenSource` / `RunStore` (its checkpoints)
                 models:Sequence[str]|None=None, # wanted order; None = order of first appearance
                )->list[str]:
-    "The checkpoint order: `models` checked against `df`, or the order of first appearance."
-    present = list(pd.unique(df['model'].astype(str)))
+    "The checkpoint order: `models` checked against the data, or the order of first appearance."
+    present = token_source(df).models if isinstance(df, (TokenSource, RunStore)) else list(pd.unique(df['model'].astype(str)))
     if models is None: return present
     models = [str(m) for m in models]
     missing = [m for m in models if m not in present]
@@ -58,17 +60,18 @@ def _values(s:pd.Series)->np.ndarray:
     return a[np.isfinite(a)]
 
 # %% ../nbs/05_report_tables.ipynb #9abf24d1
-def _concat_per_model(df:pd.DataFrame, models:Sequence[str]|None, fn, cols:list)->pd.DataFrame:
-    "The frames `fn(model, its rows)` of every checkpoint in order, concatenated, with columns `cols`."
-    order, groups = _by_model(df, models)
-    out = [fn(m, groups[m]) for m in order]
-    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+def _source(tokens, models:Sequence[str]|None)->tuple:
+    "(order, `tokens` — a frame, a `TokenSource` or a `RunStore` — as a `TokenSource` of the checkpoints of `order`)."
+    order = model_order(tokens, models)
+    if isinstance(tokens, pd.DataFrame) and (miss := [c for c in ('prompt_id', 'step') if c not in tokens]):
+        tokens = tokens.assign(**{c: pd.Series(None if c == 'prompt_id' else 0, index=tokens.index, dtype=object if c == 'prompt_id' else 'int64') for c in miss})
+    return order, token_source(tokens, order)
 
 # %% ../nbs/05_report_tables.ipynb #2a932150
-def _per_model(tokens:pd.DataFrame, models:Sequence[str]|None, fn)->pd.DataFrame:
-    "One row per checkpoint in order: `model` and the dict `fn` makes of its finite entropies."
-    order, groups = _by_model(tokens, models)
-    return pd.DataFrame([dict(model=m, **fn(_values(groups[m]['entropy']))) for m in order])
+def _by_m(order:list, r:pd.DataFrame)->pd.DataFrame:
+    "A per-checkpoint SQL result `r` (column `m`, the rank) as one row per checkpoint of `order`, `model` first (NaN where it has no row)."
+    r = r.set_index('m').reindex(range(len(order))).reset_index(drop=True)
+    return r.assign(model=order)[['model'] + [c for c in r.columns]]
 
 # %% ../nbs/05_report_tables.ipynb #2b8d4fa1
 def step_axis(models:Sequence[str], # checkpoints in order
@@ -91,6 +94,30 @@ def with_steps(df:pd.DataFrame, # a table with a `model` column (others are retu
     if 'ref_model' in out.columns: out.insert(out.columns.get_loc('ref_model') + 1, 'ref_training_step', get('ref_model'))
     return out
 
+# %% ../nbs/05_report_tables.ipynb #af3a2af1
+def _order_stats(src:TokenSource, expr:str, where:str, n:int, ranks:np.ndarray, params:list=())->np.ndarray:
+    "The values of 0-based `ranks` among the `n` values `expr` of the rows `where`: a few by `quantile_disc` (linear time each), many from one sort."
+    if len(ranks) <= 8: return np.asarray(src.sql(f'SELECT quantile_disc({expr}, ?::DOUBLE[]) AS v FROM tokens WHERE {where}', [list((ranks + 0.5) / n), *params]).v[0], float)
+    r = src.sql(f"""SELECT r, v FROM (SELECT row_number() OVER (ORDER BY {expr}) - 1 AS r, {expr} AS v FROM tokens WHERE {where})
+                    WHERE r IN (SELECT unnest(?::BIGINT[])) ORDER BY r""", [*params, [int(k) for k in ranks]])
+    return r.v.to_numpy(float)
+
+# %% ../nbs/05_report_tables.ipynb #ddec3710
+def _quantiles(src:TokenSource, expr:str, # the value (SQL)
+               where:str, # the rows (SQL)
+               n:int, # how many rows `where` holds
+               qs, # the quantiles
+               params:list=(), # values of the `?` of `where`
+              )->np.ndarray:
+    "`np.quantile` of the `n` values `expr` of the rows `where`, exactly: the engine's order statistics, numpy's interpolation."
+    if n == 0: return np.full(len(qs), np.nan)
+    h = (n - 1) * np.asarray(qs, float); top = h >= n - 1
+    lo = np.where(top, n - 1, np.floor(h)).astype(np.int64); hi = np.where(top, n - 1, lo + 1)
+    ranks = np.unique(np.r_[lo, hi])
+    v = dict(zip(ranks, _order_stats(src, expr, where, n, ranks, params)))
+    a, b, g = np.array([v[i] for i in lo], float), np.array([v[i] for i in hi], float), np.where(top, h + 1, h - np.floor(h))
+    with np.errstate(invalid='ignore'): return np.where(g >= 0.5, b - (b - a) * (1 - g), a + (b - a) * g)
+
 # %% ../nbs/05_report_tables.ipynb #596b6155
 def _summary_stats(x:np.ndarray, quantiles:Sequence[float])->dict:
     "mean, median, std (population), min, max and the `quantiles` (as q01, q05, …) of `x`."
@@ -98,155 +125,167 @@ def _summary_stats(x:np.ndarray, quantiles:Sequence[float])->dict:
     return r | {f"q{round(q*100):02d}": v for q, v in zip(quantiles, np.quantile(x, quantiles))}
 
 # %% ../nbs/05_report_tables.ipynb #abe3c97f
-def entropy_summary(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
+def entropy_summary(tokens, # tokens table (model, prompt_id, entropy): a frame, a `TokenSource` or a `RunStore`
                     models:Sequence[str]|None=None, # checkpoint order
                     quantiles:Sequence[float]=QUANTILES, # quantiles to report, as columns q01, q05, …
                     col:str='entropy', # the value column
                    )->pd.DataFrame:
     "Per checkpoint: n_tokens, n_prompts, mean, median, std, min, max and quantiles (q01 … q99) of the token entropy."
-    order, groups = _by_model(tokens, models)
-    rows = []
-    for m in order:
-        g = groups[m]; x = _values(g[col])
-        r = dict(model=m, n_tokens=len(x), n_prompts=g['prompt_id'].nunique())
-        if len(x): r.update(_summary_stats(x, quantiles))
-        rows.append(r)
-    return pd.DataFrame(rows)
+    order, src = _source(tokens, models); f, x = f'FILTER (WHERE isfinite("{col}"))', f'"{col}"'
+    r = _by_m(order, src.sql(f"""SELECT m, count(*) {f} AS n_tokens, count(DISTINCT prompt_id) AS n_prompts, avg({x}) {f} AS mean,
+        median({x}) {f} AS median, stddev_pop({x}) {f} AS std, min({x}) {f} AS min, max({x}) {f} AS max,
+        quantile_cont({x}, ?::DOUBLE[]) {f} AS q FROM tokens GROUP BY m""", [[float(q) for q in quantiles]]))
+    q = pd.DataFrame([list(v) if isinstance(v, (list, np.ndarray)) else [np.nan] * len(quantiles) for v in r.pop('q')],
+                     columns=[f"q{round(q*100):02d}" for q in quantiles])
+    out = pd.concat([r, q], axis=1).fillna({'n_tokens': 0, 'n_prompts': 0}).astype({'n_tokens': 'int64', 'n_prompts': 'int64'})
+    return out if out.n_tokens.any() else out[['model', 'n_tokens', 'n_prompts']]
 
 # %% ../nbs/05_report_tables.ipynb #068ff1b8
-def log_bins(values, # entropies (any array-like)
+def log_bins(values, # entropies (any array-like), or a `TokenSource` / `RunStore` (its largest finite entropy, by SQL)
              n_bins:int=60, # number of bins
              floor:float=1e-6, # smallest edge; values below are clipped up to it
             )->np.ndarray:
     "`n_bins+1` log-spaced edges from `floor` to the largest value (at least 10×floor)."
+    if isinstance(values, (TokenSource, RunStore)): values = token_source(values).sql('SELECT max(entropy) AS x FROM tokens WHERE isfinite(entropy)').x.dropna()
     x = np.asarray(values, float); x = x[np.isfinite(x)]
     top = max(float(x.max()) if len(x) else 1.0, floor * 10)
     return np.geomspace(floor, top, n_bins + 1)
 
+# %% ../nbs/05_report_tables.ipynb #a805889b
+def _count_rows(m:str, c:np.ndarray, n:int, edges:np.ndarray)->pd.DataFrame:
+    "Rows model, bin_left, bin_right, count, fraction of checkpoint `m`'s `n` values counted `c` on `edges`."
+    return pd.DataFrame(dict(model=m, bin_left=edges[:-1], bin_right=edges[1:], count=c, fraction=c / max(n, 1)))
+
 # %% ../nbs/05_report_tables.ipynb #499774e0
 def _histogram(m:str, x:np.ndarray, edges:np.ndarray)->pd.DataFrame:
     "Rows model, bin_left, bin_right, count, fraction of checkpoint `m`'s values `x` on `edges` (clipped into them)."
-    x = np.clip(x, edges[0], edges[-1])
-    c, _ = np.histogram(x, edges)
-    return pd.DataFrame(dict(model=m, bin_left=edges[:-1], bin_right=edges[1:], count=c, fraction=c / max(len(x), 1)))
+    return _count_rows(m, np.histogram(np.clip(x, edges[0], edges[-1]), edges)[0], len(x), edges)
+
+# %% ../nbs/05_report_tables.ipynb #77950fc1
+def _sql_histograms(src:TokenSource, edges:np.ndarray)->dict:
+    "{rank m: (counts on `edges` of its finite entropies clipped into them, as `np.histogram` makes them, their number)}."
+    r = src.sql('SELECT m, count(*) AS n, histogram(-least(greatest(entropy, ?), ?), ?::DOUBLE[]) AS h FROM tokens WHERE isfinite(entropy) GROUP BY m',
+                [float(edges[0]), float(edges[-1]), [float(-e) for e in edges[::-1]]])
+    out = {}
+    for m, n, h in zip(r.m, r.n, r.h):
+        c = np.array([h.get(-e, 0) for e in edges], np.int64); c[-2] += c[-1]
+        out[int(m)] = (c[:-1], int(n))
+    return out
 
 # %% ../nbs/05_report_tables.ipynb #d0a505df
-def entropy_histograms(tokens:pd.DataFrame, # tokens table
+def entropy_histograms(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                        models:Sequence[str]|None=None, # checkpoint order
                        n_bins:int=60, # number of log-spaced bins shared by all checkpoints
                        floor:float=1e-6, # entropies below are clipped to this
                        bins:np.ndarray|None=None, # explicit edges (overrides n_bins)
                       )->pd.DataFrame:
     "Per checkpoint and shared log-spaced bin: bin_left, bin_right, count and fraction of the checkpoint's tokens."
-    order, groups = _by_model(tokens, models)
-    edges = log_bins(_values(tokens['entropy']), n_bins, floor) if bins is None else np.asarray(bins, float)
-    return pd.concat([_histogram(m, _values(groups[m]['entropy']), edges) for m in order], ignore_index=True)
+    order, src = _source(tokens, models)
+    every = _values(tokens['entropy']) if isinstance(tokens, pd.DataFrame) else tokens   # the edges span every checkpoint of the data
+    edges = log_bins(every, n_bins, floor) if bins is None else np.asarray(bins, float)
+    h = _sql_histograms(src, edges)
+    return pd.concat([_count_rows(m, *h.get(i, (np.zeros(len(edges) - 1, np.int64), 0)), edges) for i, m in enumerate(order)], ignore_index=True)
 
 # %% ../nbs/05_report_tables.ipynb #7f929dc1
-def share_below(tokens:pd.DataFrame, # tokens table
+def share_below(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                 threshold:float=0.01, # entropy threshold in nats
                 models:Sequence[str]|None=None, # checkpoint order
                )->pd.DataFrame:
     "Per checkpoint: n_tokens, n_below and share_below — the share of tokens with entropy < threshold."
-    def below(x):
-        nb = int((x < threshold).sum())
-        return dict(threshold=threshold, n_tokens=len(x), n_below=nb, share_below=nb / len(x) if len(x) else np.nan)
-    return _per_model(tokens, models, below)
+    order, src = _source(tokens, models)
+    r = _by_m(order, src.sql('SELECT m, count(*) AS n, count(*) FILTER (WHERE entropy < ?) AS k FROM tokens WHERE isfinite(entropy) GROUP BY m', [threshold]))
+    n, k = r.n.fillna(0).astype('int64'), r.k.fillna(0).astype('int64')
+    return pd.DataFrame(dict(model=order, threshold=threshold, n_tokens=n, n_below=k, share_below=k / n.where(n > 0)))
 
 # %% ../nbs/05_report_tables.ipynb #295e0c86
-def percentile_thresholds(tokens:pd.DataFrame, # tokens table
+def percentile_thresholds(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                           q:float=0.8, # the percentile, as a fraction
                           models:Sequence[str]|None=None, # checkpoint order
                          )->pd.DataFrame:
     "Per checkpoint: n_tokens, the q-quantile of token entropy (`threshold`) and the share of tokens above it."
-    def above(x):
-        t = float(np.quantile(x, q)) if len(x) else np.nan
-        return dict(q=q, n_tokens=len(x), threshold=t, share_above=float((x > t).mean()) if len(x) else np.nan)
-    return _per_model(tokens, models, above)
+    order, src = _source(tokens, models)
+    n = _by_m(order, src.sql('SELECT m, count(*) AS n FROM tokens WHERE isfinite(entropy) GROUP BY m')).n.fillna(0).astype('int64')
+    t = [float(_quantiles(src, 'entropy', 'm = ? AND isfinite(entropy)', k, [q], [i])[0]) for i, k in enumerate(n)]
+    a = _by_m(order, src.sql('SELECT m, count(*) FILTER (WHERE entropy > list_extract(?::DOUBLE[], m + 1)) AS k FROM tokens WHERE isfinite(entropy) GROUP BY m', [t]))
+    return pd.DataFrame(dict(model=order, q=q, n_tokens=n, threshold=t, share_above=a.k.fillna(0) / n.where(n > 0)))
 
 # %% ../nbs/05_report_tables.ipynb #e634bb2d
-def _by_step(g:pd.DataFrame, max_step:int|None)->pd.DataFrame:
-    "step, count, mean, std over prompts of one checkpoint's entropy at each step ≤ max_step; a prompt's samples averaged first."
-    g = g[['prompt_id', 'step', 'entropy']].dropna()
-    if max_step is not None: g = g[g.step <= max_step]
-    if g.duplicated(['prompt_id', 'step']).any():  # several samples: each prompt's mean at the step
-        g = g.groupby(['prompt_id', 'step'], sort=False)['entropy'].mean().reset_index()
-    return g.groupby('step')['entropy'].agg(['count', 'mean', 'std']).reset_index()
+def _by_step(src:TokenSource, max_step:int|None)->pd.DataFrame:
+    "m, step, count, mean, std over prompts of each checkpoint's entropy at each step ≤ max_step; a prompt's samples averaged first."
+    cap, p = ('', []) if max_step is None else ('AND step <= ?', [max_step])
+    return src.sql(f"""SELECT m, step, count(*) AS count, avg(e) AS mean, stddev_samp(e) AS std FROM
+        (SELECT m, prompt_id, step, avg(entropy) AS e FROM tokens WHERE NOT isnan(entropy) AND prompt_id IS NOT NULL AND step IS NOT NULL {cap}
+         GROUP BY m, prompt_id, step) GROUP BY m, step ORDER BY m, step""", p)
 
 # %% ../nbs/05_report_tables.ipynb #ce0553fa
-def entropy_by_step(tokens:pd.DataFrame, # tokens table
+def entropy_by_step(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                     models:Sequence[str]|None=None, # checkpoint order
                     max_step:int|None=None, # drop steps beyond this
                     min_count:int=1, # drop (model, step) cells with fewer prompts
                    )->pd.DataFrame:
     "Per checkpoint and step: n prompts, mean entropy and a 95% Student-t interval (ci_low, ci_high) over prompts (a prompt's samples averaged first)."
-    order, groups = _by_model(tokens, models)
-    out = []
-    for m in order:
-        a = _by_step(groups[m], max_step)
-        h = t_halfwidth(a['std'].to_numpy(), a['count'].to_numpy())
-        out.append(pd.DataFrame(dict(model=m, step=a.step.astype('int64'), n=a['count'], mean=a['mean'],
-                                     ci_low=a['mean'] - h, ci_high=a['mean'] + h)))
-    r = pd.concat(out, ignore_index=True)
+    order, src = _source(tokens, models)
+    a = _by_step(src, max_step); h = t_halfwidth(a['std'].to_numpy(float), a['count'].to_numpy())
+    r = pd.DataFrame(dict(model=[order[i] for i in a.m], step=a.step.astype('int64'), n=a['count'].astype('int64'), mean=a['mean'],
+                          ci_low=a['mean'] - h, ci_high=a['mean'] + h))
     return r[r.n >= min_count].reset_index(drop=True)
 
 # %% ../nbs/05_report_tables.ipynb #2a6a1391
-def _position_sums(g:pd.DataFrame, n_bins:int)->pd.DataFrame:
-    "bin, prompt_id, sum, count of one checkpoint's entropies by relative-position bin (step − ½)/length and prompt."
-    gen = ['prompt_id'] + (['sample'] if 'sample' in g else [])  # one generation
-    g = g[gen + ['step', 'entropy']].dropna()
-    length = g.groupby(gen)['step'].transform('max')
-    pos = (g['step'] - 0.5) / length
-    b = np.minimum((pos * n_bins).astype(int), n_bins - 1)
-    return g.assign(bin=b).groupby(['bin', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
+def _position_sums(src:TokenSource, n_bins:int)->pd.DataFrame:
+    "m, bin, prompt_id, sum, count of each checkpoint's entropies by relative-position bin (step − ½)/length and prompt (length: the generation's last step)."
+    return src.sql("""WITH g AS (SELECT m, prompt_id, sample, step, entropy FROM tokens WHERE NOT isnan(entropy) AND prompt_id IS NOT NULL AND step IS NOT NULL),
+        l AS (SELECT m, prompt_id, sample, max(step) AS len FROM g GROUP BY ALL)
+        SELECT m, least(floor((g.step::DOUBLE - 0.5) / l.len::DOUBLE * ?::DOUBLE)::BIGINT, ? - 1) AS bin, prompt_id, sum(entropy) AS sum, count(*) AS count
+        FROM g JOIN l USING (m, prompt_id, sample) GROUP BY ALL ORDER BY m, bin, prompt_id""", [n_bins, n_bins])
 
 # %% ../nbs/05_report_tables.ipynb #5caf4878
-def entropy_by_position(tokens:pd.DataFrame, # tokens table
+def entropy_by_position(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                         models:Sequence[str]|None=None, # checkpoint order
                         n_bins:int=20, # bins of relative position
                        )->pd.DataFrame:
     "Per checkpoint and relative-position bin (step/length): n tokens, n_prompts, mean entropy, 95% interval clustered by prompt."
-    order, groups = _by_model(tokens, models)
+    order, src = _source(tokens, models)
     out = []
-    for m in order:
-        for k, cb in _position_sums(groups[m], n_bins).groupby('bin'):
-            r = ratio_interval(cb['sum'].to_numpy(), cb['count'].to_numpy())
-            out.append(dict(model=m, bin=int(k), position=(k + 0.5) / n_bins, n=r['n'],
-                            n_prompts=r['n_clusters'], mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
+    for (i, k), cb in _position_sums(src, n_bins).groupby(['m', 'bin'], sort=True):
+        r = ratio_interval(cb['sum'].to_numpy(float), cb['count'].to_numpy())
+        out.append(dict(model=order[i], bin=int(k), position=(k + 0.5) / n_bins, n=r['n'],
+                        n_prompts=r['n_clusters'], mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
     return pd.DataFrame(out, columns=['model', 'bin', 'position', 'n', 'n_prompts', 'mean', 'ci_low', 'ci_high'])
 
 # %% ../nbs/05_report_tables.ipynb #ee7dcdc8
-def _token_means(g:pd.DataFrame, token_col:str, min_count:int)->pd.DataFrame:
-    "token, count, entropy_mean of the token strings of `g` seen at least `min_count` times, in order of first appearance."
-    a = (g.groupby(token_col, sort=False)['entropy'].agg(['count', 'mean'])
-         .rename(columns={'mean': 'entropy_mean'}).reset_index().rename(columns={token_col: 'token'}))
-    return a[a['count'] >= min_count]
+def _token_means(src:TokenSource, token_col:str, min_count:int)->pd.DataFrame:
+    "m, token, count, entropy_mean of each checkpoint's token strings seen at least `min_count` times (with an entropy)."
+    return src.sql(f"""SELECT m, token, count(e) AS count, fsum(e) / count(e) AS entropy_mean FROM
+        (SELECT m, "{token_col}" AS token, CASE WHEN isnan(entropy) THEN NULL ELSE entropy END AS e FROM tokens WHERE "{token_col}" IS NOT NULL)
+        GROUP BY m, token HAVING count(e) >= ?""", [min_count])
 
 # %% ../nbs/05_report_tables.ipynb #80b99485
-def token_ranking(tokens:pd.DataFrame, # tokens table
+def token_ranking(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                   models:Sequence[str]|None=None, # checkpoint order
                   n:int=15, # tokens per direction
                   min_count:int=5, # only token strings seen at least this often (per checkpoint)
                   token_col:str='next_token', # the token-string column
                  )->pd.DataFrame:
-    "Per checkpoint, the `n` highest- and lowest-mean-entropy token strings: model, direction, rank, token, count, entropy_mean."
-    def ranked(m, g):
-        a = _token_means(g, token_col, min_count)
-        return pd.concat([t.assign(model=m, direction=d, rank=np.arange(1, len(t) + 1)) for d, asc in (('high', False), ('low', True))
-                          for t in [a.sort_values(['entropy_mean', 'count', 'token'], ascending=[asc, False, True]).head(n)]])
-    return _concat_per_model(tokens, models, ranked, ['model', 'direction', 'rank', 'token', 'count', 'entropy_mean'])
+    "Per checkpoint, the `n` highest- and lowest-mean-entropy token strings: model, direction, rank, token, count, entropy_mean (ties: the more frequent, then by string)."
+    order, src = _source(tokens, models)
+    a = _token_means(src, token_col, min_count); by = dict(tuple(a.groupby('m')))
+    out = [t.assign(model=m, direction=d, rank=np.arange(1, len(t) + 1)) for i, m in enumerate(order) if i in by for d, asc in (('high', False), ('low', True))
+           for t in [by[i].sort_values(['entropy_mean', 'count', 'token'], ascending=[asc, False, True]).head(n)]]
+    cols = ['model', 'direction', 'rank', 'token', 'count', 'entropy_mean']
+    return pd.concat(out, ignore_index=True)[cols].astype({'count': 'int64'}) if out else pd.DataFrame(columns=cols)
 
 # %% ../nbs/05_report_tables.ipynb #80ef0e61
-def _forking_rates(g:pd.DataFrame, q:float, token_col:str)->tuple:
-    "(threshold, frame token, n_forking, count, forking_rate) of one checkpoint's tokens `g`."
-    g = g[[token_col, 'entropy']].dropna()
-    t = float(np.quantile(g['entropy'], q)) if len(g) else np.nan
-    a = (g.assign(fork=g['entropy'] > t).groupby(token_col, sort=False)['fork'].agg(['sum', 'count'])
-         .reset_index().rename(columns={token_col: 'token', 'sum': 'n_forking'}))
+def _forking_rates(src:TokenSource, q:float, token_col:str)->tuple:
+    "([each checkpoint's threshold], frame m, token, n_forking, count, forking_rate) of the tokens with a string and an entropy."
+    ok = f'"{token_col}" IS NOT NULL AND NOT isnan(entropy)'
+    n = src.sql(f'SELECT m, count(*) AS n FROM tokens WHERE {ok} GROUP BY m').set_index('m').n
+    t = [float(_quantiles(src, 'entropy', f'm = ? AND {ok}', int(n.get(i, 0)), [q], [i])[0]) for i in range(len(src.models))]
+    a = src.sql(f"""SELECT m, "{token_col}" AS token, count(*) FILTER (WHERE entropy > list_extract(?::DOUBLE[], m + 1)) AS n_forking, count(*) AS count
+                    FROM tokens WHERE {ok} GROUP BY m, token""", [t])
     return t, a.assign(forking_rate=a.n_forking / a['count'])
 
 # %% ../nbs/05_report_tables.ipynb #6dfd395d
-def forking_tokens(tokens:pd.DataFrame, # tokens table
+def forking_tokens(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                    models:Sequence[str]|None=None, # checkpoint order
                    q:float=0.8, # entropy percentile above which a position is forking
                    top_n:int=50, # size of each checkpoint's forking set
@@ -254,12 +293,12 @@ def forking_tokens(tokens:pd.DataFrame, # tokens table
                    token_col:str='next_token', # the token-string column
                   )->pd.DataFrame:
     "Per checkpoint, its `top_n` token strings of highest forking rate (seen ≥ min_count times): model, threshold, rank, token, n_forking, count, forking_rate."
-    def forks(m, g):
-        t, a = _forking_rates(g, q, token_col)
-        a = a[(a['count'] >= min_count) & (a.n_forking > 0)].sort_values(['forking_rate', 'count', 'token'], ascending=[False, False, True]).head(top_n)
-        return a.assign(model=m, threshold=t, rank=np.arange(1, len(a) + 1))
+    order, src = _source(tokens, models)
+    t, a = _forking_rates(src, q, token_col); a = a[(a['count'] >= min_count) & (a.n_forking > 0)]; by = dict(tuple(a.groupby('m')))
+    out = [f.assign(model=m, threshold=t[i], rank=np.arange(1, len(f) + 1)) for i, m in enumerate(order) if i in by
+           for f in [by[i].sort_values(['forking_rate', 'count', 'token'], ascending=[False, False, True]).head(top_n)]]
     cols = ['model', 'threshold', 'rank', 'token', 'n_forking', 'count', 'forking_rate']
-    return _concat_per_model(tokens, models, forks, cols).astype({'n_forking': 'int64', 'count': 'int64'})
+    return (pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)).astype({'n_forking': 'int64', 'count': 'int64'})
 
 # %% ../nbs/05_report_tables.ipynb #a391baaa
 def jaccard(a, # a set (or iterable)
@@ -297,35 +336,46 @@ def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, 
 SEGMENTS = ('think', 'answer', 'unclosed')
 
 # %% ../nbs/05_report_tables.ipynb #55b2d87a
-def _segment_frame(tokens:pd.DataFrame, order:list, close_tag:str, token_col:str)->pd.DataFrame:
-    "model, prompt_id, sample, entropy, segment of the tokens of the checkpoints in `order`."
-    t = tokens[tokens['model'].astype(str).isin(order)]
-    t = pd.DataFrame(dict(model=t['model'].astype(str), prompt_id=t['prompt_id'], sample=t['sample'] if 'sample' in t else 0,
-                          entropy=t['entropy'], segment=think_segments(t, close_tag, token_col)))
-    return t.dropna(subset=['entropy'])
+def _segment_chunk(c:pd.DataFrame, close_tag:str, token_col:str)->tuple:
+    "(per segment and prompt: sum, count; per segment: n_generations; per generation (prompt_id, sample): end) of one chunk of one checkpoint."
+    seg = think_segments(c, close_tag, token_col)
+    end = c.step.where(seg == 'think').groupby([c.prompt_id, c['sample']], sort=False).max().rename('end').reset_index()
+    t = c.assign(segment=seg).dropna(subset=['entropy'])
+    sums = t.groupby(['segment', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
+    return sums, t.drop_duplicates(['segment', 'prompt_id', 'sample']).groupby('segment').size(), end
+
+# %% ../nbs/05_report_tables.ipynb #63a8fb9a
+def _segment_medians(src:TokenSource, ends:pd.DataFrame)->pd.Series:
+    "The median entropy per (rank m, segment), each token's segment from its generation's `end` (m, prompt_id, sample, end)."
+    src.con.register('_think_ends', ends.astype({'end': 'Int64'}))
+    r = src.sql("""SELECT t.m, CASE WHEN e."end" IS NULL THEN 'unclosed' WHEN t.step <= e."end" THEN 'think' ELSE 'answer' END AS segment,
+                   median(t.entropy) AS median FROM tokens t JOIN _think_ends e ON t.m = e.m AND t.prompt_id = e.prompt_id AND t.sample = e.sample
+                   WHERE NOT isnan(t.entropy) GROUP BY ALL""")
+    src.con.unregister('_think_ends')
+    return r.set_index(['m', 'segment'])['median']
 
 # %% ../nbs/05_report_tables.ipynb #2256c25a
-def think_vs_answer(tokens:pd.DataFrame, # tokens table
+def think_vs_answer(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                     models:Sequence[str]|None=None, # checkpoint order
                     close_tag:str='</think>', # the text that ends the reasoning
                     token_col:str='next_token', # the token-string column
                    )->pd.DataFrame:
     "Per checkpoint and segment (think/answer/unclosed): n_generations, n_tokens, entropy mean (95% interval clustered by prompt) and median."
-    order = model_order(tokens, models)
-    t = _segment_frame(tokens, order, close_tag, token_col)
-    per_prompt = t.groupby(['model', 'segment', 'prompt_id'], observed=True)['entropy'].agg(['sum', 'count'])
-    n_gen = t.drop_duplicates(['model', 'segment', 'prompt_id', 'sample']).groupby(['model', 'segment']).size()
-    medians = t.groupby(['model', 'segment'])['entropy'].median()
-    rows = []
-    for m in order:
+    order, src = _source(tokens, models); rank = {m: i for i, m in enumerate(order)}
+    sums, n_gen, ends = [], {}, []
+    for c in src.chunks([token_col, 'entropy']):
+        i = rank[c['model'].iat[0]]; s, g, e = _segment_chunk(c, close_tag, token_col)
+        sums.append(s.assign(m=i)); ends.append(e.assign(m=i)); n_gen.update({(i, k): n_gen.get((i, k), 0) + int(v) for k, v in g.items()})
+    if not sums: return pd.DataFrame(columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low', 'ci_high', 'entropy_median'])
+    per_prompt = {k: g.sort_values('prompt_id') for k, g in pd.concat(sums).groupby(['m', 'segment'])}
+    medians, rows = _segment_medians(src, pd.concat(ends, ignore_index=True)), []
+    for i, m in enumerate(order):
         for sname in SEGMENTS:
-            if (m, sname) not in medians.index: continue
-            c = per_prompt.loc[(m, sname)]
-            r = ratio_interval(c['sum'].to_numpy(), c['count'].to_numpy())
-            rows.append(dict(model=m, segment=sname, n_generations=int(n_gen[(m, sname)]), n_tokens=r['n'],
-                             entropy_mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high'], entropy_median=float(medians[(m, sname)])))
-    return pd.DataFrame(rows, columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low',
-                                       'ci_high', 'entropy_median'])
+            if (i, sname) not in per_prompt: continue
+            c = per_prompt[i, sname]; r = ratio_interval(c['sum'].to_numpy(float), c['count'].to_numpy())
+            rows.append(dict(model=m, segment=sname, n_generations=n_gen[i, sname], n_tokens=r['n'],
+                             entropy_mean=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high'], entropy_median=float(medians[i, sname])))
+    return pd.DataFrame(rows, columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low', 'ci_high', 'entropy_median'])
 
 # %% ../nbs/05_report_tables.ipynb #b221124a
 def _graded(results:pd.DataFrame)->pd.DataFrame:
@@ -380,10 +430,57 @@ def entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tokens,
                               accuracy=acc.loc[m, 'accuracy'], n_graded=int(acc.loc[m, 'n'])) for m in order])
 
 # %% ../nbs/05_report_tables.ipynb #3a02e38f
-def _values_by_prompt(groups:dict, order:list, col:str)->dict:
-    "{model: (its finite values of `col`, the prompt of each as strings)}."
-    x = {m: groups[m][['prompt_id', col]].dropna() for m in order}
-    return {m: (g[col].to_numpy(float), g['prompt_id'].astype(str).to_numpy()) for m, g in x.items()}
+def _prompt_counts(src:TokenSource, col:str)->pd.DataFrame:
+    "m, prompt_id (a string), nf (finite values of `col`) and nn (values that are not NaN) per checkpoint and prompt."
+    r = src.sql(f'SELECT m, prompt_id, count(*) FILTER (WHERE isfinite("{col}")) AS nf, count(*) AS nn FROM tokens WHERE NOT isnan("{col}") AND prompt_id IS NOT NULL GROUP BY ALL')
+    return r.assign(prompt_id=r.prompt_id.astype(str))
+
+# %% ../nbs/05_report_tables.ipynb #51845ac5
+def _pair_grid(src:TokenSource, k:tuple, col:str, n:int, grid:int=4096)->np.ndarray:
+    "The grid of `stats.distance_null` for the checkpoints ranked `k` (`n` finite values together): their distinct values, or past `grid` of them the distinct quantiles."
+    where = f'm IN (?, ?) AND isfinite("{col}") AND prompt_id IS NOT NULL'
+    d = src.sql(f'SELECT DISTINCT "{col}" AS v FROM tokens WHERE {where} LIMIT ?', [*k, grid + 1]).v.to_numpy(float)
+    return np.sort(d) if len(d) <= grid else np.unique(_quantiles(src, f'"{col}"', where, n, np.linspace(0, 1, grid), list(k)))
+
+# %% ../nbs/05_report_tables.ipynb #f28304a0
+HIST_BUDGET = 512 * 2**20  # bytes of per-prompt histograms `distribution_distances` holds at once
+
+# %% ../nbs/05_report_tables.ipynb #08d42dc7
+def _pair_groups(size:dict, # {pair: bytes of its histograms}, in order
+                 budget:int=HIST_BUDGET, # bytes a group may hold
+                )->list[list]:
+    "The pairs of `size` in order, in groups whose histograms fit in `budget` (a pair larger than it alone)."
+    out, n = [], 0
+    for k, b in size.items():
+        if not out or n + b > budget: out.append([]); n = 0
+        out[-1].append(k); n += b
+    return out
+
+# %% ../nbs/05_report_tables.ipynb #1082c92e
+def _pair_hists(src:TokenSource, grids:dict, rows:dict, col:str)->dict:
+    "{(i, j): [ha, hb]}: each prompt's counts (int32) of checkpoints ranked i and j on their pair's grid (rows: `rows[i, j]`), one pass over the chunks of the checkpoints the pairs name."
+    h = {k: [np.zeros((len(rows[k]), len(u)), np.int32) for _ in k] for k, u in grids.items()}
+    for c in token_source(src, [m for i, m in enumerate(src.models) if any(i in k for k in grids)]).chunks([col]):
+        i = src.models.index(c['model'].iat[0]); x = c[col].to_numpy(float); ok = np.isfinite(x) & c.prompt_id.notna().to_numpy()
+        inv, uniq = pd.factorize(c.prompt_id[ok].astype(str)); x = x[ok]   # the chunk's prompts, each row's among them
+        for k, u in grids.items():
+            for side in [s for s in (0, 1) if k[s] == i]:
+                r, code = rows[k].get_indexer(uniq), np.clip(np.searchsorted(u, x, 'right') - 1, 0, len(u) - 1)
+                h[k][side][r] += np.bincount(inv * len(u) + code, minlength=len(r) * len(u)).reshape(len(r), len(u)).astype(np.int32)
+    return h
+
+# %% ../nbs/05_report_tables.ipynb #4c8d607b
+def _distance_inputs(src:TokenSource, pairs:list, col:str, grid:int=4096, budget:int=HIST_BUDGET)->Iterator[dict]:
+    "{(i, j): the keyword arguments of `stats.distance_null_hists` for checkpoints ranked i and j}, a group of `pairs` at a time: those below MIN_N shared prompts (their values read only when asked), then the others' grids and histograms, each group's within `budget` bytes."
+    pc = _prompt_counts(src, col); nf = {i: g.set_index('prompt_id').nf for i, g in pc.groupby('m')}
+    get = lambda i, rows: nf.get(i, pd.Series(dtype='int64')).reindex(rows, fill_value=0).to_numpy()
+    rows = {k: pd.Index(sorted(set(pc.prompt_id[(pc.m.isin(k)) & (pc.nf > 0)]))) for k in pairs}
+    few = {k for k in pairs if ((get(k[0], rows[k]) > 0) & (get(k[1], rows[k]) > 0)).sum() < MIN_N}
+    values = lambda k: lambda: tuple(src.sql(f'SELECT "{col}" AS v FROM tokens WHERE m = ? AND isfinite("{col}") AND prompt_id IS NOT NULL', [i]).v.to_numpy(float) for i in k)
+    yield {k: dict(u=np.zeros(1), ha=get(k[0], rows[k])[:, None], hb=get(k[1], rows[k])[:, None], values=values(k)) for k in few}
+    grids = {k: _pair_grid(src, k, col, int(get(k[0], rows[k]).sum() + get(k[1], rows[k]).sum()), grid) for k in pairs if k not in few}
+    for g in _pair_groups({k: 2 * 4 * len(rows[k]) * len(u) for k, u in grids.items()}, budget):
+        yield {k: dict(u=grids[k], ha=ha, hb=hb) for k, (ha, hb) in _pair_hists(src, {k: grids[k] for k in g}, rows, col).items()}
 
 # %% ../nbs/05_report_tables.ipynb #bae201a4
 def _checkpoint_adjusted(t:pd.DataFrame, stat:str, noise:list)->pd.DataFrame:
@@ -410,13 +507,21 @@ def _pair_p_adj(done:dict)->dict:
     return {k: np.fmin(adj[i], adj[len(pairs) + i]) for i, k in enumerate(pairs)}
 
 # %% ../nbs/05_report_tables.ipynb #acf9c896
-def _distance_noise(done:dict, x:dict, noise_pairs:Sequence, level:float)->dict:
-    "{pair: dict(wasserstein_p, ks_p) against checkpoint noise}: each distance of `done` against the same distance of each noise pair."
-    e = _noise_stats(noise_pairs, set(x), lambda a, b: distance_null(x[a][0], x[a][1], x[b][0], x[b][1], n_perm=1, level=level, grid=4096))
-    return {k: {f'{s}_p': noise_p(v[s], [n[s] for n in e]) for s in ('wasserstein', 'ks')} for k, v in done.items()}
+def _distance_noise(done:dict, noise:list)->dict:
+    "{pair: dict(wasserstein_p, ks_p) against checkpoint noise}: each distance of `done` against the same distance of each noise pair (`noise`: their dicts)."
+    return {k: {f'{s}_p': noise_p(v[s], [n[s] for n in noise]) for s in ('wasserstein', 'ks')} for k, v in done.items()}
+
+# %% ../nbs/05_report_tables.ipynb #60562954
+def _pair_stats(src:TokenSource, compared:list, noise:list, col:str, n_perm:int, level:float, seed:int)->tuple:
+    "({pair: `distance_null_hists` of a compared pair}, {pair: that of a noise pair, n_perm=1}), the pairs' histograms a group at a time."
+    stat, floor = {}, {}
+    for inp in _distance_inputs(src, list(dict.fromkeys(compared + noise)), col):
+        stat |= {k: distance_null_hists(**a, n_perm=n_perm, level=level, seed=seed) for k, a in inp.items() if k in compared}
+        floor |= {k: distance_null_hists(**a, n_perm=1, level=level) for k, a in inp.items() if k in noise}
+    return stat, floor
 
 # %% ../nbs/05_report_tables.ipynb #81819ce9
-def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id, entropy)
+def distribution_distances(tokens, # tokens table (model, prompt_id, entropy): a frame, a `TokenSource` or a `RunStore`
                            models:Sequence[str]|None=None, # checkpoint order
                            col:str='entropy', # the value column
                            n_perm:int=999, # permutations by prompt for the noise floor (≥ 20 × the table's 2 × rows tests, so Holm can reach 0.05)
@@ -425,17 +530,16 @@ def distribution_distances(tokens:pd.DataFrame, # tokens table (model, prompt_id
                            noise_pairs:Sequence=(), # pairs of checkpoints that differ by noise only: the second floor
                           )->pd.DataFrame:
     "Per checkpoint after the first and comparison ('consecutive', 'vs_first'): ref_model, n, n_ref, n_prompts, wasserstein, ks, each with its null floor and p, p_adj (Holm), noise_p_adj, verdict."
-    order = model_order(tokens, models); groups = dict(tuple(tokens.groupby(tokens['model'].astype(str), sort=False)))  # grouped once
-    x = _values_by_prompt(groups, _with_pairs(order, noise_pairs), col)
+    order = model_order(tokens, models); every, src = _source(tokens, _with_pairs(order, noise_pairs)); r = {m: i for i, m in enumerate(every)}
+    comps = [(m, comp, ref) for i, m in enumerate(order[1:], 1) for comp, ref in (('consecutive', order[i - 1]), ('vs_first', order[0]))]
+    noise = _noise_stats(noise_pairs, set(every), lambda a, b: (r[a], r[b]))
+    stat, floor = _pair_stats(src, [(r[m], r[ref]) for m, _, ref in comps], noise, col, n_perm, level, seed)
+    n = src.sql(f'SELECT m, count(*) AS n FROM tokens WHERE NOT isnan("{col}") AND prompt_id IS NOT NULL GROUP BY m').set_index('m').n
+    done = {(m, ref): stat[r[m], r[ref]] for m, _, ref in comps}
     cols = ['model', 'comparison', 'ref_model', 'n', 'n_ref', 'n_prompts', 'wasserstein', 'wasserstein_floor', 'wasserstein_p',
             'ks', 'ks_floor', 'ks_p', 'p_adj', 'noise_p_adj', 'verdict']
-    rows, done = [], {}
-    for i, m in enumerate(order[1:], 1):
-        for comp, ref in (('consecutive', order[i - 1]), ('vs_first', order[0])):
-            if (m, ref) not in done: done[m, ref] = distance_null(x[m][0], x[m][1], x[ref][0], x[ref][1], n_perm=n_perm, level=level, seed=seed, grid=4096)
-            rows.append(dict(model=m, comparison=comp, ref_model=ref, n=len(x[m][0]), n_ref=len(x[ref][0]), **done[m, ref]))
-    t = pd.DataFrame(rows, columns=cols)
-    p_adj, q_adj = _pair_p_adj(done), _pair_p_adj(_distance_noise(done, x, noise_pairs, level))
+    t = pd.DataFrame([dict(model=m, comparison=comp, ref_model=ref, n=int(n.get(r[m], 0)), n_ref=int(n.get(r[ref], 0)), **done[m, ref]) for m, comp, ref in comps], columns=cols)
+    p_adj, q_adj = _pair_p_adj(done), _pair_p_adj(_distance_noise(done, [floor[k] for k in noise]))
     t['p_adj'], t['noise_p_adj'] = (np.array([adj[k] for k in zip(t.model, t.ref_model)], float) for adj in (p_adj, q_adj))
     t['verdict'] = checkpoint_verdict(t['p_adj'].to_numpy(float), t['noise_p_adj'].to_numpy(float))
     return t
@@ -590,25 +694,52 @@ def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (mod
     return _adjusted(pd.DataFrame(rows, columns=['model', 'n_prompts', 'entropy_correct', 'entropy_incorrect', 'mean_diff', 'ci_low', 'ci_high', 'p',
                                                  'p_adj', 'verdict', 'share_higher']))
 
+# %% ../nbs/05_report_tables.ipynb #f6484898
+def scored_source(store:RunStore, # the run, or its `select` view (the prompts it keeps)
+                  models:Sequence[str]|None=None, # checkpoints in order (default: the run's order)
+                 )->TokenSource:
+    "The scored (teacher-forced) tokens of the checkpoints of `models` that scored, as a `TokenSource` over their Parquet parts (out of core)."
+    from urllib.parse import unquote
+    parts = {}
+    for f in sorted(store.scored_dir.glob('model=*/part-*.parquet')) if store.scored_dir.is_dir() else []:
+        parts.setdefault(unquote(f.parent.name.partition('=')[2]), []).append(f)
+    order = [m for m in (models or store.models) if m in parts]
+    return TokenSource(order, files={m: parts[m] for m in order}, prompts=token_source(store, order).prompts)
+
 # %% ../nbs/05_report_tables.ipynb #434fab1f
-def _aligned(scored:pd.DataFrame, models:Sequence[str]|None, col:str='entropy'):
-    "(order, wide frame indexed by (prompt_id, step) with one column per checkpoint)."
-    order = model_order(scored, models)
-    s = scored[scored['model'].astype(str).isin(order)].assign(model=lambda d: d['model'].astype(str))
-    if s.duplicated(['model', 'prompt_id', 'step']).any():
-        raise ValueError("scored tokens: (model, prompt_id, step) is not unique")
-    return order, s.pivot(index=['prompt_id', 'step'], columns='model', values=col)
+def _aligned_source(scored, # teacher-forced tokens: a frame or a `TokenSource` (`scored_source`)
+                    models:list, # the checkpoints that must have scored each position once
+                   )->tuple:
+    "(`scored` as a `TokenSource`, its prompts: prompt_id, o (rank of the id: the pivot's order), c (rank of the id as a string: the cluster code))."
+    src = scored if isinstance(scored, TokenSource) else token_source(scored)
+    p = src.sql("""SELECT prompt_id, max(n) AS n FROM (SELECT prompt_id, count(*) AS n FROM tokens WHERE list_contains(?::VARCHAR[], model)
+                   GROUP BY model, prompt_id, step) GROUP BY prompt_id""", [list(models)])
+    if (p.n > 1).any(): raise ValueError("scored tokens: (model, prompt_id, step) is not unique")
+    ids = p.prompt_id.to_numpy(object); rank = lambda a: np.argsort(np.argsort(a, kind='stable'), kind='stable')
+    return src, pd.DataFrame(dict(prompt_id=ids, o=rank(ids), c=rank(ids.astype(str))))
+
+# %% ../nbs/05_report_tables.ipynb #7dd48692
+def _pair(al:tuple, # from `_aligned_source`
+          a:str, b:str, # the two checkpoints
+          key:str|None=None, # a column of `a` to keep (as `key`)
+          col:str='entropy', # the value column
+         )->pd.DataFrame:
+    "The positions both `a` and `b` scored (neither value missing), in (prompt, step) order: pos, c (the prompt's code), a, b (their `col`) and key."
+    src, codes = al; s = token_source(src, [a, b]); s.con.register('_aligned_prompts', codes)
+    r = s.sql(f"""SELECT p.o * 4294967296 + x.step AS pos, p.c::INTEGER AS c, x."{col}" AS a, y."{col}" AS b{f', x."{key}" AS key' if key else ''}
+                  FROM tokens x JOIN tokens y ON x.prompt_id = y.prompt_id AND x.step = y.step AND x.model = ? AND y.model = ?
+                  JOIN _aligned_prompts p ON p.prompt_id = x.prompt_id ORDER BY pos""", [a, b])
+    return r.dropna(subset=['a', 'b']).reset_index(drop=True)
 
 # %% ../nbs/05_report_tables.ipynb #11724112
-def _against_first(scored:pd.DataFrame, models:Sequence[str]|None)->list:
-    "(first checkpoint, checkpoint, their aligned entropies at the positions both scored) for every checkpoint after the first."
-    order, w = _aligned(scored, models)
-    return [(order[0], m, w[[order[0], m]].dropna()) for m in order[1:]]
+def _against_first(al:tuple, order:list)->Iterator[tuple]:
+    "(first checkpoint, checkpoint, their aligned positions) for every checkpoint after the first, a pair at a time."
+    for m in order[1:]: yield order[0], m, _pair(al, order[0], m)
 
 # %% ../nbs/05_report_tables.ipynb #c0c87796
 def _prompts(p:pd.DataFrame)->np.ndarray:
-    "The prompt of each aligned position (the cluster of every interval and null)."
-    return p.index.get_level_values('prompt_id').astype(str).to_numpy()
+    "The prompt (its code) of each aligned position: the cluster of every interval and null."
+    return p['c'].to_numpy()
 
 # %% ../nbs/05_report_tables.ipynb #f89894c5
 def _top(s:pd.Series, q:float)->np.ndarray:
@@ -619,18 +750,18 @@ def _top(s:pd.Series, q:float)->np.ndarray:
 OVERLAP_BEYOND = 'beyond chance placement'  # the overlap's null places each checkpoint's top positions at random within prompts
 
 # %% ../nbs/05_report_tables.ipynb #a612125e
-def _overlap_noise(t:pd.DataFrame, scored:pd.DataFrame, noise_pairs:Sequence, q:float)->pd.DataFrame:
+def _overlap_noise(t:pd.DataFrame, al:tuple, noise_pairs:Sequence, q:float)->pd.DataFrame:
     "`t` with noise_overlap (the noise pairs' mean overlap), noise_p_adj and noise_verdict: is 1 − overlap beyond what noise pairs lose?"
     def kept(a, b):
-        p = _aligned(scored, [a, b])[1].dropna(); ta, tb = _top(p[a], q), _top(p[b], q)
+        p = _pair(al, a, b); ta, tb = _top(p.a, q), _top(p.b, q)
         return (ta & tb).sum() / ta.sum() if ta.any() else np.nan
-    e = [1 - kept(a, b) for a, b in _noise_stats(noise_pairs, set(scored['model'].astype(str)), lambda a, b: (a, b))]
+    e = [1 - kept(a, b) for a, b in _noise_stats(noise_pairs, set(al[0].models), lambda a, b: (a, b))]
     qa = holm(np.array([noise_p(1 - o, e) for o in t['overlap']], float))
     nv = np.where(np.isnan(qa), NOISE_NOT_MEASURED, np.where(qa < 0.05, BEYOND_NOISE, WITHIN_NOISE))
     return t.assign(noise_overlap=1 - float(np.mean(e)) if e else np.nan, noise_p_adj=qa, noise_verdict=nv.astype(object))
 
 # %% ../nbs/05_report_tables.ipynb #37d0c48a
-def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy)
+def aligned_top_overlap(scored, # teacher-forced tokens (model, prompt_id, step, entropy): a frame or a `TokenSource` (`scored_source`)
                         models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                         q:float=0.8, # top positions = entropy above this percentile (per checkpoint)
                         n_perm:int=999, # null draws (positions shuffled within prompts)
@@ -640,32 +771,35 @@ def aligned_top_overlap(scored:pd.DataFrame, # teacher-forced tokens (model, pro
                        )->pd.DataFrame:
     "Per checkpoint after the first: n_positions, n_prompts, n_top_ref, n_top_both, overlap, chance, floor, p, p_adj (Holm), verdict, noise_overlap, noise_p_adj, noise_verdict."
     def overlap(ref, m, p):
-        top_r, top_k = _top(p[ref], q), _top(p[m], q)
+        top_r, top_k = _top(p.a, q), _top(p.b, q)
         o = overlap_null(top_r, top_k, _prompts(p), n_perm=n_perm, level=level, seed=seed)
         return dict(model=m, ref_model=ref, n_positions=len(p), n_prompts=o['n_prompts'], n_top_ref=o['n_top'], n_top_both=int((top_r & top_k).sum()),
                     overlap=o['overlap'], chance=o['chance'], floor=o['floor'], p=o['p'])
     cols = ['model', 'ref_model', 'n_positions', 'n_prompts', 'n_top_ref', 'n_top_both', 'overlap', 'chance', 'floor', 'p', 'p_adj', 'verdict']
-    t = _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(scored, models)], columns=cols))
-    return _overlap_noise(t.assign(verdict=t.verdict.replace({BEYOND: OVERLAP_BEYOND})), scored, noise_pairs, q)
+    order = model_order(scored, models); al = _aligned_source(scored, _with_pairs(order, noise_pairs))
+    t = _adjusted(pd.DataFrame([overlap(*x) for x in _against_first(al, order)], columns=cols))
+    return _overlap_noise(t.assign(verdict=t.verdict.replace({BEYOND: OVERLAP_BEYOND})), al, noise_pairs, q)
 
 # %% ../nbs/05_report_tables.ipynb #f3692b33
-def _held_out_rows(w:pd.DataFrame, keys:pd.Series, ref:str, m:str, n_bins:int, level:float, seed:int)->tuple:
-    "(the rows of `m` against `ref` by bin of held-out uncertainty, each position's bin); positions whose prompt has no other half are left out."
-    p = w[[ref, m]].dropna(); s = crossfit_selector(p[ref], keys.loc[p.index], _prompts(p), seed=seed)
+def _held_out_rows(p:pd.DataFrame, ref:str, m:str, n_bins:int, level:float, seed:int)->tuple:
+    "(the rows of `m` against `ref` by bin of held-out uncertainty, each position's bin by `pos`) from their aligned positions `p` (with `key`); positions whose prompt has no other half are left out."
+    s = crossfit_selector(p.a, p.key, _prompts(p), seed=seed)
     p, s = p[np.isfinite(s)], s[np.isfinite(s)]
-    r = pd.DataFrame(change_by_percentile(p[ref], p[m], s, _prompts(p), n_bins, level, seed))
+    r = pd.DataFrame(change_by_percentile(p.a, p.b, s, _prompts(p), n_bins, level, seed))
     return (r.rename(columns={'base_mean': 'ref_entropy_mean', 'other_mean': 'entropy_mean'}).assign(model=m, ref_model=ref),
-            pd.Series(percentile_bins(s, n_bins, seed), index=p.index))
+            pd.Series(percentile_bins(s, n_bins, seed), index=p.pos.to_numpy()))
 
 # %% ../nbs/05_report_tables.ipynb #56fd4224
-def _bin_noise(w:pd.DataFrame, bins:pd.Series, noise_pairs:Sequence, n_bins:int)->list:
-    "Per bin (1 … n_bins), the mean change between the two checkpoints of each noise pair at that bin's positions."
-    e = _noise_stats(noise_pairs, set(w.columns), lambda a, b: (w.loc[bins.index, b] - w.loc[bins.index, a]).groupby(bins.to_numpy()).mean()
-                     .reindex(range(1, n_bins + 1)).to_numpy())
+def _bin_noise(al:tuple, bins:pd.Series, noise_pairs:Sequence, n_bins:int, present:set)->list:
+    "Per bin (1 … n_bins), the mean change between the two checkpoints of each noise pair (both in `present`) at that bin's positions (`bins`: by `pos`)."
+    def change(a, b):
+        d = _pair(al, a, b); d = pd.Series((d.b - d.a).to_numpy(), index=d.pos.to_numpy()).reindex(bins.index)
+        return d.groupby(bins.to_numpy()).mean().reindex(range(1, n_bins + 1)).to_numpy()
+    e = _noise_stats(noise_pairs, present, change)
     return [[x[k] for x in e] for k in range(n_bins)]
 
 # %% ../nbs/05_report_tables.ipynb #ab326747
-def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (model, prompt_id, step, entropy, token_id)
+def aligned_change_by_percentile(scored, # teacher-forced tokens (model, prompt_id, step, entropy, token_id): a frame or a `TokenSource` (`scored_source`)
                                  models:Sequence[str]|None=None, # checkpoint order; the first is the reference
                                  n_bins:int=10, # percentile bins of the held-out prediction of the first's entropy
                                  level:float=0.95, # coverage
@@ -675,12 +809,11 @@ def aligned_change_by_percentile(scored:pd.DataFrame, # teacher-forced tokens (m
                                 )->pd.DataFrame:
     "Per checkpoint after the first and bin of held-out uncertainty: n, n_prompts, ref_entropy_mean, entropy_mean, delta (k − first) with its interval, p, p_adj, noise_p, noise_p_adj, verdict."
     cols = ['model', 'ref_model', 'bin', 'n', 'n_prompts', 'ref_entropy_mean', 'entropy_mean', 'delta', 'ci_low', 'ci_high', 'p']
-    order = model_order(scored, models); w = _aligned(scored, _with_pairs(order, noise_pairs))[1]
-    keys = _aligned(scored, order[:1], key)[1][order[0]] if order else None
+    order = model_order(scored, models); every = model_order(scored, _with_pairs(order, noise_pairs)); al = _aligned_source(scored, every)
     out, noise = [], []
     for m in order[1:]:
-        r, bins = _held_out_rows(w, keys, order[0], m, n_bins, level, seed); keep = (r.n > 0).to_numpy()
-        out.append(r[keep]); noise += [e for e, k in zip(_bin_noise(w, bins, noise_pairs, n_bins), keep) if k]
+        r, bins = _held_out_rows(_pair(al, order[0], m, key), order[0], m, n_bins, level, seed); keep = (r.n > 0).to_numpy()
+        out.append(r[keep]); noise += [e for e, k in zip(_bin_noise(al, bins, noise_pairs, n_bins, set(every)), keep) if k]
     t = pd.concat(out, ignore_index=True).reindex(columns=cols) if out else pd.DataFrame(columns=cols)
     return _checkpoint_adjusted(t.astype({'bin': 'int64', 'n': 'int64', 'n_prompts': 'int64'}), 'delta', noise)
 
@@ -703,11 +836,11 @@ def groups_table(groups:list[dict], # from `RunStore.vocabulary_groups`
 
 # %% ../nbs/05_report_tables.ipynb #03c2f8d5
 def by_group(fn, # an aligned analysis: fn(scored, models, **kwargs) -> DataFrame
-             scored:pd.DataFrame, # teacher-forced tokens of every group
+             scored, # teacher-forced tokens of every group: a frame or a `TokenSource` (`scored_source`)
              groups:list[dict], # from `RunStore.vocabulary_groups`
              **kwargs # passed to `fn`
             )->pd.DataFrame:
     "`fn` within every group of two or more scored checkpoints, concatenated, with a `group` column first."
     parts = [fn(scored, g['models'], **kwargs).assign(group=g['group']) for g in groups if len(g['models']) > 1]
-    out = pd.concat(parts, ignore_index=True) if parts else fn(scored.iloc[:0], [], **kwargs).assign(group=pd.Series(dtype='int64'))
+    out = pd.concat(parts, ignore_index=True) if parts else fn(scored.iloc[:0] if isinstance(scored, pd.DataFrame) else scored, [], **kwargs).assign(group=pd.Series(dtype='int64'))
     return out[['group'] + [c for c in out.columns if c != 'group']]

@@ -15,7 +15,8 @@ __all__ = ['MIN_CLASS', 'MIN_N', 'BEYOND', 'NOT_DISTINGUISHABLE', 'TOO_FEW', 'NO
            't_cdf', 't_ppf', 'auroc', 't_halfwidth', 't_interval', 'hall_interval', 'wilson_interval',
            'mean01_interval', 'mcnemar_exact', 'paired_interval', 'ratio_interval', 'cluster_mean_interval', 'holm',
            'bh', 'verdict', 'noise_p', 'checkpoint_verdict', 'wasserstein1', 'ks_distance', 'swap_masks', 'perm_p',
-           'distance_null', 'swap_null', 'overlap_null', 'percentile_bins', 'crossfit_selector', 'change_by_percentile']
+           'distance_null_hists', 'distance_null', 'swap_null', 'overlap_null', 'percentile_bins', 'crossfit_selector',
+           'change_by_percentile']
 
 # %% ../nbs/05a_stats.ipynb #a05a0007
 def _betacf(a:float, b:float, x:float)->float:
@@ -451,12 +452,36 @@ def _finite_clustered(x, cluster)->tuple:
     return x[ok], np.asarray(cluster)[ok]
 
 # %% ../nbs/05a_stats.ipynb #5333be76
-def _swap_null_distances(u, ha, hb, n_perm:int, seed:int)->tuple:
+def _swap_null_distances(u, ha, hb, n_perm:int, seed:int, block:int=2**22)->tuple:
     "The null W1 and KS (n_perm each): the pooled histograms after swapping random prompts that both checkpoints have."
     both = (ha.sum(1) > 0) & (hb.sum(1) > 0)
     S = np.zeros((n_perm, len(both))); S[:, both] = swap_masks(int(both.sum()), n_perm, seed)
-    moved = S @ (hb - ha)
+    moved, w = np.empty((n_perm, ha.shape[1])), max(1, block // max(len(both), 1))
+    for j in range(0, ha.shape[1], w): moved[:, j:j + w] = S @ (hb[:, j:j + w] - ha[:, j:j + w])   # `block` counts as floats at a time
     return _grid_distances(u, ha.sum(0) + moved, hb.sum(0) - moved)
+
+# %% ../nbs/05a_stats.ipynb #a6013963
+def _few_prompts(a, b, n_prompts:int, n_perm:int)->dict:
+    "The exact W1 and KS of `a` and `b` without a null (too few shared prompts)."
+    return dict(wasserstein=wasserstein1(a, b), ks=ks_distance(a, b), wasserstein_floor=np.nan, ks_floor=np.nan,
+                wasserstein_p=np.nan, ks_p=np.nan, n_prompts=n_prompts, n_perm=n_perm)
+
+# %% ../nbs/05a_stats.ipynb #a06e8f0d
+def distance_null_hists(u, # the grid points, sorted
+                        ha, # per-prompt histograms of one checkpoint on `u` (prompts × points; the prompts of both in one order)
+                        hb, # those of the other, same rows
+                        n_perm:int=199, # permutations
+                        level:float=0.95, # the floor's quantile of the null
+                        seed:int=0, # seed (rows swapped in row order: `distance_null` sorts the prompts)
+                        values=None, # () -> (a, b): the finite values, for the exact distances below MIN_N shared prompts
+                       )->dict:
+    "W1 and KS on the grid `u` of the prompts' histograms with their permutation-by-prompt null: the dict of `distance_null`."
+    n_prompts = int(((ha.sum(1) > 0) & (hb.sum(1) > 0)).sum())
+    if n_prompts < MIN_N: return _few_prompts(*(values() if values else ([], [])), n_prompts, n_perm)
+    w0, k0 = _grid_distances(u, ha.sum(0), hb.sum(0))
+    wn, kn = _swap_null_distances(u, ha, hb, n_perm, seed)
+    return dict(wasserstein=float(w0), ks=float(k0), wasserstein_floor=float(np.quantile(wn, level)), ks_floor=float(np.quantile(kn, level)),
+                wasserstein_p=perm_p(w0, wn), ks_p=perm_p(k0, kn), n_prompts=n_prompts, n_perm=n_perm)
 
 # %% ../nbs/05a_stats.ipynb #5ae017f3
 def distance_null(a, # values of one checkpoint (NaN dropped)
@@ -470,14 +495,9 @@ def distance_null(a, # values of one checkpoint (NaN dropped)
                  )->dict:
     "W1 and KS (on the grid of the null, past `grid` distinct values) with their permutation-by-prompt null: dict(wasserstein, ks, wasserstein_floor, ks_floor, wasserstein_p, ks_p, n_prompts, n_perm)."
     (a, ca), (b, cb) = _finite_clustered(a, a_cluster), _finite_clustered(b, b_cluster)
-    out = dict(wasserstein=wasserstein1(a, b), ks=ks_distance(a, b), wasserstein_floor=np.nan, ks_floor=np.nan,
-               wasserstein_p=np.nan, ks_p=np.nan, n_prompts=len(set(ca) & set(cb)), n_perm=n_perm)
-    if out['n_prompts'] < MIN_N: return out
-    u, ha, hb = _grid_hists(a, ca, b, cb, grid)
-    w0, k0 = _grid_distances(u, ha.sum(0), hb.sum(0))
-    wn, kn = _swap_null_distances(u, ha, hb, n_perm, seed)
-    return out | dict(wasserstein=float(w0), ks=float(k0), wasserstein_floor=float(np.quantile(wn, level)), ks_floor=float(np.quantile(kn, level)),
-                      wasserstein_p=perm_p(w0, wn), ks_p=perm_p(k0, kn))
+    n_prompts = len(set(ca) & set(cb))
+    if n_prompts < MIN_N: return _few_prompts(a, b, n_prompts, n_perm)
+    return distance_null_hists(*_grid_hists(a, ca, b, cb, grid), n_perm=n_perm, level=level, seed=seed)
 
 # %% ../nbs/05a_stats.ipynb #a05a0058
 def swap_null(stat, # stat(a_values, b_values) -> float
