@@ -314,6 +314,25 @@ def _think_end(txt:np.ndarray, lens:np.ndarray, close_tag:str)->int|None:
     i = ''.join(txt).find(close_tag)
     return None if i < 0 else int(np.searchsorted(np.cumsum(lens), i + len(close_tag), 'left'))
 
+# %% ../nbs/05_report_tables.ipynb #0084c91d
+def _think_ends(txt:np.ndarray, # token strings of several generations, each in step order, one after the other
+                sizes:np.ndarray, # the number of tokens of each generation
+                close_tag:str, # the text that ends the reasoning (no NUL)
+               )->np.ndarray:
+    "Per generation: the index in `txt` of the token that completes `close_tag`, or -1 if none does (see above)."
+    import re
+    lens = np.fromiter(map(len, txt), dtype=np.int64, count=len(txt))
+    gen = np.repeat(np.arange(len(sizes)), sizes)
+    ends = np.cumsum(lens) + gen                                # each token's end in the joined text (one NUL per boundary)
+    starts = np.r_[0, ends[np.cumsum(sizes)[:-1] - 1] + 1] if len(sizes) else np.zeros(0, np.int64)  # each generation's first character
+    hits = np.array([m.start() for m in re.finditer(re.escape(close_tag), '\0'.join(
+        ''.join(txt[a:b]) for a, b in zip(np.r_[0, np.cumsum(sizes)[:-1]], np.cumsum(sizes))))], np.int64)
+    g = np.searchsorted(starts, hits, 'right') - 1
+    first, at = np.unique(g, return_index=True)
+    out = np.full(len(sizes), -1, np.int64)
+    out[first] = np.searchsorted(ends, hits[at] + len(close_tag), 'left')
+    return out
+
 # %% ../nbs/05_report_tables.ipynb #c5b6b70f
 def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, next_token; `sample` if several)
                    close_tag:str='</think>', # the text that ends the reasoning
@@ -323,12 +342,11 @@ def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, 
     gen = ['model', 'prompt_id'] + (['sample'] if 'sample' in tokens.columns else [])  # one generation
     s = tokens.reset_index(drop=True).sort_values(gen + ['step'], kind='stable')
     txt = s[token_col].fillna('').astype(str).to_numpy(object)
-    lens = np.fromiter(map(len, txt), dtype=np.int64, count=len(txt))
-    seg = np.full(len(s), 'unclosed', dtype=object)
-    for idx in s.groupby(gen, sort=False, observed=True).indices.values():
-        k = _think_end(txt[idx], lens[idx], close_tag)      # idx: positions in s, in step order
-        if k is None: continue
-        seg[idx[:k + 1]] = 'think'; seg[idx[k + 1:]] = 'answer'
+    codes = s.groupby(gen, sort=False, observed=True).ngroup().to_numpy()
+    o = np.argsort(codes, kind='stable'); txt, sizes = txt[o], np.bincount(codes)  # generations contiguous, each in step order
+    k = np.repeat(_think_ends(txt, sizes, close_tag), sizes); row = np.arange(len(o))
+    seg = np.empty(len(s), dtype=object)
+    seg[o] = np.where(k < 0, 'unclosed', np.where(row <= k, 'think', 'answer'))
     out = np.empty(len(s), dtype=object); out[s.index.to_numpy()] = seg
     return pd.Series(out, index=tokens.index, name='segment')
 
