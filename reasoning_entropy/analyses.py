@@ -10,6 +10,8 @@ import math
 from typing import Sequence
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from . import stats as S
 from .grading import boxed_span, answers_match, normalize_answer, pass_at_k
 from .results import with_sample
@@ -78,18 +80,113 @@ def _answer_stats(pieces:list, e:np.ndarray, lp:np.ndarray)->tuple:
     s = lp[inside].sum()
     return (int(inside.sum()), float(e[inside].mean()), float(s), float(np.exp(s)))
 
+# %% ../nbs/05b_analyses.ipynb #1d31388e
+def _loop_candidates(ids:np.ndarray, # token ids of a chunk, its generations one after the other
+                     ends:np.ndarray, # where each generation's searched ids end (exclusive)
+                     n:np.ndarray, # how many ids each generation has
+                     loop:tuple, # max_period, min_repeats, min_tokens
+                     block:int=4096, # generations compared at once (memory: block × (max_period + 8))
+                    )->np.ndarray:
+    "Per generation, whether some period passes `_period`'s first test: room for the block, the last m ids equal to those p earlier."
+    (P, r, mt), m = loop, min(loop[2], 8); ps = np.arange(1, P + 1); out = np.zeros(len(ends), bool)
+    for b in range(0, len(ends), block):
+        ok = np.maximum(r * ps, mt) + ps <= n[b:b + block, None]                          # room, per generation and period
+        if m == 0 or not ok.any(): out[b:b + block] = ok.any(1); continue  # m = 0: any period with room
+        W = ids[np.clip(ends[b:b + block, None] - (m + P) + np.arange(m + P), 0, None)]   # the last m + P ids
+        g, j = np.nonzero(ok & (W[:, m - 1:m - 1 + P][:, ::-1] == W[:, P + m - 1, None]))  # column j: the id j + 1 before the last
+        for k in range(m - 1):                                                          # the other m − 1, where the last one matched
+            keep = W[g, k + P - 1 - j] == W[g, P + k]; g, j = g[keep], j[keep]
+        out[b + g] = True
+    return out
+
+# %% ../nbs/05b_analyses.ipynb #8e840808
+def _periods(ids:np.ndarray, # token ids of a chunk, its generations one after the other
+             starts:np.ndarray, ends:np.ndarray, # each generation's ids: ids[start:end]
+             loop:tuple, # max_period, min_repeats, min_tokens
+            )->np.ndarray:
+    "`_period` of ids[start:end] for every generation; 0 without searching where `_loop_candidates` says none can be found."
+    n = ends - starts; out = np.zeros(len(ends), np.int64)
+    for g in np.flatnonzero(_loop_candidates(ids, ends, n, loop)): out[g] = _period(ids[starts[g]:ends[g]], *loop)
+    return out
+
+# %% ../nbs/05b_analyses.ipynb #3cdf9521
+def _chunk_text(pieces:pd.Series)->tuple:
+    "(each token string's length in characters, all of them joined) of the token strings `pieces`; a missing one is ''."
+    a = pa.array(pieces.fillna('').astype(str), pa.large_string())
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    text = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(a)], pa.int64()), a), pa.scalar('', pa.large_string()))[0].as_py()
+    return pc.utf8_length(a).to_numpy(zero_copy_only=False).astype(np.int64), text
+
+# %% ../nbs/05b_analyses.ipynb #fbbbfa28
+def _boxed_spans(lens:np.ndarray, # each token string's length
+                 text:str, # the token strings of the chunk, joined
+                 starts:np.ndarray, ends:np.ndarray, # each generation's tokens: start:end
+                )->tuple:
+    "(token character offsets, per generation `grading.boxed_span` of its own text or (−1, −1)); only texts holding `\\boxed` are searched."
+    off = np.r_[0, np.cumsum(lens)].astype(np.int64); gs, ge = off[starts], off[ends]
+    at = np.cumsum(np.fromiter(map(len, text.split('\\boxed')), np.int64) + 6)[:-1] - 6   # where each `\boxed` starts
+    sp = np.full((len(starts), 2), -1, np.int64)
+    for g in np.unique(np.searchsorted(gs, at, 'right') - 1):
+        s = boxed_span(text[gs[g]:ge[g]])
+        if s is not None: sp[g] = s
+    return off, sp
+
+# %% ../nbs/05b_analyses.ipynb #dadb2269
+def _answer_masks(off:np.ndarray, sp:np.ndarray, # token character offsets and generation spans (`_boxed_spans`)
+                  starts:np.ndarray, ends:np.ndarray, # each generation's tokens: start:end
+                 )->tuple:
+    "(generation, token, mask) over every token of the generations with a span: `_answer_mask` of each, all at once."
+    have = np.flatnonzero(sp[:, 0] >= 0); n = ends[have] - starts[have]; seg = np.cumsum(n) - n
+    if not len(have): return have, have, np.zeros(0, bool)
+    own = np.repeat(np.arange(len(have)), n); tok = np.arange(n.sum()) - seg[own] + starts[have][own]
+    L = np.diff(off)[tok].astype(float); a = (off[tok] - off[starts[have]][own]).astype(float); s0, s1 = sp[have][own].T
+    share = np.divide(np.clip(np.minimum(a + L, s1) - np.maximum(a, s0), 0, None), L, out=np.zeros_like(L), where=L > 0)
+    half = share >= 0.5; top = (share > 0) & (share == np.maximum.reduceat(share, seg)[own])
+    return have[own], tok, np.where(np.logical_or.reduceat(half, seg)[own], half, top)
+
+# %% ../nbs/05b_analyses.ipynb #289ea91a
+def _segment_sums(x:np.ndarray, # values
+                  o:np.ndarray, k:np.ndarray, # segments x[o:o+k], k ≥ 1
+                 )->np.ndarray:
+    "The sum of each segment as `np.sum` makes it, to the bit: left to right below 8 values, by `np.sum` from 8 on."
+    s = x[o].copy()
+    with np.errstate(all='ignore'):
+        for j in range(1, 7): s = np.where(k > j, s + x[np.minimum(o + j, len(x) - 1)], s)
+    for i in np.flatnonzero(k >= 8): s[i] = x[o[i]:o[i] + k[i]].sum()
+    return s
+
+# %% ../nbs/05b_analyses.ipynb #c7471b4b
+def _answer_table(e:np.ndarray, lp:np.ndarray, # entropy and log-probability of the chunk's tokens
+                  gen:np.ndarray, tok:np.ndarray, mask:np.ndarray, # `_answer_masks`
+                  G:int, # number of generations
+                 )->np.ndarray:
+    "(G, 4): `_answer_stats` of every generation (n_answer_tokens, answer_entropy_mean, answer_logprob, answer_probability)."
+    tok = tok[mask]; cnt = np.bincount(gen[mask], minlength=G)
+    out = np.full((G, 4), np.nan); out[:, 0] = cnt
+    has = np.flatnonzero(cnt); k = cnt[has]; o = np.cumsum(k) - k; s = _segment_sums(lp[tok], o, k)
+    out[has, 1], out[has, 2], out[has, 3] = _segment_sums(e[tok], o, k) / k, s, np.exp(s)
+    return out
+
+# %% ../nbs/05b_analyses.ipynb #60e9322b
+def _first_rows(c:pd.DataFrame)->np.ndarray:
+    "Whether each row of the chunk `c` starts a generation: its prompt or sample differs from the row before."
+    if not len(c): return np.zeros(0, bool)
+    p, s = c['prompt_id'], c['sample'].to_numpy()
+    return np.r_[True, p.ne(p.shift()).to_numpy()[1:] | (s[1:] != s[:-1])]
+
 # %% ../nbs/05b_analyses.ipynb #abbff32e
 def _chunk_generations(c:pd.DataFrame, threshold:float, loop:tuple)->pd.DataFrame:
     "One row per generation of the chunk `c` (complete generations, sorted by prompt, sample, step): the reductions above."
-    g = c.assign(below=c.entropy < threshold).groupby(_GEN, sort=False)
+    new = _first_rows(c); g = c.assign(below=c.entropy < threshold).groupby(np.cumsum(new) - 1, sort=False)
     out = g.agg(n_tokens=('step', 'size'), last_step=('step', 'max'), entropy_sum=('entropy', 'sum'), entropy_count=('entropy', 'count'),
-                entropy_mean=('entropy', 'mean'), n_below=('below', 'sum'), share_below=('below', 'mean'), logprob_mean=('logprob', 'mean')).reset_index()
-    ends = np.cumsum(out.n_tokens.to_numpy()); se = list(zip((ends - out.n_tokens.to_numpy()).tolist(), ends.tolist()))
+                entropy_mean=('entropy', 'mean'), n_below=('below', 'sum'), share_below=('below', 'mean'), logprob_mean=('logprob', 'mean'))
+    out = pd.concat([c[_GEN][new].reset_index(drop=True), out.reset_index(drop=True)], axis=1)
+    ends = np.cumsum(out.n_tokens.to_numpy()); starts = ends - out.n_tokens.to_numpy()
     ids, e, lp = c.token_id.to_numpy(), c.entropy.to_numpy(float), c.logprob.to_numpy(float)
-    pieces = c.next_token.fillna('').astype(str).tolist() if c.next_token.notna().any() else [''] * len(c)
-    out['period_all'] = [_period(ids[s:t], *loop) for s, t in se]
-    out['period_eos'] = [_period(ids[s:t - 1], *loop) for s, t in se]
-    return out.join(pd.DataFrame([_answer_stats(pieces[s:t], e[s:t], lp[s:t]) for s, t in se], columns=_ANSWER_COLUMNS, index=out.index))
+    out['period_all'], out['period_eos'] = _periods(ids, starts, ends, loop), _periods(ids, starts, ends - 1, loop)
+    lens, text = _chunk_text(c.next_token); off, sp = _boxed_spans(lens, text, starts, ends)
+    a = _answer_table(e, lp, *_answer_masks(off, sp, starts, ends), len(out))
+    return out.join(pd.DataFrame(a, columns=_ANSWER_COLUMNS, index=out.index).astype({'n_answer_tokens': 'int64'}))
 
 # %% ../nbs/05b_analyses.ipynb #30462a31
 def _generations(tokens, # a token frame, a `query.TokenSource` or a `RunStore`
