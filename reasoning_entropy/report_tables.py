@@ -354,13 +354,21 @@ def think_segments(tokens:pd.DataFrame, # tokens table (model, prompt_id, step, 
 SEGMENTS = ('think', 'answer', 'unclosed')
 
 # %% ../nbs/05_report_tables.ipynb #55b2d87a
-def _segment_chunk(c:pd.DataFrame, close_tag:str, token_col:str)->tuple:
+def _segment_chunk(c:pd.DataFrame, # one chunk: one checkpoint's complete prompts, sorted by prompt, sample and step
+                   close_tag:str, token_col:str)->tuple:
     "(per segment and prompt: sum, count; per segment: n_generations; per generation (prompt_id, sample): end) of one chunk of one checkpoint."
-    seg = think_segments(c, close_tag, token_col)
-    end = c.step.where(seg == 'think').groupby([c.prompt_id, c['sample']], sort=False).max().rename('end').reset_index()
-    t = c.assign(segment=seg).dropna(subset=['entropy'])
-    sums = t.groupby(['segment', 'prompt_id'])['entropy'].agg(['sum', 'count']).reset_index()
-    return sums, t.drop_duplicates(['segment', 'prompt_id', 'sample']).groupby('segment').size(), end
+    pc, prompts = pd.factorize(c['prompt_id']); smp, step = c['sample'].to_numpy(), c['step'].to_numpy()
+    gid = np.cumsum(np.r_[True, (pc[1:] != pc[:-1]) | (smp[1:] != smp[:-1])]) - 1; sizes = np.bincount(gid)
+    k = _think_ends(c[token_col].fillna('').astype(str).to_numpy(object), sizes, close_tag)
+    first = np.r_[0, np.cumsum(sizes)[:-1]]; kk = np.repeat(k, sizes)
+    seg = np.where(kk < 0, 2, np.where(np.arange(len(c)) <= kk, 0, 1))       # 0 think, 1 answer, 2 unclosed
+    end = pd.DataFrame({'prompt_id': c['prompt_id'].to_numpy()[first], 'sample': smp[first], 'end': pd.array(np.where(k >= 0, step[np.maximum(k, 0)], 0), 'Int64')})
+    end.loc[k < 0, 'end'] = pd.NA
+    e = c['entropy'].to_numpy(float); ok = ~np.isnan(e); key = seg[ok] * len(prompts) + pc[ok]
+    cells = np.unique(key); n = np.bincount(key)[cells]; s = np.bincount(key, e[ok])[cells]
+    sums = pd.DataFrame({'segment': np.array(SEGMENTS, object)[cells // len(prompts)], 'prompt_id': np.asarray(prompts)[cells % len(prompts)], 'sum': s, 'count': n})
+    n_gen = pd.Series(np.bincount(np.unique(gid[ok] * 3 + seg[ok]) % 3, minlength=3), index=list(SEGMENTS))
+    return sums.sort_values(['segment', 'prompt_id'], ignore_index=True), n_gen[n_gen > 0], end
 
 # %% ../nbs/05_report_tables.ipynb #63a8fb9a
 def _segment_medians(src:TokenSource, ends:pd.DataFrame)->pd.Series:
