@@ -7,6 +7,7 @@ from __future__ import annotations
 import json, logging, math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .grading import pass_at_k, pass_ks
-from .store import RunStore, LEGACY_FILES, to_jsonable, write_csv, write_json, save_figure
-from .results import entropy_agg, sample_level_results, prompt_level_results
+from .store import RunStore, LEGACY_FILES, to_jsonable, write_csv, write_json, save_figure, atomic_path
+from .results import sample_level_results, prompt_level_results
 from .report_tables import QUANTILES, entropy_by_step
 from .report_figures import checkpoint_colors
+from .query import TokenSource, token_source
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +45,102 @@ def _one_model(tokens:pd.DataFrame, what:str)->pd.DataFrame:
         raise ValueError(f'{what}: one model at a time (got {tokens["model"].nunique()}); filter on `model` first')
     return tokens.drop(columns='model', errors='ignore')
 
+# %% ../nbs/06b_legacy.ipynb #0c980299
+def _as_source(tokens, # a token frame (with or without `model`), a `TokenSource` or a `RunStore`
+               models:list|None=None, # checkpoint order (default: the tokens')
+              )->TokenSource:
+    "`tokens` as a `TokenSource` of `models`."
+    if isinstance(tokens, pd.DataFrame) and 'model' not in tokens: tokens = tokens.assign(model='')
+    return token_source(tokens, models)
+
+# %% ../nbs/06b_legacy.ipynb #af080eb2
+def _one_source(tokens, what:str)->TokenSource:
+    "`tokens` as a `TokenSource`; an error naming `what` when it holds more than one checkpoint."
+    src = _as_source(tokens)
+    if len(src.models) > 1: raise ValueError(f'{what}: one model at a time (got {len(src.models)}); filter on `model` first')
+    return src
+
 # %% ../nbs/06b_legacy.ipynb #19c09740
-def token_stats(tokens:pd.DataFrame # tokens of ONE checkpoint (next_token, entropy, probability)
+def _token_stats_sql(src:TokenSource)->pd.DataFrame:
+    "m, token, count and the entropy/probability statistics of every (checkpoint, token string) of `src`, one query per checkpoint."
+    q = """WITH t AS (SELECT next_token, CASE WHEN NOT isnan(entropy) THEN entropy END AS e, CASE WHEN NOT isnan(probability) THEN probability END AS p
+                      FROM tokens WHERE m = $m AND next_token IS NOT NULL),
+        g AS (SELECT next_token, count(*) AS count, favg(e) AS entropy_mean, median(e) AS entropy_median, min(e) AS entropy_min,
+                     max(e) AS entropy_max, favg(p) AS probability_mean FROM t GROUP BY next_token),
+        v AS (SELECT next_token, favg((e - entropy_mean) * (e - entropy_mean)) AS var FROM t JOIN g USING (next_token) GROUP BY next_token)
+        SELECT $m AS m, next_token AS token, count, entropy_mean, entropy_median,
+               CASE WHEN entropy_min = entropy_max THEN 0.0 ELSE sqrt(var) END AS entropy_std, entropy_min, entropy_max, probability_mean
+        FROM g JOIN v USING (next_token)"""
+    return pd.concat([src.sql(q, {'m': i}) for i in range(len(src.models))] or [src.sql(q, {'m': -1})], ignore_index=True)
+
+# %% ../nbs/06b_legacy.ipynb #0e846d09
+def _sorted_stats(stats:pd.DataFrame, # `_token_stats_sql`'s result
+                  m:int, # the checkpoint's rank in the source
+                 )->pd.DataFrame:
+    "Checkpoint `m`'s token statistics, by count desc, token."
+    out = stats[stats['m'] == m].drop(columns='m')
+    out = out.astype({'count': 'int64'}).sort_values(['count', 'token'], ascending=[False, True], kind='stable')
+    return out.reset_index(drop=True)
+
+# %% ../nbs/06b_legacy.ipynb #2d555173
+def token_stats(tokens # tokens of ONE checkpoint (next_token, entropy, probability): a frame, a `TokenSource` or a `RunStore`
                )->pd.DataFrame:
     "Per generated token string: count and entropy mean/median/std/min/max, mean probability; by count desc, token."
-    t = _one_model(tokens, 'token_stats')
-    out = entropy_agg(t, ['next_token']).rename(columns={'next_token': 'token'})
-    out['count'] = out['count'].astype('int64')
-    return out.sort_values(['count', 'token'], ascending=[False, True], kind='stable').reset_index(drop=True)
+    return _sorted_stats(_token_stats_sql(_one_source(tokens, 'token_stats')), 0)
 
 # %% ../nbs/06b_legacy.ipynb #0f62c017
 DETAILED_COLUMNS = ['prompt_id', 'step', 'token_id', 'current_token', 'next_token', 'entropy', 'logprob',
                     'probability', 'rank', 'varentropy', 'top_ids', 'top_logprobs', 'sampling_entropy']
 
 # %% ../nbs/06b_legacy.ipynb #7b93e537
-def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
-                   )->pd.DataFrame:
-    "The token columns of one checkpoint, top-k lists as JSON strings; `sample` after `prompt_id` when there are several."
-    t = _one_model(tokens, 'detailed_tokens')
-    several = 'sample' in t and bool((t['sample'] != 0).any())
+def _detailed(t:pd.DataFrame, # token rows of one checkpoint, without `model`
+              several:bool, # whether the checkpoint has several samples per prompt (then `sample` is a column)
+             )->pd.DataFrame:
+    "The detailed columns of `t`, top-k lists as JSON strings."
     t = t[DETAILED_COLUMNS[:1] + ['sample'] * several + DETAILED_COLUMNS[1:]].copy()
     t['top_ids'] = [json.dumps([int(i) for i in v]) for v in t['top_ids']]
     t['top_logprobs'] = [json.dumps([float(x) for x in v]) for v in t['top_logprobs']]
     return t.reset_index(drop=True)
+
+# %% ../nbs/06b_legacy.ipynb #8cffe5b1
+def detailed_tokens(tokens:pd.DataFrame # tokens of ONE checkpoint
+                   )->pd.DataFrame:
+    "The token columns of one checkpoint, top-k lists as JSON strings; `sample` after `prompt_id` when there are several."
+    t = _one_model(tokens, 'detailed_tokens')
+    return _detailed(t, 'sample' in t and bool((t['sample'] != 0).any()))
+
+# %% ../nbs/06b_legacy.ipynb #b751856b
+_INT_COLUMNS = ['step', 'token_id', 'rank']  # integer columns: written as floats when one value is missing
+
+# %% ../nbs/06b_legacy.ipynb #70529da5
+def _checkpoint_facts(src:TokenSource, m:int)->tuple:
+    "(several samples?, the integer columns with a missing value) of checkpoint `m` of `src`."
+    nulls = ', '.join(f'count(*) - count("{c}")' for c in _INT_COLUMNS)
+    r = src.sql(f'SELECT coalesce(bool_or(sample <> 0), false), {nulls} FROM tokens WHERE m = ?', [m]).iloc[0].tolist()
+    return bool(r[0]), [c for c, n in zip(_INT_COLUMNS, r[1:]) if n]
+
+# %% ../nbs/06b_legacy.ipynb #aa5f8b21
+def _detailed_batches(src:TokenSource, m:int, # the checkpoint's rank in `src`
+                      ranks:pd.DataFrame, # prompt_id, r: each prompt's rank in run order
+                      rows:int=500_000, # rows per batch
+                     )->Iterator[pd.DataFrame]:
+    "Checkpoint `m`'s `detailed_tokens`, in batches, in (prompt rank, prompt, sample, step) order."
+    several, floats = _checkpoint_facts(src, m)
+    cols = ', '.join(f't."{c}"' for c in DETAILED_COLUMNS[:1] + ['sample'] + DETAILED_COLUMNS[1:])
+    src.con.register('_legacy_ranks', ranks)
+    q = f'SELECT {cols} FROM tokens t LEFT JOIN _legacy_ranks r USING (prompt_id) WHERE t.m = ? ORDER BY r.r NULLS LAST, t.prompt_id, t.sample, t.step'
+    for b in src.con.sql(q, params=[m]).to_arrow_reader(rows):
+        yield _detailed(b.to_pandas().astype({c: 'float64' for c in floats}), several)
+
+# %% ../nbs/06b_legacy.ipynb #1b5dcf1d
+def _write_detailed(src:TokenSource, m:int, ranks:pd.DataFrame, path)->Path:
+    "Write checkpoint `m`'s detailed tokens to `path` atomically, batch by batch; return `path`."
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
+        header = True
+        for d in _detailed_batches(src, m, ranks):
+            d.to_csv(f, index=False, header=header, lineterminator='\n'); header = False
+        if header: _detailed(pd.DataFrame(columns=DETAILED_COLUMNS), False).to_csv(f, index=False, lineterminator='\n')
+    return Path(path)
 
 # %% ../nbs/06b_legacy.ipynb #fb49df70
 def _model_fact(identity:dict, model:str, key:str):
@@ -79,13 +154,23 @@ def _model_fact(identity:dict, model:str, key:str):
 _AGG = ['mean', 'median', 'std', 'min', 'max']
 
 # %% ../nbs/06b_legacy.ipynb #4bb3e588
-def _describe(x:np.ndarray)->dict:
-    "mean, median, std, min, max and quantiles of the finite values of `x` (None when there are none)."
-    x = x[np.isfinite(x)]
-    if not len(x): return {k: None for k in _AGG} | {'quantiles': {f'{q:g}': None for q in QUANTILES}}
-    qs = np.quantile(x, QUANTILES)
-    return {'mean': x.mean(), 'median': np.median(x), 'std': x.std(), 'min': x.min(), 'max': x.max(),
-            'quantiles': {f'{q:g}': v for q, v in zip(QUANTILES, qs)}}
+def _token_summary_sql(src:TokenSource)->pd.DataFrame:
+    "Per checkpoint rank m with rows: n rows, n_finite, mean, median, std, min, max and quantiles q of its finite entropies, probability_mean."
+    q = """WITH t AS (SELECT CASE WHEN isfinite(entropy) THEN entropy END AS e, CASE WHEN NOT isnan(probability) THEN probability END AS p
+                      FROM tokens WHERE m = $m),
+        g AS (SELECT count(*) AS n, count(e) AS n_finite, favg(e) AS mean, median(e) AS median, min(e) AS min, max(e) AS max,
+                     quantile_cont(e, $qs) AS q, favg(p) AS probability_mean FROM t),
+        v AS (SELECT favg((e - mean) * (e - mean)) AS var FROM t, g)
+        SELECT $m AS m, n, n_finite, mean, median, CASE WHEN min = max THEN 0.0 ELSE sqrt(var) END AS std, min, max, q, probability_mean
+        FROM g, v WHERE n > 0"""
+    out = [src.sql(q, {'m': i, 'qs': list(QUANTILES)}) for i in range(len(src.models))]
+    return pd.concat([o for o in out if len(o)] or [src.sql(q, {'m': -1, 'qs': list(QUANTILES)})], ignore_index=True)
+
+# %% ../nbs/06b_legacy.ipynb #82ee8cfe
+def _describe(r)->dict:
+    "The `entropy` entry of a checkpoint's `_token_summary_sql` row `r` (None: no finite entropy)."
+    if r is None or not r['n_finite']: return {k: None for k in _AGG} | {'quantiles': {f'{q:g}': None for q in QUANTILES}}
+    return {k: r[k] for k in _AGG} | {'quantiles': {f'{q:g}': v for q, v in zip(QUANTILES, r['q'])}}
 
 # %% ../nbs/06b_legacy.ipynb #04e2451a
 def _pass_at_k(p:pd.DataFrame)->tuple:
@@ -112,13 +197,13 @@ def _tokens_per_second(pg:dict):
     return pg.get('tokens_per_second') or (pg['tokens'] / pg['seconds'] if pg.get('seconds') and pg.get('tokens') else None)
 
 # %% ../nbs/06b_legacy.ipynb #e629111b
-def _model_summary(m:str, t:pd.DataFrame, p:pd.DataFrame, gen:pd.DataFrame, identity:dict, pg:dict)->dict:
-    "The summary of checkpoint `m`: its tokens `t`, prompt rows `p`, generation rows `gen`, the run's `identity` (its identity) and its progress record `pg`."
+def _model_summary(m:str, t, p:pd.DataFrame, gen:pd.DataFrame, identity:dict, pg:dict)->dict:
+    "The summary of checkpoint `m`: its token statistics `t` (a `_token_summary_sql` row or None), prompt rows `p`, generation rows `gen`, the run's `identity` and its progress record `pg`."
     has_ref = p['correct'].notna()
     num_samples, pak = _pass_at_k(p)
-    return {'model_path': _model_fact(identity, m, 'path'), 'training_step': _model_fact(identity, m, 'step'), 'tokens_analyzed': len(t),
-            'entropy': _describe(t['entropy'].to_numpy(dtype=float)),
-            'probability_mean': t['probability'].mean() if len(t) else None, 'num_prompts': len(p),
+    return {'model_path': _model_fact(identity, m, 'path'), 'training_step': _model_fact(identity, m, 'step'),
+            'tokens_analyzed': 0 if t is None else int(t['n']), 'entropy': _describe(t),
+            'probability_mean': None if t is None else t['probability_mean'], 'num_prompts': len(p),
             'generation_length': _generation_length(gen['n_tokens'].to_numpy(dtype=float)),
             'finished_share': gen['finished'].mean() if len(gen) else None,
             'accuracy': p.loc[has_ref, 'correct'].astype(bool).mean() if has_ref.any() else None,
@@ -147,35 +232,38 @@ def _summary_order(facts:RunFacts, models:list|None, present:set)->list:
     return order + sorted(present - set(order))
 
 # %% ../nbs/06b_legacy.ipynb #b0c455f3
-def results_summary(tokens:pd.DataFrame, # the tokens table (model, entropy, probability)
+def results_summary(tokens, # the tokens (model, entropy, probability): a frame, a `TokenSource` or a `RunStore`
                     prompt_results:pd.DataFrame, # from `prompt_level_results`
                     facts:RunFacts, # the run's facts (`RunFacts.of(store)`)
                     models:list|None=None, # the checkpoints' order (default: the run's)
                     samples:pd.DataFrame|None=None, # from `sample_level_results`: lengths and finished per generation
                    )->dict:
     "The run summary: run facts at the top, statistics per model (see above); JSON-ready."
-    identity, progress = facts.identity, facts.progress
+    identity, progress, src = facts.identity, facts.progress, _as_source(tokens)
+    stats = {src.models[r['m']]: r for _, r in _token_summary_sql(src).iterrows()}
     per = {}
-    for m in _summary_order(facts, models, set(prompt_results['model']) | set(tokens['model'])):
+    for m in _summary_order(facts, models, set(prompt_results['model']) | set(stats)):
         p = prompt_results[prompt_results['model'] == m]
         gen = p if samples is None else samples[samples['model'] == m]  # one row per generation
-        per[m] = _model_summary(m, tokens[tokens['model'] == m], p, gen, identity, progress.get(m, {}))
+        per[m] = _model_summary(m, stats.get(m), p, gen, identity, progress.get(m, {}))
     data_path = identity.get('data_path') or (facts.invocations or [{}])[-1].get('data_path')
     return to_jsonable({'data_path': data_path, 'num_prompts': int(prompt_results['prompt_id'].nunique()),
                         'decoding': identity.get('decoding'), 'entropy_unit': 'nats', 'versions': facts.versions,
                         'config': identity, 'models': per})
 
 # %% ../nbs/06b_legacy.ipynb #ed93c9fb
-_SUMMARY_COLS = ['entropy', 'probability', 'next_token']
+def _run_ranks(gens:pd.DataFrame)->pd.DataFrame:
+    "prompt_id, r: each prompt's rank in run order (its `prompt_index` in the generations `gens`)."
+    g = gens.drop_duplicates('prompt_id')
+    return pd.DataFrame({'prompt_id': g['prompt_id'].astype(str), 'r': g['prompt_index'].astype('Int64')}).reset_index(drop=True)
 
 # %% ../nbs/06b_legacy.ipynb #26c35da5
-def _token_files(store:RunStore, tokens:pd.DataFrame, models:list[str], save_detailed_tokens:bool)->list[Path]:
-    "Write each checkpoint's token statistics (and detailed tokens); return the paths in writing order."
-    written = []
-    for m in models:
-        written.append(write_csv(token_stats(tokens[tokens['model'] == m]), store.legacy_path('token_stats', m)))
-        if save_detailed_tokens:
-            written.append(write_csv(detailed_tokens(store.read_tokens([m])), store.legacy_path('all_tokens_detailed', m)))
+def _token_files(store:RunStore, src:TokenSource, ranks:pd.DataFrame, save_detailed_tokens:bool)->list[Path]:
+    "Write each checkpoint's token statistics (and detailed tokens) of `src`; return the paths in writing order."
+    written, stats = [], _token_stats_sql(src)
+    for i, m in enumerate(src.models):
+        written.append(write_csv(_sorted_stats(stats, i), store.legacy_path('token_stats', m)))
+        if save_detailed_tokens: written.append(_write_detailed(src, i, ranks, store.legacy_path('all_tokens_detailed', m)))
     return written
 
 # %% ../nbs/06b_legacy.ipynb #b50e6ee7
@@ -184,21 +272,30 @@ def write_legacy_tables(store:RunStore, # the run
                  save_detailed_tokens:bool=False, # also write {model}_all_tokens_detailed.csv
                  models:list[str]|None=None # the checkpoints; None for all, in run order
                 )->list[Path]:
-    "Write the original script's CSV/JSON files of `store` into its directory; return their paths."
+    "Write the original script's CSV/JSON files of `store` into its directory (never loading its token rows); return their paths."
     models = store.models if models is None else list(models)
-    tokens = store.read_tokens(models, columns=_SUMMARY_COLS)
-    gens = store.read_generations(models)
-    written = _token_files(store, tokens, models, save_detailed_tokens)
-    samples = sample_level_results(tokens, gens, references)
-    pr = prompt_level_results(tokens, gens, references, samples=samples)
+    src, gens = token_source(store, models), store.read_generations(models)
+    written = _token_files(store, src, _run_ranks(gens), save_detailed_tokens)
+    samples = sample_level_results(src, gens, references)  # one pass over the parts, shared with the next line
+    pr = prompt_level_results(src, gens, references, samples=samples)
     written.append(write_csv(pr, store.legacy_path('prompt_level_results.csv')))
-    written.append(write_json(results_summary(tokens, pr, RunFacts.of(store), models, samples), store.legacy_path('results_summary.json')))
+    written.append(write_json(results_summary(src, pr, RunFacts.of(store), models, samples), store.legacy_path('results_summary.json')))
     return written
 
+# %% ../nbs/06b_legacy.ipynb #4c15e5f4
+def _source(tokens, models=None)->tuple:
+    "(`tokens` as a `TokenSource` of `models`, {prompt_id: rank in run order} or None when unknown)."
+    src = _as_source(tokens, models)
+    if isinstance(tokens, RunStore):
+        pr = tokens.read_prompts()
+        if not len(pr): pr = tokens.read_generations(src.models)  # a store written without its prompts table
+        return src, dict(zip(pr['prompt_id'].astype(str), pr['prompt_index'].astype(int)))
+    return src, None if src.prompts is None else {p: i for i, p in enumerate(src.prompts)}
+
 # %% ../nbs/06b_legacy.ipynb #88f73931
-def _models(tokens:pd.DataFrame, models=None)->list:
+def _models(tokens, models=None)->list:
     "The models to draw: `models`, else in order of first appearance (the store's run order)."
-    return list(models) if models is not None else list(dict.fromkeys(tokens['model']))
+    return list(models) if models is not None else _as_source(tokens).models
 
 # %% ../nbs/06b_legacy.ipynb #227d7b29
 def _finish(fig:Figure, path)->Figure:
@@ -206,17 +303,35 @@ def _finish(fig:Figure, path)->Figure:
     if path is not None: save_figure(fig, path)
     return fig
 
+# %% ../nbs/06b_legacy.ipynb #164cd5f1
+def _hist_facts(src:TokenSource)->pd.DataFrame:
+    "m, n, mean, min, max of each checkpoint's finite entropies."
+    return src.sql("""SELECT m, count(entropy) AS n, favg(entropy) AS mean, min(entropy) AS min, max(entropy) AS max
+                      FROM tokens WHERE isfinite(entropy) GROUP BY m""")
+
+# %% ../nbs/06b_legacy.ipynb #0388352e
+def _histograms(src:TokenSource, edges:np.ndarray)->dict:
+    "{checkpoint: counts of its finite entropies on the equal bins `edges`} (np.histogram's counts)."
+    k = len(edges) - 1
+    c = src.sql("""WITH a AS (SELECT m, entropy AS x, least(floor((entropy - $lo) / $w * $k)::BIGINT, $k::BIGINT - 1) AS i
+                              FROM tokens WHERE isfinite(entropy) AND entropy >= $lo AND entropy <= $hi),
+        b AS (SELECT m, x, i - (x < $e[i + 1])::BIGINT AS i FROM a)
+        SELECT m, i + (x >= $e[i + 2] AND i <> $k::BIGINT - 1)::BIGINT AS i, count(*) AS n FROM b GROUP BY ALL""",
+        {'lo': float(edges[0]), 'hi': float(edges[-1]), 'w': float(edges[-1] - edges[0]), 'k': float(k), 'e': [float(e) for e in edges]})
+    out = {m: np.zeros(k, np.int64) for m in src.models}
+    for m, i, n in c.itertuples(index=False): out[src.models[m]][i] += n
+    return out
+
 # %% ../nbs/06b_legacy.ipynb #4d9c74b7
-def _stairs(ax, tokens:pd.DataFrame, models:list, edges:np.ndarray, density:bool):
-    "One step outline per checkpoint of `models`: its finite entropies' histogram on `edges`."
+def _stairs(ax, hists:dict, facts:dict, models:list, edges:np.ndarray, density:bool):
+    "One step outline per checkpoint of `models`: its histogram `hists[m]` on `edges`, labelled with n and mean (`facts[m]`)."
     for m, c in checkpoint_colors(models).items():
-        x = tokens.loc[tokens['model'] == m, 'entropy'].to_numpy(dtype=float)
-        x = x[np.isfinite(x)]
-        h, _ = np.histogram(x, bins=edges, density=density and len(x) > 0)
-        ax.stairs(h, edges, color=c, linewidth=1.6, label=f'{m} (n={len(x):,}, mean={x.mean() if len(x) else np.nan:.3f})')
+        h, (n, mean) = hists.get(m, np.zeros(len(edges) - 1, np.int64)), facts.get(m, (0, np.nan))
+        if density and n > 0: h = h / np.diff(edges).astype(float) / h.sum()
+        ax.stairs(h, edges, color=c, linewidth=1.6, label=f'{m} (n={n:,}, mean={mean:.3f})')
 
 # %% ../nbs/06b_legacy.ipynb #5ba42d82
-def plot_entropy_distribution(tokens:pd.DataFrame, # the tokens table (model, entropy)
+def plot_entropy_distribution(tokens, # the tokens (model, entropy): a frame, a `TokenSource` or a `RunStore`
                               path=None, # save the figure here (atomically) when given
                               bins:int=50, # number of shared bins
                               models:list|None=None, # checkpoints in order; None for all in table order
@@ -224,16 +339,17 @@ def plot_entropy_distribution(tokens:pd.DataFrame, # the tokens table (model, en
                               log:bool=False, # log-scale the y axis
                               unit:str='nats' # the entropy unit, for the label
                              )->Figure:
-    "Histogram of token entropy per checkpoint on shared bins."
-    models = _models(tokens, models)
+    "Histogram of token entropy per checkpoint on shared bins (of all the frame's checkpoints, or the source's `models`)."
+    src = _as_source(tokens, None if isinstance(tokens, pd.DataFrame) else models)
+    models = _models(src, models)
     fig = Figure(figsize=(9, 5.5))
     ax = fig.add_subplot()
-    e = tokens['entropy'].to_numpy(dtype=float)
-    finite = e[np.isfinite(e)]
-    if not len(finite):
+    f = _hist_facts(src)
+    if not f['n'].sum():
         ax.text(0.5, 0.5, 'no tokens', ha='center', va='center', transform=ax.transAxes)
         return _finish(fig, path)
-    _stairs(ax, tokens, models, np.histogram_bin_edges(finite, bins=bins), density)
+    edges = np.histogram_bin_edges(np.array([f['min'].min(), f['max'].max()]), bins=bins)
+    _stairs(ax, _histograms(src, edges), {src.models[r.m]: (int(r.n), r.mean) for r in f.itertuples()}, models, edges, density)
     ax.set_xlabel(f'entropy of the next-token distribution ({unit})')
     ax.set_ylabel('density' if density else 'tokens')
     if log: ax.set_yscale('log')
@@ -258,16 +374,28 @@ def _mean_panel(ax, tokens:pd.DataFrame, models:list, colors:dict, min_prompts:i
     ax.grid(alpha=0.3)
 
 # %% ../nbs/06b_legacy.ipynb #6467ed81
-def _sample_traces(tokens:pd.DataFrame, n_samples:int)->tuple:
-    "(the tokens of each prompt's sample 0, the first `n_samples` prompts, whether there are several samples)."
-    several = 'sample' in tokens and bool((tokens['sample'] != 0).any())
-    first = tokens[tokens['sample'] == 0] if several else tokens  # one trace per prompt: its sample 0
-    return first, list(dict.fromkeys(first['prompt_id']))[:n_samples], several
+def _trace_prompts(src:TokenSource, ranks:dict|None, n_samples:int)->tuple:
+    "(the first `n_samples` prompts with a sample 0 in (checkpoint, run) order, whether there are several samples) of a source out of core."
+    d = src.sql("SELECT prompt_id, min(m) FILTER (WHERE sample = 0) AS m0, bool_or(sample <> 0) AS several FROM tokens GROUP BY prompt_id")
+    d = d[d['m0'].notna()]
+    d = d.assign(r=d['prompt_id'].map(ranks) if ranks else 0).sort_values(['m0', 'r', 'prompt_id'], kind='stable')
+    return d['prompt_id'].head(n_samples).tolist(), bool(d['several'].any())
+
+# %% ../nbs/06b_legacy.ipynb #16b59bb2
+def _sample_traces(src:TokenSource, ranks:dict|None, n_samples:int)->tuple:
+    "(the tokens of the first `n_samples` prompts' sample 0, those prompts, whether there are several samples)."
+    if src.frame is not None:  # in memory: the frame's own row order
+        t = src.frame; several = 'sample' in t and bool((t['sample'] != 0).any())
+        first = t[t['sample'] == 0] if several else t
+        return first, list(dict.fromkeys(first['prompt_id']))[:n_samples], several
+    prompts, several = _trace_prompts(src, ranks, n_samples)
+    rows = src.rows(prompts, ['entropy'])
+    return rows[rows['sample'] == 0], prompts, several
 
 # %% ../nbs/06b_legacy.ipynb #7ba49219
-def _sample_panel(ax, tokens:pd.DataFrame, models:list, colors:dict, n_samples:int, unit:str):
+def _sample_panel(ax, src:TokenSource, ranks:dict|None, models:list, colors:dict, n_samples:int, unit:str):
     "The entropy traces of a few prompts: colour by checkpoint, line style by prompt."
-    first, samples, several = _sample_traces(tokens, n_samples)
+    first, samples, several = _sample_traces(src, ranks, n_samples)
     for m in models:
         for k, pid in enumerate(samples):
             t = first[(first['model'] == m) & (first['prompt_id'] == pid)]
@@ -280,7 +408,7 @@ def _sample_panel(ax, tokens:pd.DataFrame, models:list, colors:dict, n_samples:i
     ax.set_title(f'Sample prompts ({len(samples)}' + ('; sample 0 of each)' if several else ')')); ax.grid(alpha=0.3)
 
 # %% ../nbs/06b_legacy.ipynb #bdd747e2
-def plot_entropy_over_steps(tokens:pd.DataFrame, # the tokens table (model, prompt_id, step, entropy)
+def plot_entropy_over_steps(tokens, # the tokens (model, prompt_id, step, entropy): a frame, a `TokenSource` or a `RunStore`
                             path=None, # save the figure here (atomically) when given
                             models:list|None=None, # checkpoints in order; None for all in table order
                             n_samples:int=3, # sample prompts in the lower panel
@@ -288,12 +416,13 @@ def plot_entropy_over_steps(tokens:pd.DataFrame, # the tokens table (model, prom
                             unit:str='nats' # the entropy unit, for the label
                            )->Figure:
     "Mean entropy per step with a 95% band per checkpoint (top), and a few sample prompts (bottom)."
-    models = _models(tokens, models)
+    src, ranks = _source(tokens, None if isinstance(tokens, pd.DataFrame) else models)
+    models = _models(src, models)
     colors = checkpoint_colors(models)
     fig = Figure(figsize=(10, 8.5), layout='constrained')
     top, bottom = fig.subplots(2, 1, sharex=True)
-    _mean_panel(top, tokens, models, colors, min_prompts, unit)
-    _sample_panel(bottom, tokens, models, colors, n_samples, unit)
+    _mean_panel(top, src, models, colors, min_prompts, unit)
+    _sample_panel(bottom, src, ranks, models, colors, n_samples, unit)
     return _finish(fig, path)
 
 # %% ../nbs/06b_legacy.ipynb #a96fc59f
@@ -301,11 +430,10 @@ def write_legacy_figures(store:RunStore, # the run
                   models:list[str]|None=None # the checkpoints; None for all, in run order
                  )->list[Path]:
     "Save aggregated_entropy_distribution.png and entropy_over_steps.png of `store` into its directory."
-    tokens = store.read_tokens(models, columns=['entropy'])
     models = store.models if models is None else list(models)
     out = [store.legacy_path('aggregated_entropy_distribution.png'), store.legacy_path('entropy_over_steps.png')]
-    plot_entropy_distribution(tokens, out[0], models=models)
-    plot_entropy_over_steps(tokens, out[1], models=models)
+    plot_entropy_distribution(store, out[0], models=models)
+    plot_entropy_over_steps(store, out[1], models=models)
     return out
 
 # %% ../nbs/06b_legacy.ipynb #15c50a59

@@ -16,8 +16,8 @@ from .results import sample_level_results, prompt_level_results
 from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
 # %% auto #0
-__all__ = ['NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'ReportItem', 'register', 'section_items',
-           'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
+__all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'ReportItem', 'register',
+           'section_items', 'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
 
 # %% ../nbs/08b_report_items.ipynb #3fe7a957
 @dataclass
@@ -37,7 +37,7 @@ class ReportRun:
 # %% ../nbs/08b_report_items.ipynb #26ee22ab
 def _common_prompts(store:RunStore, names:list)->tuple[list, list]:
     "(ids of the prompts every checkpoint of `names` generated, the run's other prompt ids), in run order."
-    g = store.read_generations(names)
+    g = store.read_generations(names, [])
     n = g.groupby('prompt_id', sort=False)['model'].nunique()
     every = set(n[n == len(names)].index)
     ids = list(store.read_prompts().prompt_id) or list(dict.fromkeys(g.prompt_id))
@@ -67,6 +67,9 @@ def _memo(self:ReportRun, key:str, make:Callable):
     if key not in self._cache: self._cache[key] = make()
     return self._cache[key]
 
+# %% ../nbs/08b_report_items.ipynb #e862b403
+GENERATION_COLUMNS = ['prompt_text', 'generated_text', 'finished', 'n_tokens', 'reward', 'correct']  # what the report reads of a generation
+
 # %% ../nbs/08b_report_items.ipynb #46bca121
 @patch(as_prop=True)
 def tokens(self:ReportRun)->TokenSource:
@@ -75,8 +78,8 @@ def tokens(self:ReportRun)->TokenSource:
 
 @patch(as_prop=True)
 def generations(self:ReportRun)->pd.DataFrame:
-    "One row per (checkpoint, prompt, sample) generated."
-    return self._memo('generations', lambda: self.store.read_generations(self.models))
+    "One row per (checkpoint, prompt, sample) generated: the columns the report reads (not the token ids, the heaviest)."
+    return self._memo('generations', lambda: self.store.read_generations(self.models, GENERATION_COLUMNS))
 
 # %% ../nbs/08b_report_items.ipynb #e34366c6
 @patch(as_prop=True)

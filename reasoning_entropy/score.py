@@ -8,13 +8,16 @@ import contextlib, hashlib, json, logging, time
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from .errors import InputError
 from .config import RunConfig, as_config
 from .data import encode_prompt
 from .checkpoints import (Checkpoint, VocabularyGroup, vocabulary_groups, load_tokenizer, load_tokenizers, loaded, pick_device,
                                            pick_dtype, resolve_checkpoints, check_checkpoint_files, validate_checkpoint, checkpoint_fingerprint)
 from .generations import ImportedGenerations, load_generations, tokenize_generations, prompt_records
-from .store import RunStore, TOKENS_COLUMNS, IMPORTED_COLUMNS, file_fingerprint
+from .store import RunStore, TOKENS_COLUMNS, TOKENS_SCHEMA, IMPORTED_COLUMNS, file_fingerprint, atomic_path
+from .query import token_source
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank, launched_world_size
 
 log = logging.getLogger(__name__)
@@ -142,10 +145,17 @@ def _own_sequences(store:RunStore, name:str, plan:dict)->bool:
     return sequences_fingerprint(_generated_items(store, name)) == plan['fingerprint']
 
 # %% ../nbs/07b_score.ipynb #0d354f39
-def _copy_scored(store:RunStore, name:str)->float:
-    "Write `name`'s tokens of sample 0 as its scores (an imported run's tokens are teacher-forced); return 0 seconds."
-    t = store.read_tokens([name])
-    store.write_scored(name, t[t['sample'] == 0].drop(columns='model'))
+def _copy_scored(store:RunStore, name:str, # the run and the checkpoint
+                 rows:int=500_000, # token rows per batch
+                )->float:
+    "Write `name`'s tokens of sample 0 as its scores (an imported run's tokens are teacher-forced), batch by batch; return 0 seconds."
+    src, pr = token_source(store, [name]), store.read_prompts()
+    src.con.register('_ranks', pd.DataFrame({'prompt_id': pr['prompt_id'].astype(str), 'r': pr['prompt_index'].astype('Int64')}))
+    cols = ', '.join(f't."{c}"' for c in TOKENS_COLUMNS)
+    q = f'SELECT {cols} FROM tokens t LEFT JOIN _ranks r USING (prompt_id) WHERE t.sample = 0 ORDER BY r.r NULLS LAST, t.prompt_id, t.step'
+    path = store.write_scored(name, pd.DataFrame(columns=TOKENS_COLUMNS))  # the (empty) part the batches replace
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TOKENS_SCHEMA) as w:
+        for b in src.con.sql(q).to_arrow_reader(rows): w.write_table(pa.Table.from_batches([b]).cast(TOKENS_SCHEMA))
     return 0.0
 
 # %% ../nbs/07b_score.ipynb #dafa53e5

@@ -917,13 +917,15 @@ def _order_key(self:RunStore, models)->dict:
 
 # %% ../nbs/04_store.ipynb #bbe57def
 @patch
-def read_generations(self:RunStore, models:list[str]|None=None # names (in this order); None for all, in run order
+def read_generations(self:RunStore, models:list[str]|None=None, # names (in this order); None for all, in run order
+                     columns:list[str]|None=None # generation columns to read (None: all); `model`, `prompt_id`, `sample`, `prompt_index` always come
                      )->pd.DataFrame:
     "The committed generations, one row per (model, prompt), sorted by (model order, prompt_index); an imported run's with `IMPORTED_COLUMNS`."
     key = self._order_key(models)
     files = [f for m, f in self._all_gen_parts() if m in key]
     schema = pa.schema(list(GENERATIONS_SCHEMA) + list(IMPORTED_SCHEMA)) if self.imported else GENERATIONS_SCHEMA
-    g = _read(self.generations_dir, schema, files, None)
+    cols = None if columns is None else ['prompt_id', 'sample', 'prompt_index'] + [c for c in columns if c in schema.names and c not in ('model', 'prompt_id', 'sample', 'prompt_index')]
+    g = _read(self.generations_dir, schema, files, cols)
     g = self._only_prompts(g)
     g['_m'] = g['model'].map(key)
     return (g.sort_values(['_m', 'prompt_index', 'prompt_id', 'sample'], kind='stable')
