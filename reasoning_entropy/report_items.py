@@ -68,7 +68,7 @@ def _memo(self:ReportRun, key:str, make:Callable):
     return self._cache[key]
 
 # %% ../nbs/08b_report_items.ipynb #e862b403
-GENERATION_COLUMNS = ['prompt_text', 'generated_text', 'finished', 'n_tokens', 'reward', 'correct']  # what the report reads of a generation
+GENERATION_COLUMNS = ['generated_text', 'finished', 'n_tokens', 'reward', 'correct']  # what the report reads of a generation
 
 # %% ../nbs/08b_report_items.ipynb #46bca121
 @patch(as_prop=True)

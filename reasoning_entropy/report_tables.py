@@ -470,7 +470,7 @@ def _pair_grid(src:TokenSource, k:tuple, col:str, n:int, grid:int=4096)->np.ndar
     return np.sort(d) if len(d) <= grid else np.unique(_quantiles(src, f'"{col}"', where, n, np.linspace(0, 1, grid), list(k)))
 
 # %% ../nbs/05_report_tables.ipynb #f28304a0
-HIST_BUDGET = 512 * 2**20  # bytes of per-prompt histograms `distribution_distances` holds at once
+HIST_BUDGET = 256 * 2**20  # bytes of per-prompt histograms `distribution_distances` holds at once
 
 # %% ../nbs/05_report_tables.ipynb #08d42dc7
 def _pair_groups(size:dict, # {pair: bytes of its histograms}, in order
