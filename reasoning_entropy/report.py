@@ -47,7 +47,7 @@ def execute_report(run_dir, # a finished run directory
             pm.execute_notebook(str(template or template_path()), str(tmp), parameters=params, kernel_name=kernel_name or 'python3',
                                 progress_bar=progress, cwd=str(store.dir), log_output=False)
         except pm.PapermillExecutionError as e:
-            raise ReportError(f"report cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
+            raise ReportError(f"report cell {e.exec_count} failed: {e.ename}: {(str(e.evalue).strip().splitlines() or [''])[0]}") from None  # one line (an engine's message may hold the query)
     for f, t in before.items():  # what the previous report wrote and this one did not
         if f.exists() and f.stat().st_mtime_ns == t: f.unlink()
     return store.report_notebook

@@ -14,10 +14,16 @@ MODELS = ['a', 'b']
 ROWS = 800  # token rows per compacted part: about five per checkpoint, so a kill falls between commits too
 
 COMPACTOR = textwrap.dedent('''
-    import sys
+    import os, sys, time
     from reasoning_entropy.store import RunStore
+    stop, seen, real = int(sys.argv[3]), [0], os.replace
+    def replace(a, b):  # every file the compaction commits goes through os.replace: stop right after the stop-th
+        real(a, b); seen[0] += 1
+        if seen[0] == stop: print('stopped', flush=True); time.sleep(600)
+    os.replace = replace
     print('ready', flush=True)
     RunStore(sys.argv[1]).compact(rows=int(sys.argv[2]), min_parts=2)
+    print('done', flush=True)
 ''')
 
 
@@ -53,13 +59,13 @@ def test_signal_mid_compaction_loses_nothing(many_parts):
     run = many_parts
     before = state(run)
     partial, finished = 0, False
-    for attempt, delay in enumerate((0.05, 0.3, 0.6, 0.9, 0.2, 1.2, 0.4, 0.8, 1.5, 2.0, 3.0, 5.0)):
-        p = subprocess.Popen([sys.executable, '-c', COMPACTOR, str(run), str(ROWS)], stdout=subprocess.PIPE,
+    for attempt, stop in enumerate((1, 2, 3, 4, 6, 9, 13, 20, 30, 45, 70, 100)):  # killed right after the stop-th file it commits
+        p = subprocess.Popen([sys.executable, '-c', COMPACTOR, str(run), str(ROWS), str(stop)], stdout=subprocess.PIPE,
                              cwd=Path(__file__).parent.parent)
         assert p.stdout.readline().strip() == b'ready'
-        time.sleep(delay)
-        p.send_signal(signal.SIGKILL if attempt % 3 else signal.SIGINT)
-        finished = p.wait() == 0
+        finished = p.stdout.readline().strip() == b'done'
+        if not finished: p.send_signal(signal.SIGKILL if attempt % 3 else signal.SIGINT)
+        p.wait()
         gens = names(run, 'generations', 'a') | names(run, 'generations', 'b')
         partial += any(n.startswith('part-compacted.') for n in gens) and any(n.startswith('part-0') for n in gens)
         assert_same(state(run), before)  # as the kill left it: no recovery
