@@ -23,9 +23,8 @@ def _fork_tables(src, # a `query.TokenSource`
     "Each checkpoint's q-quantile threshold (NaN without tokens); leaves the cells (m, prompt, tok, n, f) in the temp table `_fork_cells`."
     ok = f'"{col}" IS NOT NULL AND isfinite(entropy)'
     src.con.execute('CREATE OR REPLACE TEMP TABLE _fork_thr (m INTEGER, thr DOUBLE)')
-    for i, m in enumerate(src.models):  # one checkpoint at a time, scanning its parts only: a quantile holds its values
-        t = src.only(m).sql(f'SELECT quantile_cont(entropy, {float(q)!r}) AS thr, count(*) AS n FROM tokens WHERE {ok}')
-        if t.n[0]: src.con.execute('INSERT INTO _fork_thr VALUES (?, ?)', [i, float(t.thr[0])])
+    for i in range(len(src.models)):  # one checkpoint's values at a time: a quantile holds them in memory
+        src.con.execute(f'INSERT INTO _fork_thr SELECT m, quantile_cont(entropy, {float(q)!r}) FROM tokens WHERE {ok} AND m = {i} GROUP BY m')
     src.con.execute(f'''CREATE OR REPLACE TEMP TABLE _fork_cells AS SELECT m, prompt_id::VARCHAR AS prompt, "{col}" AS tok, count(*) AS n,
                        count(*) FILTER (WHERE entropy > thr) AS f FROM tokens JOIN _fork_thr USING (m) WHERE {ok} GROUP BY ALL''')
     d = src.sql('SELECT m, thr FROM _fork_thr'); thr = np.full(len(src.models), np.nan)

@@ -135,7 +135,7 @@ def entropy_summary(tokens, # tokens table (model, prompt_id, entropy): a frame,
     r = _by_m(order, src.sql(f"""SELECT m, count(*) {f} AS n_tokens, count(DISTINCT prompt_id) AS n_prompts, avg({x}) {f} AS mean,
         stddev_pop({x}) {f} AS std, min({x}) {f} AS min, max({x}) {f} AS max FROM tokens GROUP BY m"""))
     qs = [0.5] + [float(q) for q in quantiles]   # by one sort per checkpoint, which spills: memory does not grow with its rows
-    v = np.array([_quantiles(src.only(m), x, f'isfinite({x})', int(n), qs) for m, n in zip(order, r.n_tokens.fillna(0))]).reshape(len(order), len(qs))
+    v = np.array([_quantiles(src, x, f'm = {i} AND isfinite({x})', int(n), qs) for i, n in enumerate(r.n_tokens.fillna(0))]).reshape(len(order), len(qs))
     r.insert(r.columns.get_loc('std'), 'median', v[:, 0])
     q = pd.DataFrame(v[:, 1:], columns=[f"q{round(q*100):02d}" for q in quantiles])
     out = pd.concat([r, q], axis=1).fillna({'n_tokens': 0, 'n_prompts': 0}).astype({'n_tokens': 'int64', 'n_prompts': 'int64'})
@@ -374,13 +374,12 @@ def _segment_chunk(c:pd.DataFrame, # one chunk: one checkpoint's complete prompt
 # %% ../nbs/05_report_tables.ipynb #63a8fb9a
 def _segment_medians(src:TokenSource, ends:pd.DataFrame)->pd.Series:
     "The median entropy per (rank m, segment), each token's segment from its generation's `end` (m, prompt_id, sample, end)."
-    out = []
-    for i, e in ends.groupby('m'):  # one checkpoint at a time, scanning its parts only: a median holds its values
-        one = src.only(src.models[int(i)]); one.con.register('_think_ends', e.drop(columns='m').astype({'end': 'Int64'}))
-        out.append(one.sql("""SELECT CASE WHEN e."end" IS NULL THEN 'unclosed' WHEN t.step <= e."end" THEN 'think' ELSE 'answer' END AS segment,
-                   median(t.entropy) AS median FROM tokens t JOIN _think_ends e ON t.prompt_id = e.prompt_id AND t.sample = e.sample
-                   WHERE NOT isnan(t.entropy) GROUP BY ALL""").assign(m=int(i)))
-    return pd.concat(out).set_index(['m', 'segment'])['median'] if out else pd.Series(dtype=float)
+    src.con.register('_think_ends', ends.astype({'end': 'Int64'}))
+    r = pd.concat([src.sql("""SELECT t.m, CASE WHEN e."end" IS NULL THEN 'unclosed' WHEN t.step <= e."end" THEN 'think' ELSE 'answer' END AS segment,
+                   median(t.entropy) AS median FROM tokens t JOIN _think_ends e ON t.m = e.m AND t.prompt_id = e.prompt_id AND t.sample = e.sample
+                   WHERE t.m = ? AND NOT isnan(t.entropy) GROUP BY ALL""", [int(m)]) for m in ends['m'].unique()])  # one checkpoint's values at a time
+    src.con.unregister('_think_ends')
+    return r.set_index(['m', 'segment'])['median']
 
 # %% ../nbs/05_report_tables.ipynb #2256c25a
 def think_vs_answer(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
