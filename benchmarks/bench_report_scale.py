@@ -79,8 +79,23 @@ def measure(name: str, work: Path, keep: bool) -> dict:
     t = json.loads(ex['stdout'].split('TIMES', 1)[1])
     print(f'{name}: explorer open {t["open_s"]:.2f} s, switches {max(t["switch_s"]):.2f} s, peak {ex["peak_gb"]:.2f} GB', flush=True)
     if not keep: shutil.rmtree(run)
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     return dict(name=name, shape=(n, m, s), rows=rows, size=size, build_s=build['wall_s'], report_s=rep['wall_s'],
-                report_gb=rep['peak_gb'], open_s=t['open_s'], switch_s=max(t['switch_s']), explorer_gb=ex['peak_gb'])
+                report_gb=rep['peak_gb'], open_s=t['open_s'], switch_s=max(t['switch_s']), explorer_gb=ex['peak_gb'],
+                date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}", commit=commit)
+
+
+SAVED = Path(__file__).resolve().parent / 'bench_report_scale.json'  # every size's latest result (a run of some sizes keeps the others')
+
+
+def merged(results: list) -> list:
+    "`results` with the saved results of the sizes not run this time, in SHAPES order; saved again."
+    import json
+    old = {r['name']: r for r in (json.loads(SAVED.read_text()) if SAVED.exists() else [])}
+    old.update({r['name']: r for r in results})
+    out = [old[k] for k in SHAPES if k in old]
+    SAVED.write_text(json.dumps(out, indent=1) + '\n')
+    return out
 
 
 def verdict(ok: bool) -> str: return 'PASS' if ok else 'FAIL'
@@ -89,12 +104,12 @@ def verdict(ok: bool) -> str: return 'PASS' if ok else 'FAIL'
 def table(results: list) -> list:
     "The markdown rows of the results, with the targets of issue 26."
     T = TARGETS
-    out = ['| run | token rows | Parquet | report s | report peak GB | explorer open s | slowest switch s | explorer peak GB | before (report s, peak GB) |',
-           '|---|---|---|---|---|---|---|---|---|']
+    out = ['| run | token rows | Parquet | report s | report peak GB | explorer open s | slowest switch s | explorer peak GB | before (report s, peak GB) | measured (UTC, commit) |',
+           '|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         n, m, s = r['shape']; b = BEFORE.get(r['name'])
         out.append(f"| {n} prompts × {m} checkpoints × {s} samples | {r['rows']:,} | {r['size'] / 2**30:.2f} GiB | {r['report_s']:.0f} | "
-                   f"{r['report_gb']:.2f} | {r['open_s']:.2f} | {r['switch_s']:.2f} | {r['explorer_gb']:.2f} | {f'{b[0]} s, {b[1]} GB' if b else '(out of memory)'} |")
+                   f"{r['report_gb']:.2f} | {r['open_s']:.2f} | {r['switch_s']:.2f} | {r['explorer_gb']:.2f} | {f'{b[0]} s, {b[1]} GB' if b else '(out of memory)'} | {r.get('date', '')} {r.get('commit', '')} |")
     out += ['', '| target | measured | |', '|---|---|---|']
     for r in results:
         out.append(f"| {r['name']}: report peak ≤ {T['memory_gb']} GB | {r['report_gb']:.2f} GB | {verdict(r['report_gb'] <= T['memory_gb'])} |")
@@ -116,13 +131,13 @@ def main():
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix='bench_scale_')); work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = [measure(name, work, a.keep) for name in a.sizes]
+    results = merged([measure(name, work, a.keep) for name in a.sizes])
     cpu = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
     import duckdb, pandas
     lines = ['## Report at scale (out of core)', '',
              f"Machine: {cpu}, {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
              f"Python {platform.python_version()}, DuckDB {duckdb.__version__}, pandas {pandas.__version__}. "
-             f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Total benchmark time {time.perf_counter() - t0:.0f} s.",
+             f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (each row: when and at which commit it was measured). This invocation took {time.perf_counter() - t0:.0f} s.",
              f"Command: `python benchmarks/bench_report_scale.py --sizes {' '.join(a.sizes)}`", '',
              "Runs made by `testing.synthetic_run_dir` (generations of 64–256 tokens, 200 prompts per part), then removed. "
              "Report: papermill on the installed template + HTML, in a fresh process with the default environment (every core "
