@@ -14,7 +14,8 @@ MODELS = ['a', 'b']
 ROWS = 800  # token rows per compacted part: about five per checkpoint, so a kill falls between commits too
 
 COMPACTOR = textwrap.dedent('''
-    import os, sys, time
+    import os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a job started in the background inherits SIGINT ignored
     from reasoning_entropy.store import RunStore
     stop, seen, real = int(sys.argv[3]), [0], os.replace
     def replace(a, b):  # every file the compaction commits goes through os.replace: stop right after the stop-th
