@@ -64,15 +64,21 @@ def _fractions(s:str)->str:
     return s
 
 # %% ../nbs/00c_grading.ipynb #e0b3bb86
-def normalize_answer(s:str|None # an answer, e.g. the content of `\boxed{}`
-                    )->str|None:
-    "`s` with formatting that carries no meaning removed (see above); None stays None."
-    if s is None or (isinstance(s, float) and math.isnan(s)) or s is pd.NA: return None
-    s = _fractions(_strip_formatting(str(s).strip()))
+@lru_cache(maxsize=1 << 16)
+def _normalized(s:str)->str:
+    "The normalized form of the string `s`, cached: a report grades each of thousands of samples' answers, most of them repeats."
+    s = _fractions(_strip_formatting(s.strip()))
     s = s.rstrip('.') if not s.endswith('..') else s
     if re.fullmatch(r'[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?', s): s = s.replace(',', '')
     if re.fullmatch(r'[-+]?\d+\.\d+', s): s = s.rstrip('0').rstrip('.')
     return s
+
+# %% ../nbs/00c_grading.ipynb #806cfec6
+def normalize_answer(s:str|None # an answer, e.g. the content of `\boxed{}`
+                    )->str|None:
+    "`s` with formatting that carries no meaning removed (see above); None stays None."
+    if s is None or (isinstance(s, float) and math.isnan(s)) or s is pd.NA: return None
+    return _normalized(str(s))
 
 # %% ../nbs/00c_grading.ipynb #fcecccf2
 _NUM = r'[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?'

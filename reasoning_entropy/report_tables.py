@@ -484,21 +484,21 @@ def _pair_groups(size:dict, # {pair: bytes of its histograms}, in order
     return out
 
 # %% ../nbs/05_report_tables.ipynb #1082c92e
-def _pair_hists(src:TokenSource, grids:dict, rows:dict, col:str)->dict:
-    "{(i, j): [ha, hb]}: each prompt's counts (int32) of checkpoints ranked i and j on their pair's grid (rows: `rows[i, j]`), one pass over the chunks of the checkpoints the pairs name."
-    h = {k: [np.zeros((len(rows[k]), len(u)), np.int32) for _ in k] for k, u in grids.items()}
+def _pair_hists(src:TokenSource, grids:dict, rows:dict, col:str, dtype=np.int32)->dict:
+    "{(i, j): [ha, hb]}: each prompt's counts (`dtype`) of checkpoints ranked i and j on their pair's grid (rows: `rows[i, j]`), one pass over the chunks of the checkpoints the pairs name."
+    h = {k: [np.zeros((len(rows[k]), len(u)), dtype) for _ in k] for k, u in grids.items()}
     for c in token_source(src, [m for i, m in enumerate(src.models) if any(i in k for k in grids)]).chunks([col]):
         i = src.models.index(c['model'].iat[0]); x = c[col].to_numpy(float); ok = np.isfinite(x) & c.prompt_id.notna().to_numpy()
         inv, uniq = pd.factorize(c.prompt_id[ok].astype(str)); x = x[ok]   # the chunk's prompts, each row's among them
         for k, u in grids.items():
             for side in [s for s in (0, 1) if k[s] == i]:
                 r, code = rows[k].get_indexer(uniq), np.clip(np.searchsorted(u, x, 'right') - 1, 0, len(u) - 1)
-                h[k][side][r] += np.bincount(inv * len(u) + code, minlength=len(r) * len(u)).reshape(len(r), len(u)).astype(np.int32)
+                h[k][side][r] += np.bincount(inv * len(u) + code, minlength=len(r) * len(u)).reshape(len(r), len(u)).astype(dtype)
     return h
 
 # %% ../nbs/05_report_tables.ipynb #4c8d607b
 def _distance_inputs(src:TokenSource, pairs:list, col:str, grid:int=4096, budget:int=HIST_BUDGET)->Iterator[dict]:
-    "{(i, j): the keyword arguments of `stats.distance_null_hists` for checkpoints ranked i and j}, a group of `pairs` at a time: those below MIN_N shared prompts (their values read only when asked), then the others' grids and histograms, each group's within `budget` bytes."
+    "{(i, j): the keyword arguments of `stats.distance_null_hists` for checkpoints ranked i and j}, a group of `pairs` at a time: those below MIN_N shared prompts (their values read only when asked), then the others' grids and histograms, each group's within `budget` bytes (counts as uint16 where no prompt has 65,536 values)."
     pc = _prompt_counts(src, col); nf = {i: g.set_index('prompt_id').nf for i, g in pc.groupby('m')}
     get = lambda i, rows: nf.get(i, pd.Series(dtype='int64')).reindex(rows, fill_value=0).to_numpy()
     rows = {k: pd.Index(sorted(set(pc.prompt_id[(pc.m.isin(k)) & (pc.nf > 0)]))) for k in pairs}
@@ -506,8 +506,9 @@ def _distance_inputs(src:TokenSource, pairs:list, col:str, grid:int=4096, budget
     values = lambda k: lambda: tuple(src.sql(f'SELECT "{col}" AS v FROM tokens WHERE m = ? AND isfinite("{col}") AND prompt_id IS NOT NULL', [i]).v.to_numpy(float) for i in k)
     yield {k: dict(u=np.zeros(1), ha=get(k[0], rows[k])[:, None], hb=get(k[1], rows[k])[:, None], values=values(k)) for k in few}
     grids = {k: _pair_grid(src, k, col, int(get(k[0], rows[k]).sum() + get(k[1], rows[k]).sum()), grid) for k in pairs if k not in few}
-    for g in _pair_groups({k: 2 * 4 * len(rows[k]) * len(u) for k, u in grids.items()}, budget):
-        yield {k: dict(u=grids[k], ha=ha, hb=hb) for k, (ha, hb) in _pair_hists(src, {k: grids[k] for k in g}, rows, col).items()}
+    dt = np.dtype(np.uint16 if pc.nf.to_numpy().max(initial=0) < 2 ** 16 else np.int32)   # a count holds at most a prompt's values
+    for g in _pair_groups({k: 2 * dt.itemsize * len(rows[k]) * len(u) for k, u in grids.items()}, budget):
+        yield {k: dict(u=grids[k], ha=ha, hb=hb) for k, (ha, hb) in _pair_hists(src, {k: grids[k] for k in g}, rows, col, dt).items()}
 
 # %% ../nbs/05_report_tables.ipynb #bae201a4
 def _checkpoint_adjusted(t:pd.DataFrame, stat:str, noise:list)->pd.DataFrame:

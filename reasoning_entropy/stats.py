@@ -455,9 +455,10 @@ def _finite_clustered(x, cluster)->tuple:
 def _swap_null_distances(u, ha, hb, n_perm:int, seed:int, block:int=2**22)->tuple:
     "The null W1 and KS (n_perm each): the pooled histograms after swapping random prompts that both checkpoints have."
     both = (ha.sum(1) > 0) & (hb.sum(1) > 0)
-    S = np.zeros((n_perm, len(both))); S[:, both] = swap_masks(int(both.sum()), n_perm, seed)
+    exact32 = (ha.sum(0) + hb.sum(0)).max(initial=0) < 2 ** 24   # every partial sum a whole number float32 holds exactly
+    S = np.zeros((n_perm, len(both)), np.float32 if exact32 else float); S[:, both] = swap_masks(int(both.sum()), n_perm, seed)
     moved, w = np.empty((n_perm, ha.shape[1])), max(1, block // max(len(both), 1))
-    for j in range(0, ha.shape[1], w): moved[:, j:j + w] = S @ (hb[:, j:j + w] - ha[:, j:j + w])   # `block` counts as floats at a time
+    for j in range(0, ha.shape[1], w): moved[:, j:j + w] = S @ (hb[:, j:j + w].astype(S.dtype) - ha[:, j:j + w])   # `block` counts at a time
     return _grid_distances(u, ha.sum(0) + moved, hb.sum(0) - moved)
 
 # %% ../nbs/05a_stats.ipynb #a6013963
