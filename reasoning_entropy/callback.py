@@ -39,16 +39,19 @@ class EntropyProbeCallback(TrainerCallback):
                  data_path=None, # conversations to probe with (default: the bundled sample)
                  num_examples:int=100, # prompts probed at each save
                  max_new_tokens:int=256, # tokens generated per prompt
+                 tokenizer=None, # the model's tokenizer, for a Trainer made without `processing_class` (saved into each checkpoint)
                  **settings # other `RunConfig` fields: do_sample, temperature, top_p, top_k, seed, top_k_alternatives, batch_size
                 ):
         self.config = RunConfig(output_dir=str(run_dir), data_path=None if data_path is None else str(data_path),
                                 num_examples=num_examples, max_new_tokens=max_new_tokens, **settings)  # checked now, not at the first save
+        self.tokenizer = tokenizer
         self.probes = {} # global step -> seconds the probe took
 
     def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
-        "Stop before training if the Trainer has no tokenizer: its checkpoints could not be probed."
-        if processing_class is None:
-            raise InputError('EntropyProbeCallback: the Trainer has no tokenizer; pass processing_class=tokenizer to the Trainer')
+        "Stop before training if neither the Trainer nor the callback has a tokenizer: its checkpoints could not be probed."
+        if processing_class is None and self.tokenizer is None:
+            raise InputError('EntropyProbeCallback: the Trainer has no tokenizer; pass processing_class=tokenizer to the Trainer, '
+                             'or tokenizer=tokenizer to EntropyProbeCallback')
 
     def on_save(self, args, state, control, model=None, **kwargs):
         "Probe the checkpoint the Trainer has just saved (main process only)."
@@ -66,6 +69,7 @@ def probe(self:EntropyProbeCallback, path, # the saved checkpoint directory (its
     from reasoning_entropy.legacy import write_legacy_outputs
     name, t0 = f'step-{step}', time.perf_counter()
     config = _probe_config(self.config, path, step, model)
+    if self.tokenizer is not None: self.tokenizer.save_pretrained(path)  # the checkpoint holds the tokenizer the probe reads
     was_training = model.training
     model.eval()
     try: _, store, failed = generate_run(config, in_memory={name: model})

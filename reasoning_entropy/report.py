@@ -14,8 +14,8 @@ from .store import RunStore, atomic_path, atomic_write_text
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'computed_run',
-           'report_parameters', 'report', 'run']
+__all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'unreachable_checkpoints',
+           'missing_scores', 'scores_unreachable_note', 'computed_run', 'report_parameters', 'report', 'run']
 
 # %% ../nbs/08_report.ipynb #ba8accef
 def template_path()->Path:
@@ -76,6 +76,41 @@ def report_models(config:RunConfig # the report's settings
     from reasoning_entropy.checkpoints import resolve_checkpoints
     return [c.name for c in resolve_checkpoints(config.model_paths, config.model_names, config.steps)]
 
+# %% ../nbs/08_report.ipynb #6734d96d
+def unreachable_checkpoints(store:RunStore, # the run
+                            models:list|None=None, # the checkpoints covered (None: every one of the run)
+                           )->dict:
+    "{name: path} of the checkpoints of `models` whose path, as the run records it, does not exist here."
+    names = set(store.select(models).models)
+    return {c.name: c.path for c in store.checkpoints if c.name in names and c.path is not None and not Path(c.path).exists()}
+
+# %% ../nbs/08_report.ipynb #c2a21bdd
+def missing_scores(store:RunStore, # the run
+                   models:list|None=None, # the checkpoints covered (None: every one of the run)
+                  )->list[str]:
+    "The checkpoints of `models` with no teacher-forced scores on their vocabulary group's sequences."
+    scored = {m for g in store.vocabulary_groups(models) for m in g['models']}
+    return [m for m in store.select(models).models if m not in scored]
+
+# %% ../nbs/08_report.ipynb #59ff6b03
+def scores_unreachable_note(run_dir, # the run directory, as the user named it
+                            away:dict, # {name: path} of the checkpoints not reachable (`unreachable_checkpoints`)
+                            shown:int=3, # checkpoints named at most
+                           )->str:
+    "Which checkpoints are not reachable, and the command that scores the run where they are (markdown code spans)."
+    names = ', '.join(f'{n}: `{p}`' for n, p in list(away.items())[:shown]) + (f', and {len(away) - shown} more' if len(away) > shown else '')
+    return (f"the checkpoints ({names}) are not reachable from here: "
+            f"run `reasoning-entropy score --run_dir {run_dir}` where they are, then `report` again")
+
+# %% ../nbs/08_report.ipynb #ee4f8dad
+def _score_or_say(config:RunConfig, store:RunStore, models:list|None):
+    "Score the run for `models` when all their checkpoints are reachable; otherwise open none, and log what the report lacks."
+    if not (away := unreachable_checkpoints(store, models)):
+        from reasoning_entropy.score import score_run
+        return score_run(as_config(config, run_dir=str(store.dir)), progress=False, models=models)
+    if missing_scores(store, models): log.warning('report: aligned scores are missing and %s', scores_unreachable_note(config.run_dir or store.dir, away))
+    else: log.info('report: checkpoints not reachable from here (%s); the stored scores are used', ', '.join(away))
+
 # %% ../nbs/08_report.ipynb #ae5c5d98
 def computed_run(config:RunConfig # the settings: `model_paths` to compare first, or `run_dir` of a finished run
                 )->RunStore:
@@ -91,8 +126,7 @@ def computed_run(config:RunConfig # the settings: `model_paths` to compare first
     store = RunStore(run_dir).require()
     models = report_models(config)
     if not store.is_complete(models): raise InputError(f"--run_dir {run_dir}: the run is incomplete; rerun compare (or report with --model_paths) to finish it")
-    from reasoning_entropy.score import score_run
-    score_run(as_config(config, run_dir=str(run_dir)), progress=False, models=models)
+    _score_or_say(config, store, models)
     return store
 
 # %% ../nbs/08_report.ipynb #fdefc193

@@ -12,12 +12,13 @@ from fastcore.basics import patch
 from .errors import InputError
 from .store import RunStore
 from .query import TokenSource, token_source, VALUE_COLUMNS
+from .report import unreachable_checkpoints, scores_unreachable_note
 from .results import sample_level_results, prompt_level_results
 from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
 # %% auto #0
-__all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'ReportItem', 'register',
-           'section_items', 'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
+__all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'need_note', 'ReportItem',
+           'register', 'section_items', 'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
 
 # %% ../nbs/08b_report_items.ipynb #3fe7a957
 @dataclass
@@ -144,6 +145,16 @@ def unmet(self:ReportRun, needs:tuple # keys of `NEEDS`
          )->list:
     "The requirements of `needs` this run does not meet (empty: it meets them all)."
     return [n for n in needs if not NEEDS[n][0](self)]
+
+# %% ../nbs/08b_report_items.ipynb #459a7c13
+_UNREACHABLE = {'scored': "This run has no teacher-forced scores, and ",
+                'groups': "This run has no teacher-forced scores, so its vocabulary groups are not known yet, and "}
+
+def need_note(run:ReportRun, need:str # a key of `NEEDS`
+             )->str|None:
+    "The sentence the report shows where an item is left out for `need`; for scores, why they cannot be made here."
+    away = unreachable_checkpoints(run.store, run.models) if need in _UNREACHABLE else {}
+    return _UNREACHABLE[need] + scores_unreachable_note(run.ref, away) + '.' if away else NEEDS[need][1]
 
 # %% ../nbs/08b_report_items.ipynb #13df439e
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from IPython.display import display, HTML, Markdown
 from .store import save_figure, write_csv
 from .report_tables import with_steps
 from .findings import display_table
-from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, section_items, section_intro, item_figures, key_findings, truncation_warnings
+from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, need_note, section_items, section_intro, item_figures, key_findings, truncation_warnings
 
 # %% auto #0
 __all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'FIGURE_SCALE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
@@ -139,7 +139,7 @@ def section_outputs(run:ReportRun, section:str)->list:
     for item in section_items(section):
         missing = run.unmet(item.needs)
         for n in missing:
-            if NEEDS[n][1] and n not in said: said.add(n); out.append(Markdown(NEEDS[n][1]))
+            if n not in said and (note := need_note(run, n)): said.add(n); out.append(Markdown(note))
         if not missing: items.append(item_html(run, item))
     return out + ([HTML('<div class="re-section">' + ''.join(items) + '</div>')] if items else [])
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_store.ipynb #90d8de61
 from __future__ import annotations
-import contextlib, copy, datetime, functools, hashlib, json, logging, math, os, re, shutil, sys, tempfile
+import collections, contextlib, copy, datetime, functools, hashlib, json, logging, math, os, re, shutil, sys, tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR', 'PROMPTS_FILE', 'SCORING_STATE', 'LEGACY_FILES',
            'LEGACY_MODEL_FILES', 'FIGURES_DIR', 'TABLES_DIR', 'REPORT_NOTEBOOK', 'REPORT_HTML', 'DATA_DIRS',
            'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS',
-           'IMPORTED_COLUMNS', 'COMPACT_ROWS', 'COMPACT_MIN_PARTS', 'ROW_GROUP_ROWS', 'PROMPTS_COLUMNS', 'atomic_path',
-           'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'write_json', 'write_csv', 'save_figure',
-           'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths', 'remove_owned', 'runtime_versions',
-           'RunStore', 'CheckpointRecord']
+           'IMPORTED_COLUMNS', 'LEDGER_FILE', 'SUSPECT_FILE', 'QUARANTINE_DIR', 'COMPACT_ROWS', 'COMPACT_MIN_PARTS',
+           'ROW_GROUP_ROWS', 'PROMPTS_COLUMNS', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable',
+           'write_json', 'write_csv', 'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths',
+           'remove_owned', 'runtime_versions', 'RunStore', 'ManifestError', 'CheckpointRecord']
 
 # %% ../nbs/04_store.ipynb #64d88e60
 _TMP_MARK = '.tmp-' # in the name of every temporary file the kit writes: `.NAME.tmp-RANDOM.SUFFIX`
@@ -192,7 +192,8 @@ def owned_paths(output_dir # a run directory
     names = (MANIFEST_NAME,) + LEGACY_FILES + (FIGURES_DIR, TABLES_DIR, REPORT_NOTEBOOK, REPORT_HTML) + DATA_DIRS
     found = [d/n for n in names if (d/n).exists()]
     for kind in LEGACY_MODEL_FILES: found += [p for p in d.glob(f'*_{kind}.csv') if p.is_file()]
-    found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]  # temporary files of a killed write
+    found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]
+    found += [p for p in (d/'data').glob('ledger*.jsonl') if p.is_file()]  # the integrity ledgers  # temporary files of a killed write
     return sorted(set(found))
 
 # %% ../nbs/04_store.ipynb #52065ddf
@@ -299,6 +300,7 @@ class RunStore:
         self._prefix = prefix
         self._manifest = None
         self._done, self._next = {}, {}
+        self._repaired = set() # checkpoints with a pair of parts quarantined by this store
         self._only = (None, None) # (models, prompt ids) a `select` view is restricted to
 
     def __repr__(self): return f'RunStore({str(self.dir)!r}' + (f', shard={self.shard!r})' if self.shard else ')')
@@ -339,6 +341,10 @@ def table_path(self:RunStore, name:str)->Path:
     "The CSV of the report's table `name`."
     return self.dir/TABLES_DIR/f'{name}.csv'
 
+# %% ../nbs/04_store.ipynb #b48b00da
+class ManifestError(InputError):
+    "A run's manifest that cannot be parsed: every command stops with status 2 and leaves the file as it is."
+
 # %% ../nbs/04_store.ipynb #d7fb0631
 @patch(as_prop=True)
 def manifest(self:RunStore)->dict:
@@ -347,7 +353,7 @@ def manifest(self:RunStore)->dict:
         if not self.manifest_path.exists(): raise InputError(f'{self.dir}: no {MANIFEST_NAME} here (not a run directory)')
         try: self._manifest = json.loads(self.manifest_path.read_text(encoding='utf-8'))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f'{self.manifest_path}: not valid JSON ({e}); rerun with --overwrite or choose another directory') from None
+            raise ManifestError(f'{self.manifest_path}: cannot be parsed ({e}): fix or move it; it was not changed') from None
     return self._manifest
 
 # %% ../nbs/04_store.ipynb #2d925295
@@ -445,6 +451,141 @@ def imported(self:RunStore)->dict|None:
     "The record of the generations file an imported run scored (path, fingerprint, layout, counts), or None for a run the kit generated."
     return self.identity.get('generations') if self.exists or self._manifest is not None else None
 
+# %% ../nbs/04_store.ipynb #970e9c2d
+LEDGER_FILE, SUSPECT_FILE, QUARANTINE_DIR = 'data/ledger.jsonl', 'data/ledger.suspect.jsonl', 'quarantine'
+
+# %% ../nbs/04_store.ipynb #33bbc365
+def _rec(op:str, path:str, size:int, sha256:str, why:str|None=None)->dict:
+    "One ledger record: `op` ('add' or 'drop') of the file `path` (relative to the run) with its `size` and `sha256`."
+    return dict(op=op, path=path, size=int(size), sha256=sha256, at=_now(), **({'why': why} if why else {}))
+
+# %% ../nbs/04_store.ipynb #a2b1b78e
+def _append_lines(path:Path, # a JSON-lines file (created when absent)
+                  records:list # dicts, one line each
+                 ):
+    "Append `records` to `path` in one write, flushed to disk; a torn last line of an earlier writer is ended first."
+    if not records: return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ''.join(json.dumps(r, ensure_ascii=False, separators=(',', ':')) + '\n' for r in records).encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        if size := os.fstat(fd).st_size:
+            os.lseek(fd, size - 1, os.SEEK_SET)
+            if os.read(fd, 1) != b'\n': data = b'\n' + data
+        view = memoryview(data)
+        while view: view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally: os.close(fd)
+
+# %% ../nbs/04_store.ipynb #2fb4c583
+def _read_ledger(path:Path)->list[dict]:
+    "The records of one ledger file; a line that does not parse (a torn write) is skipped."
+    try: lines = path.read_bytes().splitlines()
+    except FileNotFoundError: return []
+    out = []
+    for line in lines:
+        try: r = json.loads(line)
+        except ValueError: continue
+        if isinstance(r, dict) and r.get('op') in ('add', 'drop') and isinstance(r.get('path'), str): out.append(r)
+    return out
+
+# %% ../nbs/04_store.ipynb #2a1f3856
+def _live(records:list # ledger records, of every writer, in any order
+         )->dict:
+    "{path: (size, sha256)} of the records added and not dropped (counted per (path, size, sha256))."
+    n = collections.Counter()
+    for r in records: n[(r['path'], r.get('size'), r.get('sha256'))] += 1 if r['op'] == 'add' else -1
+    return {p: (s, h) for (p, s, h), c in n.items() if c > 0}
+
+# %% ../nbs/04_store.ipynb #6dd32d10
+RunStore.ledger_path = property(lambda self: self.dir/(LEDGER_FILE if self.shard is None else f'data/ledger-{self.shard}.jsonl'))
+
+# %% ../nbs/04_store.ipynb #3fdbcf3c
+@patch
+def _ledger_files(self:RunStore)->list[Path]:
+    "Every writer's ledger file in the run."
+    d = self.dir/'data'
+    return sorted(f for f in d.glob('ledger*.jsonl') if f.name == 'ledger.jsonl' or f.name.startswith('ledger-')) if d.is_dir() else []
+
+# %% ../nbs/04_store.ipynb #00e2d9e3
+@patch
+def ledger(self:RunStore)->dict:
+    "{path relative to the run: (size, sha256)} of every file the writers' ledgers record."
+    return _live([r for f in self._ledger_files() for r in _read_ledger(f)])
+
+# %% ../nbs/04_store.ipynb #4a0d87b3
+@patch
+def _rel(self:RunStore, path)->str: return Path(path).relative_to(self.dir).as_posix()
+
+# %% ../nbs/04_store.ipynb #78985458
+def _sha256(data:bytes)->str: return hashlib.sha256(data).hexdigest()
+
+# %% ../nbs/04_store.ipynb #5865fa14
+@patch
+def _record(self:RunStore, files:list # (path, its bytes, or None to read them from the file) of files just committed
+           ):
+    "Append an `add` record of each of `files` (size and SHA-256 of its bytes) to this writer's ledger."
+    recs = []
+    for p, data in files:
+        size, sha = (len(data), _sha256(data)) if data is not None else (p.stat().st_size, file_fingerprint(p).split(':', 1)[1])
+        recs.append(_rec('add', self._rel(p), size, sha))
+    _append_lines(self.ledger_path, recs)
+
+# %% ../nbs/04_store.ipynb #2776fb63
+@patch
+def _unrecord(self:RunStore, paths:list, # paths relative to the run
+              why:str, # why (compacted, quarantined, cleared, rewritten)
+              ledger:dict|None=None # the live records (default: read them)
+             ):
+    "Append a `drop` of the live record of each of `paths` that has one."
+    led = self.ledger() if ledger is None else ledger
+    _append_lines(self.ledger_path, [_rec('drop', p, *led.pop(p), why=why) for p in dict.fromkeys(paths) if p in led])
+
+# %% ../nbs/04_store.ipynb #4aa83a8d
+@patch
+def _quarantine(self:RunStore, paths:list # files of the run
+               )->list[Path]:
+    "Move those of `paths` that exist to `quarantine/` under their path in the run; return where they went."
+    out = []
+    for p in paths:
+        if not p.exists(): continue
+        dest, k = self.dir/QUARANTINE_DIR/self._rel(p), 0
+        while dest.exists(): k += 1; dest = dest.with_name(f'{p.name}.{k}')
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, dest); out.append(dest)
+    return out
+
+# %% ../nbs/04_store.ipynb #65017117
+@patch
+def flag_suspect(self:RunStore, path:str, # relative to the run
+                 size:int, sha256:str, # its record
+                 found:str # the checksum `verify` computed
+                )->bool:
+    "Record that `path` no longer matches its record, for the next writer to quarantine it; False when the run cannot be written."
+    try: _append_lines(self.dir/SUSPECT_FILE, [dict(path=path, size=size, sha256=sha256, found=found, at=_now())])
+    except OSError: return False
+    return True
+
+# %% ../nbs/04_store.ipynb #ab04d90a
+@patch
+def _flagged(self:RunStore, ledger:dict)->set:
+    "The paths `verify` flagged whose record in `ledger` is still the one it saw."
+    recs = [json.loads(l) for l in (self.dir/SUSPECT_FILE).read_text().splitlines() if l.strip().endswith('}')] if (self.dir/SUSPECT_FILE).exists() else []
+    return {r['path'] for r in recs if ledger.get(r.get('path')) == (r.get('size'), r.get('sha256'))}
+
+# %% ../nbs/04_store.ipynb #3b00a4f2
+@patch
+def _problem(self:RunStore, path:Path, # a file the ledger records
+             rec:tuple, # its (size, sha256)
+             flagged:bool=False, # `verify` flagged it: re-hash it
+            )->str|None:
+    "What is wrong with `path` against its record: 'missing', 'corrupt (…)', or None."
+    try: size = path.stat().st_size
+    except FileNotFoundError: return 'missing'
+    if size != rec[0]: return f'corrupt (size {size}, recorded {rec[0]})'
+    if flagged and file_fingerprint(path).split(':', 1)[1] != rec[1]: return 'corrupt (its checksum differs from the record, as verify found)'
+    return None
+
 # %% ../nbs/04_store.ipynb #46693922
 @patch
 def _parts(self:RunStore, root:Path, model:str|None=None)->dict:
@@ -536,11 +677,17 @@ def _units(table:pa.Table)->list[tuple[str, int]]:
 
 # %% ../nbs/04_store.ipynb #dee023a2
 @patch
-def _scan_done(self:RunStore, model:str)->set:
+def _scan_done(self:RunStore, model:str,
+               repair:bool=False, # quarantine a part that cannot be read (the writer's `open`)
+              )->set:
     "The (prompt_id, sample) pairs of `model` in its committed generations parts, of every shard."
     units = set()
     for m, f in self._all_gen_parts():
-        if m == model: units.update(_units(pq.read_table(f, columns=[c for c in ('prompt_id', 'sample') if c in pq.read_schema(f).names])))
+        if m != model: continue
+        try: units.update(_units(pq.read_table(f, columns=[c for c in ('prompt_id', 'sample') if c in pq.read_schema(f).names])))
+        except (pa.ArrowException, OSError) as e:
+            if not repair: raise
+            self._quarantine_pair(f.parent.name, f.name, [(f, f'unreadable ({_one_line(e)})')])
     return units
 
 # %% ../nbs/04_store.ipynb #9bae9f28
@@ -572,30 +719,80 @@ def _remove_unpaired(self:RunStore):
 @patch
 def _finish_compactions(self:RunStore, model:str|None=None # one checkpoint (None: every one)
                        ):
-    "Finish committed compactions (delete the parts a compacted part stands for); undo the others (delete their tokens part)."
-    gd = self.generations_dir
+    "Finish committed compactions (delete the parts a compacted part stands for, and their records); undo the others (delete their tokens part)."
+    gd, led, gone = self.generations_dir, self.ledger(), []
     for md in ([_partition_dir(gd, model)] if model is not None else sorted(gd.glob('model=*')) if gd.is_dir() else []):
         td = self.tokens_dir/md.name
         records = [r for f in sorted(md.glob(f'{_COMPACTED}*.parquet')) if (r := _replaces(f))]
         for n in sorted({f.name for d in (md, td) for f in d.glob('part-*.parquet')}):
             if _covered(n, records):  # generations part first: a tokens part left alone is an uncommitted batch
                 log.info('removing %s: a compacted part holds its rows', n); (md/n).unlink(missing_ok=True); (td/n).unlink(missing_ok=True)
+                gone += [self._rel(md/n), self._rel(td/n)]
         for t in sorted(td.glob(f'{_COMPACTED}*.parquet')):
             if not (md/t.name).exists(): log.warning('removing %s: its compaction was not committed', t); t.unlink()
         for t in [*md.glob(f'.{_COMPACTED}*{_TMP_MARK}*'), *td.glob(f'.{_COMPACTED}*{_TMP_MARK}*')]: t.unlink(missing_ok=True)
+    self._unrecord(gone, 'compacted', led)  # after the deletions: a record of a part a compacted part holds goes without a warning
+
+# %% ../nbs/04_store.ipynb #40dab342
+def _one_line(e:BaseException)->str: return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+# %% ../nbs/04_store.ipynb #b93053d2
+@patch
+def _quarantine_pair(self:RunStore, md:str, # the partition directory's name (`model=NAME`)
+                     name:str, # the part's file name
+                     bad:list, # (path, what is wrong) of the parts of the pair found bad
+                     ledger:dict|None=None # the live records (default: read them)
+                    ):
+    "Move both parts of a pair to `quarantine/`, drop their records, and log one line naming the bad one."
+    pair = [self.tokens_dir/md/name, self.generations_dir/md/name]
+    moved = {p: d for p in pair for d in self._quarantine([p])}
+    self._repaired.add(md[len('model='):].replace('%25', '%'))
+    self._unrecord([self._rel(p) for p in pair], 'quarantined', ledger)
+    f, what = bad[0]
+    if f in moved: tail = f'moved to {self._rel(moved[f])}' + (' with its pair' if len(moved) > 1 else '')
+    else: tail = f'its pair moved to {self._rel(next(iter(moved.values())))}' if moved else 'its pair is gone too'
+    log.warning('part %s is %s: %s; its units will be regenerated', self._rel(f), what, tail)
+
+# %% ../nbs/04_store.ipynb #c5a5e61f
+@patch
+def _repair(self:RunStore):
+    "Quarantine every pair with a recorded part missing, of another size, or flagged by `verify` and still different."
+    led = self.ledger()
+    flagged = self._flagged(led)
+    pairs = sorted({tuple(r.split('/')[-2:]) for r in led if r.startswith((TOKENS_DIR + '/', GENERATIONS_DIR + '/'))})
+    for md, name in pairs:
+        files = [self.tokens_dir/md/name, self.generations_dir/md/name]
+        bad = [(f, w) for f in files if (r := self._rel(f)) in led and (w := self._problem(f, led[r], r in flagged))]
+        if bad: self._quarantine_pair(md, name, bad, led)
+
+# %% ../nbs/04_store.ipynb #aad9bb50
+@patch
+def _adopt(self:RunStore):
+    "Record the committed parts (and the prompts file) that no ledger records; quarantine a pair with a part that cannot be read."
+    led = self.ledger()
+    files = [f for root in (self.tokens_dir, self.generations_dir) if root.is_dir() for f in sorted(root.glob('model=*/part-*.parquet'))]
+    new = [f for f in files if self._rel(f) not in led]
+    bad = {}
+    for f in new:
+        try: pq.read_metadata(f)
+        except (pa.ArrowException, OSError) as e: bad.setdefault((f.parent.name, f.name), (f, f'unreadable ({_one_line(e)})'))
+    for (md, name), b in bad.items(): self._quarantine_pair(md, name, [b], led)
+    new = [f for f in new if (f.parent.name, f.name) not in bad] + ([self.prompts_path] if self.prompts_path.exists() and PROMPTS_FILE not in led else [])
+    if new: self._record([(f, None) for f in new]); log.info('recorded %d files in %s (committed before their record)', len(new), self._rel(self.ledger_path))
 
 # %% ../nbs/04_store.ipynb #137f2025
 @patch
 def _recover(self:RunStore):
-    "Clean up after a killed write or compaction, then rebuild the done pairs and the next part number per model from the committed parts."
+    "Clean up after a killed write or compaction, repair bad parts, record unrecorded ones, then rebuild the done pairs and the next part number per model from the committed parts."
     self._remove_temporaries()
-    if self.shard is None: self._finish_compactions()
+    if self.shard is None: self._finish_compactions(); self._repair()
     self._remove_unpaired()
+    if self.shard is None: self._adopt()
     self._done, self._next = {}, {}
     for (model, n) in self._parts(self.generations_dir): self._next[model] = max(self._next.get(model, 0), n + 1)
     for model, f in self._compacted_parts():  # a number a compacted part stands for is never used again
         for lo, hi in _replaces(f).get(self._prefix, ()): self._next[model] = max(self._next.get(model, 0), hi + 1)
-    for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model)
+    for model in {m for m, _ in self._all_gen_parts()}: self._done[model] = self._scan_done(model, repair=self.shard is None)
 
 # %% ../nbs/04_store.ipynb #600fa3ba
 @patch
@@ -609,14 +806,22 @@ def _check_batch(self:RunStore, model:str, gt:pa.Table, tt:pa.Table)->list:
         raise ValueError(f'{model}: tokens of prompts not in the batch: {sorted(stray)[:5]}')
     return ids
 
+# %% ../nbs/04_store.ipynb #c7746280
+def _parquet_bytes(table:pa.Table)->bytes:
+    "`table` as the bytes of a Parquet file (written, hashed and recorded from memory)."
+    buf = pa.BufferOutputStream(); pq.write_table(table, buf)
+    return buf.getvalue().to_pybytes()
+
 # %% ../nbs/04_store.ipynb #2d36974f
 @patch
 def _write_parts(self:RunStore, model:str, tt:pa.Table, gt:pa.Table)->int:
-    "Write the tokens part, then the generations part (the commit), under `model`'s next number; return that number."
+    "Write the tokens part, then the generations part, then their record (the commit), under `model`'s next number; return that number."
     n = self._next.get(model, 0)
     name = f'{self._prefix}{n:05d}.parquet'
-    with atomic_path(_partition_dir(self.tokens_dir, model)/name) as tmp: pq.write_table(tt, tmp)
-    with atomic_path(_partition_dir(self.generations_dir, model)/name) as tmp: pq.write_table(gt, tmp)
+    tb, gb = _parquet_bytes(tt), _parquet_bytes(gt)
+    tp, gp = _partition_dir(self.tokens_dir, model)/name, _partition_dir(self.generations_dir, model)/name
+    atomic_write_bytes(tp, tb); atomic_write_bytes(gp, gb)
+    self._record([(tp, tb), (gp, gb)])
     self._next[model] = n + 1
     return n
 
@@ -801,6 +1006,7 @@ def _compact_group(self:RunStore, model:str, # the checkpoint
     out = _write_sorted(gt, _partition_dir(self.generations_dir, model)/name, ['prompt_id', 'sample'],
                         metadata={_REPLACES_KEY: json.dumps(record).encode()})
     for d in (self.tokens_dir, self.generations_dir): _fsync_dir(_partition_dir(d, model))  # the commit is on disk before a part goes
+    self._record([(_partition_dir(self.tokens_dir, model)/name, None), (out, None)])  # killed before this line: the next open records it
     self._finish_compactions(model)  # delete the parts it stands for
     return out
 
@@ -964,7 +1170,10 @@ def _prompts_frame(prompts:list)->pd.DataFrame:
 @patch
 def _write_prompts_frame(self:RunStore, df:pd.DataFrame)->Path:
     "Write the prompts table `df` atomically; return its path."
-    with atomic_path(self.prompts_path) as t: df.to_parquet(t, index=False)
+    data = df.to_parquet(index=False)
+    if self.shard is None: self._unrecord([PROMPTS_FILE], 'rewritten')
+    atomic_write_bytes(self.prompts_path, data)
+    if self.shard is None: self._record([(self.prompts_path, data)])
     return self.prompts_path
 
 # %% ../nbs/04_store.ipynb #4bdc9669
@@ -1152,6 +1361,7 @@ def open(self:RunStore, identity:dict, # what identifies the run: `models` (grow
     "Create the run in `output_dir`, or resume or grow the run there; returns `self`."
     if self.dir.exists() and not self.dir.is_dir(): raise InputError(f'{flag} {self.dir}: exists and is not a directory')
     identity = _canonical(identity)
+    if self.manifest_path.is_file(): self._manifest = None; self.manifest  # a manifest that does not parse stops here, untouched
     self._prepare_dir(overwrite, flag)
     self._manifest = None
     table, new_ids = (None, []) if prompts is None else (_prompts_frame(prompts), [p.prompt_id for p in prompts])
@@ -1164,6 +1374,17 @@ def open(self:RunStore, identity:dict, # what identifies the run: `models` (grow
         if prompts is not None: self._expect([p.prompt_id for p in prompts], _identity_models(identity), units)
         self.refresh_progress()
     return self
+
+# %% ../nbs/04_store.ipynb #da6a97d6
+@patch
+def repair(self:RunStore)->list[str]:
+    "Recover the run as `open` does (quarantine bad parts, record unrecorded ones); mark incomplete, and return, the checkpoints that lost units."
+    self.require(); self._manifest = None; self.manifest
+    self._repaired = set()
+    self._recover()
+    for m in sorted(self._repaired): self._manifest['progress'].setdefault(m, {'prompts_done': 0, 'tokens': 0, 'seconds': 0.0})['complete'] = False
+    if self._repaired: self.refresh_progress()
+    return sorted(self._repaired)
 
 # %% ../nbs/04_store.ipynb #cdadd16c
 @patch
@@ -1196,26 +1417,50 @@ def read_scored(self:RunStore, models:list|None=None, # names in order (default:
                                          _p=lambda d: d.prompt_id.map(pidx))
     return df.sort_values(['_m', '_p', 'sample', 'step'], kind='stable').drop(columns=['_m', '_p']).reset_index(drop=True)
 
+# %% ../nbs/04_store.ipynb #e05ad98d
+@patch
+def _bad_scored(self:RunStore)->dict:
+    "{checkpoint: [(scored part, what is wrong), …]} of the recorded scored parts missing, of another size, or flagged and different."
+    led, out = self.ledger(), {}
+    flagged = self._flagged(led)
+    for r, rec in led.items():
+        if r.startswith(SCORED_DIR + '/') and (w := self._problem(self.dir/r, rec, r in flagged)):
+            out.setdefault(r.split('/')[-2][len('model='):].replace('%25', '%'), []).append((self.dir/r, w))
+    return out
+
 # %% ../nbs/04_store.ipynb #e911e795
 @patch
 def scoring_state(self:RunStore)->dict:
-    "The scoring state of the run ({} when nothing was scored)."
+    "The scoring state of the run ({} when nothing was scored); a checkpoint with a missing or cut scored part is not `done`."
     p = self.scoring_state_path
-    return json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
+    state = json.loads(p.read_text(encoding='utf-8')) if p.exists() else {}
+    if bad := set(self._bad_scored()) & set(state.get('done') or {}):
+        state['done'] = {m: v for m, v in state['done'].items() if m not in bad}
+    return state
 
 # %% ../nbs/04_store.ipynb #25a1f049
 @patch
 def save_scoring_state(self:RunStore, state:dict # {'sequences', 'top_k_alternatives', 'done': {model: info}}
                       )->Path:
-    "Write the scoring state atomically."
+    "Record the unrecorded scored parts of the checkpoints `state` marks done (they are committed now), then write the state atomically."
+    led = self.ledger()
+    new = [f for m in (state.get('done') or {}) for f in sorted(_partition_dir(self.scored_dir, m).glob('part-*.parquet')) if self._rel(f) not in led]
+    self._record([(f, None) for f in new])
     return write_json(state, self.scoring_state_path)
 
 # %% ../nbs/04_store.ipynb #b339e873
 @patch
 def clear_scored(self:RunStore, model:str|None=None # one checkpoint's scores (None: all, state included)
                 ):
-    "Delete scored parts (of one checkpoint, or all of them and the state)."
+    "Delete scored parts (of one checkpoint, or all of them and the state) and their records; a bad one moves to `quarantine/`."
     d = self.scored_dir if model is None else _partition_dir(self.scored_dir, model)
+    led, bad = self.ledger(), self._bad_scored()
+    for m, parts in bad.items():
+        if model is not None and m != model: continue
+        for f, what in parts:
+            tail = f'moved to {self._rel(moved[0])}' if (moved := self._quarantine([f])) else 'nothing to move'
+            log.warning('part %s is %s: %s; %s will be scored again', self._rel(f), what, tail, m)
+    self._unrecord([r for r in led if r.startswith(self._rel(d) + '/')], 'cleared', led)
     if d.exists(): shutil.rmtree(d)
 
 # %% ../nbs/04_store.ipynb #95c25263

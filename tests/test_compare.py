@@ -43,7 +43,7 @@ def test_seed_basic_usage_two_models(series, tmp_path):
     st = RunStore(out)
     data = st.tokens_dir.parent  # data/
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in seed_files(out, ["Base", "Finetuned"]) + [data, st.manifest_path])
-    assert sorted(data.iterdir()) == sorted([st.generations_dir, st.prompts_path, st.tokens_dir])
+    assert sorted(data.iterdir()) == sorted([st.generations_dir, st.prompts_path, st.tokens_dir, st.ledger_path])
     tokens = pd.read_parquet(st.tokens_dir)
     gens = pd.read_parquet(st.generations_dir)
     assert sorted(tokens.model.astype(str).unique()) == ["Base", "Finetuned"]
