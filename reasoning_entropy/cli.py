@@ -4,10 +4,10 @@
 
 # %% ../nbs/12_cli.ipynb #6aa57df3
 from __future__ import annotations
-import argparse, gc, logging, sys
+import argparse, gc, logging, os, sys, traceback
 from importlib import import_module
 from . import __version__
-from .errors import InputError
+from .errors import InputError, Interrupted, fault_line
 from .config import COMMANDS, add_config_arguments, config_from_args
 
 # %% auto #0
@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 # %% ../nbs/12_cli.ipynb #6c4baa0d
 RUNNERS = {name: f'reasoning_entropy.{name}' for name in ('compare', 'score', 'report', 'demo')}  # subcommand -> its module
+RUNNERS['verify'] = 'reasoning_entropy.integrity'
 
 # %% ../nbs/12_cli.ipynb #fb59c701
 def build_parser()->argparse.ArgumentParser:
@@ -29,11 +30,24 @@ def build_parser()->argparse.ArgumentParser:
     p = _Parser(prog='reasoning-entropy', description='Compare language-model checkpoints by the token-level entropy of what they generate.')
     p.add_argument('--version', action='version', version=f'reasoning-entropy {__version__}')
     p.add_argument('--log_level', default='INFO', choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'], help='logging level')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error reported in one line (also: REASONING_ENTROPY_DEBUG=1)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
     for name, cmd in COMMANDS.items(): add_config_arguments(sub.add_parser(name, help=cmd.help, description=cmd.help), name)
     return p
 
 # %% ../nbs/12_cli.ipynb #2d9b6c04
+def _failure(e:BaseException, # what stopped the command
+             where=None, # the run directory, for a fault whose exception lost its path
+            )->tuple[str, int]|None:
+    "(the line, the exit status) of what stops a command in one line; None for a bug (its traceback is kept)."
+    if isinstance(e, InputError): return f'error: {e}', 2
+    if isinstance(e, Interrupted): return str(e), e.exit_status
+    if isinstance(e, KeyboardInterrupt): return 'interrupted (SIGINT); the run is intact up to the last committed batch: run the same command to resume', 130
+    if line := fault_line(e, where): return f'error: {line}', 1
+    if isinstance(e, Exception) and getattr(e, 'exit_status', None) is not None: return f'error: {e}', e.exit_status
+    return None
+
+# %% ../nbs/12_cli.ipynb #38925108
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         )->int:
     "Run the `reasoning-entropy` command line; returns the exit status."
@@ -43,14 +57,13 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         p.print_help()
         return 0
     logging.basicConfig(level=args.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    where = getattr(args, 'run_dir', None) or getattr(args, 'output_dir', None)
     try: return import_module(RUNNERS[args.command]).run(config_from_args(args, args.command)) or 0
-    except InputError as e:
-        sys.stderr.write(f"reasoning-entropy {args.command}: error: {e}\n")
-        return 2
-    except Exception as e:  # a failure the kit reports as one line with its own status (e.g. a report cell)
-        if getattr(e, 'exit_status', None) is None: raise
-        sys.stderr.write(f"reasoning-entropy {args.command}: error: {e}\n")
-        return e.exit_status
+    except (Exception, KeyboardInterrupt, Interrupted) as e:
+        if (failure := _failure(e, where)) is None: raise
+        if args.debug or os.environ.get('REASONING_ENTROPY_DEBUG', '') not in ('', '0'): traceback.print_exc()
+        sys.stderr.write(f"reasoning-entropy {args.command}: {failure[0]}\n")
+        return failure[1]
 
 # %% ../nbs/12_cli.ipynb #1e87a823
 def console()->int:

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .errors import InputError, CheckpointFailure
+from .errors import InputError, CheckpointFailure, fault_line
 from .config import RunConfig, as_config
 from .data import PromptRecord, load_prompts, encode_prompt, format_prompt, sample_data_path, ReadStats
 from .checkpoints import (Checkpoint, resolve_checkpoints, check_checkpoint_files, validate_checkpoint,
                                            pick_device, pick_dtype, loaded, load_tokenizers, checkpoint_fingerprint)
 from .store import RunStore
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank
+from .runlock import launch_writing, stop_signals, check_stop, writer_record
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ def _run_identity(ckpts:list, decoding, config:RunConfig, device, dtype)->dict:
                 decoding=decoding.to_dict(), num_samples=config.num_samples, top_k_alternatives=config.top_k_alternatives,
                 dtype=str(dtype).replace('torch.', ''), device_type=device.type)
 
+# %% ../nbs/07_compare.ipynb #0cc5a2c7
+def _writer()->dict:
+    "Who runs this invocation (host, PID, command line), for the manifest's record of it."
+    return {k: v for k, v in writer_record().items() if k != 'since'}
+
 # %% ../nbs/07_compare.ipynb #41f70c44
 def plan_run(config:RunConfig, # the run's settings
             )->RunPlan:
@@ -93,7 +99,7 @@ def plan_run(config:RunConfig, # the run's settings
     inputs = {c.name: _encode_all(c, tokenizers[c.name], prompts, data_path, config.max_new_tokens, facts[c.name]['max_positions'],
                                   config.num_samples) for c in ckpts}
     invocation = dict(data_path=str(data_path.resolve()), num_examples=config.num_examples, skipped_rows=stats.skipped,
-                      prompts_fingerprint=prompts_fingerprint(prompts))
+                      prompts_fingerprint=prompts_fingerprint(prompts), **_writer())
     return RunPlan(config, ckpts, facts, prompts, inputs, tokenizers, decoding, _run_identity(ckpts, decoding, config, dev, dt),
                    invocation, dev, dt)
 
@@ -115,6 +121,12 @@ def _checkpoint_model(plan:RunPlan, ckpt:Checkpoint, model, todo:list):
     if model is not None or not todo: return contextlib.nullcontext((model, plan.tokenizers[ckpt.name]))
     return loaded(ckpt, plan.device, plan.dtype, plan.config.trust_remote_code, plan.config.device_map, plan.tokenizers[ckpt.name])
 
+# %% ../nbs/07_compare.ipynb #1050204a
+def _units_done(store:RunStore, plan:RunPlan)->tuple[int, int]:
+    "(units committed, units of the invocation): its (checkpoint, prompt, sample) triples."
+    want = {n: {(p.prompt_id, p.sample) for p in ins} for n, ins in plan.inputs.items()}
+    return sum(len(store.done_units(n) & w) for n, w in want.items()), sum(map(len, want.values()))
+
 # %% ../nbs/07_compare.ipynb #ed7db518
 def _generate_into(store:RunStore, plan:RunPlan, ckpt:Checkpoint, model, tok, todo:list, index:dict, ranks:Ranks, t0:float)->dict:
     "Generate `todo` with `model`, committing every batch (`index`: the run's prompt positions); return the counts and seconds."
@@ -125,6 +137,7 @@ def _generate_into(store:RunStore, plan:RunPlan, ckpt:Checkpoint, model, tok, to
         dt = time.perf_counter() - t0
         gens = gens.assign(prompt_index=gens.prompt_id.map(index).astype('int64'))
         store.write_batch(ckpt.name, tokens, gens, seconds=dt)
+        check_stop(lambda: _units_done(store, plan))  # a batch boundary: SIGTERM/SIGINT stop here
         if not n_prompts and len(tokens): log.info('%s: prompt %s, first tokens: %s', ckpt.name, tokens.prompt_id.iloc[0], _sample_stats(tokens))
         seconds += dt; n_tok += len(tokens); n_prompts += len(gens); gen_lens += list(gens.n_tokens)
         t0 = time.perf_counter()
@@ -183,7 +196,7 @@ def _attempt(store:RunStore, plan:RunPlan, ckpt:Checkpoint, ranks:Ranks, model=N
     try: return run_checkpoint(store, plan, ckpt, _shard(plan, ckpt.name, ranks), ranks, model), None
     except InputError: raise
     except Exception as e:
-        if ranks.distributed: raise  # one rank going on alone would wait forever for the others at a barrier
+        if ranks.distributed or fault_line(e): raise  # one rank going on alone would wait forever; a full disk is not the checkpoint's fault
         error = _one_line(e)
         log.error('%s: failed (%s); the other checkpoints go on', ckpt.name, error, exc_info=True)
         store.mark_model_failed(ckpt.name, error)
@@ -200,25 +213,39 @@ def _record_complete(store:RunStore, name:str, ranks:Ranks, prior:float, wall:fl
         store.mark_model_complete(name, extra)
 
 # %% ../nbs/07_compare.ipynb #9048fede
-def generate_run(config:RunConfig, # the run's settings
-                 ranks:Ranks|None=None, # this process among the launched ones (default: alone)
-                 in_memory:dict|None=None, # checkpoint name -> its model, already in memory (not loaded again)
-                )->tuple[RunPlan, RunStore|None, dict]:
-    "Plan, open (or grow) the run, and generate what it lacks; return the plan, the main store (rank 0) and the failures."
-    ranks = ranks or Ranks()
-    plan = collective(ranks, lambda: plan_run(config))
-    plan.progress = ranks.is_main
-    out = config.output_dir
+def _open_stores(plan:RunPlan, ranks:Ranks)->tuple[RunStore|None, RunStore]:
+    "(the main store on rank 0 (None elsewhere), this rank's store): rank 0 opens the run before any other rank writes."
     main_store = collective(ranks, lambda: _open_run(plan), main_only=True)
-    store = collective(ranks, lambda: main_store if ranks.is_main else RunStore(out, shard=ranks.shard).open(plan.identity))
+    out = plan.config.output_dir
+    return main_store, collective(ranks, lambda: main_store if ranks.is_main else RunStore(out, shard=ranks.shard).open(plan.identity))
+
+# %% ../nbs/07_compare.ipynb #ceae2aa4
+def _run_all(store:RunStore, plan:RunPlan, ranks:Ranks, in_memory:dict|None)->dict:
+    "Generate what each checkpoint lacks, stopping at a batch boundary when a signal asks; return the failures (name -> error)."
     failed = {}
     for ckpt in plan.checkpoints:
+        check_stop(lambda: _units_done(store, plan))
         if store.is_complete([ckpt.name]) and not ranks.distributed: log.info('%s: complete, skipped', ckpt.name); continue
         prior = store.progress.get(ckpt.name, {}).get('seconds') or 0.0
         info, error = _attempt(store, plan, ckpt, ranks, (in_memory or {}).get(ckpt.name))
         if error is not None: failed[ckpt.name] = error; continue
         _record_complete(store, ckpt.name, ranks, prior, info['wall_seconds'])
-    return plan, main_store, failed
+    check_stop(lambda: _units_done(store, plan))
+    return failed
+
+# %% ../nbs/07_compare.ipynb #c45266f6
+def generate_run(config:RunConfig, # the run's settings
+                 ranks:Ranks|None=None, # this process among the launched ones (default: alone)
+                 in_memory:dict|None=None, # checkpoint name -> its model, already in memory (not loaded again)
+                 plan:RunPlan|None=None, # `plan_run(config)`, when the caller has made it
+                )->tuple[RunPlan, RunStore|None, dict]:
+    "Plan, lock, open (or grow) the run, and generate what it lacks; return the plan, the main store (rank 0) and the failures."
+    ranks = ranks or Ranks()
+    plan = plan or collective(ranks, lambda: plan_run(config))
+    plan.progress = ranks.is_main
+    with launch_writing(ranks, plan.config.output_dir, plan.config.wait), stop_signals():
+        main_store, store = _open_stores(plan, ranks)
+        return plan, main_store, _run_all(store, plan, ranks, in_memory)
 
 # %% ../nbs/07_compare.ipynb #ee977483
 def _write_files(store:RunStore, plan:RunPlan, done:list)->list:
@@ -235,13 +262,14 @@ def compare(config:RunConfig|None=None, # the run's settings (or the checkpoint 
     config = as_config(config, **settings)
     ranks = init_ranks(config.device, config.device_map)
     if ranks.distributed: config = as_config(config, device=ranks.device)
-    plan, main_store, failed = generate_run(config, ranks)
-    out = config.output_dir
-    done = [c.name for c in plan.checkpoints if c.name not in failed]
-    collective(ranks, lambda: _write_files(main_store, plan, done), main_only=True)
+    plan = collective(ranks, lambda: plan_run(config))  # bad input is found before the run directory is touched
+    with launch_writing(ranks, config.output_dir, config.wait):  # the original script's files too are written under the lock
+        plan, main_store, failed = generate_run(config, ranks, plan=plan)
+        done = [c.name for c in plan.checkpoints if c.name not in failed]
+        collective(ranks, lambda: _write_files(main_store, plan, done), main_only=True)
     if failed: raise CheckpointFailure(failed)
-    if ranks.is_main: log.info('results in %s', out)
-    return Path(out)
+    if ranks.is_main: log.info('results in %s', config.output_dir)
+    return Path(config.output_dir)
 
 # %% ../nbs/07_compare.ipynb #348192f0
 def run(config:RunConfig # the settings of `reasoning-entropy compare`

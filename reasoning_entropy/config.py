@@ -156,6 +156,7 @@ class _Commands(_Compute):
                                    name_pairs, metavar=('NAME', 'NAME'), nargs=2, action='append')
     cache_dir:str|None = setting(None, 'where the demo series is cached (default: $REASONING_ENTROPY_CACHE or the XDG cache)')
     no_report:bool = setting(False, 'compare only (no scoring, no report)')
+    wait:bool = setting(False, 'when another process is writing the run directory, wait for it to finish instead of stopping')
 
 # %% ../nbs/00b_config.ipynb #9709df4f
 @dataclass
@@ -210,20 +211,22 @@ class Command:
 # %% ../nbs/00b_config.ipynb #9f088d1f
 _RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
         'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
-        'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines')
+        'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines', 'wait')
 
 COMMANDS = {
     'compare': Command("generate with every checkpoint on the same prompts and write token entropies and the original script's files", _RUN),
     'score': Command('teacher-force one set of sequences through every checkpoint of a run, within each vocabulary group (aligned per-token '
                      'values); or, with --generations FILE --model_paths …, import generations made elsewhere and score them with every checkpoint',
                      ('run_dir', 'sequences', 'generations', 'model_paths', 'model_names', 'steps', 'output_dir', 'overwrite',
-                      'skip_bad_lines', 'skip_untokenizable', 'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code')),
+                      'skip_bad_lines', 'skip_untokenizable', 'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code', 'wait')),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
                       _RUN + ('run_dir', 'sequences', 'heatmap_prompts', 'noise_pair')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',
                     ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
                      'do_sample', 'num_samples', 'seed'),
                     dict(output_dir='demo_run', num_examples=100, max_new_tokens=96)),
+    'verify': Command('check every part of a run against its checksums, the manifest and the completeness of every unit; '
+                      'exit 0 when sound, 1 otherwise', ('run_dir',)),
 }
 
 # %% ../nbs/00b_config.ipynb #6b507e36

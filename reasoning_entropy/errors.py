@@ -4,9 +4,11 @@
 
 # %% ../nbs/00a_errors.ipynb #f14e8af5
 from __future__ import annotations
+import errno, signal
 
 # %% auto #0
-__all__ = ['InputError', 'DataError', 'CheckpointError', 'ReportError', 'CheckpointFailure']
+__all__ = ['InputError', 'DataError', 'CheckpointError', 'ReportError', 'CheckpointFailure', 'RunLocked', 'fault_line',
+           'Interrupted']
 
 # %% ../nbs/00a_errors.ipynb #bcb4edf9
 class InputError(ValueError):
@@ -40,3 +42,32 @@ class CheckpointFailure(RuntimeError):
         self.failed = dict(failed)
         super().__init__(f"{len(failed)} checkpoint(s) failed (the others' results are kept): " +
                          '; '.join(f'{n}: {e}' for n, e in failed.items()))
+
+# %% ../nbs/00a_errors.ipynb #fc5090a5
+class RunLocked(InputError):
+    "Another process is writing the run directory; the message names it (host, PID, command line, since)."
+
+# %% ../nbs/00a_errors.ipynb #82a97111
+_FAULTS = {errno.ENOSPC: ('no space left on device', 'free space'), errno.EDQUOT: ('disk quota exceeded', 'free space or raise the quota'),
+           errno.EROFS: ('read-only file system', 'make it writable'), errno.EACCES: ('permission denied', 'fix the permissions'),
+           errno.EPERM: ('operation not permitted', 'fix the permissions'), errno.EIO: ('input/output error', 'check the disk')}
+
+def fault_line(e:BaseException, # an exception
+               where=None, # the run directory, named when `e` has no file name
+              )->str|None:
+    "The one line of a fault of the disk while writing (ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO); None for any other error."
+    if not isinstance(e, OSError) or e.errno not in _FAULTS: return None
+    cause, fix = _FAULTS[e.errno]
+    at = f' writing {e.filename}' if e.filename else f' writing under {where}' if where else ''
+    return f'{cause}{at}; the run is intact up to the last committed batch: {fix} and run the same command to resume'
+
+# %% ../nbs/00a_errors.ipynb #de8ed3b0
+class Interrupted(BaseException):
+    "A signal stopped a writer at a batch boundary; `exit_status` is 128 + the signal's number."
+    def __init__(self, signum:int, # the signal that stopped it
+                 done:int|None=None, total:int|None=None, # units committed, of how many this invocation does
+                 what:str='units' # what a unit is, for the message
+                ):
+        self.signum,self.done,self.total,self.exit_status = signum,done,total,128 + int(signum)
+        after = f' after {done} of {total} {what}' if done is not None and total is not None else ''
+        super().__init__(f'stopped by {signal.Signals(signum).name}{after}; run the same command to resume')

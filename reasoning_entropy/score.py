@@ -16,9 +16,10 @@ from .data import encode_prompt
 from .checkpoints import (Checkpoint, VocabularyGroup, vocabulary_groups, load_tokenizer, load_tokenizers, loaded, pick_device,
                                            pick_dtype, resolve_checkpoints, check_checkpoint_files, validate_checkpoint, checkpoint_fingerprint)
 from .generations import ImportedGenerations, load_generations, tokenize_generations, prompt_records
-from .store import RunStore, TOKENS_COLUMNS, TOKENS_SCHEMA, IMPORTED_COLUMNS, file_fingerprint, atomic_path
+from .store import RunStore, TOKENS_COLUMNS, TOKENS_SCHEMA, IMPORTED_COLUMNS, file_fingerprint, atomic_path, to_jsonable
 from .query import token_source
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank, launched_world_size
+from .runlock import writing, launch_writing, stop_signals, check_stop, writer_record
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,15 @@ def _write_ordered(store:RunStore, name:str, frames:list, order:dict):
     df = pd.concat(frames, ignore_index=True)
     store.write_scored(name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o'))
 
+# %% ../nbs/07b_score.ipynb #4b107eee
+def _score_frames(model, tok, mine:list, batch_size, k:int, progress:bool, desc:str, units=None)->list:
+    "The scored frames of `mine`, batch by batch (none when `mine` is empty); stop, having written nothing, when a signal asks."
+    from reasoning_entropy.engine import score
+    frames = []
+    for f in (score(model, tok, mine, batch_size, k, progress=progress, desc=desc) if mine else ()):
+        frames.append(f); check_stop(units)  # a batch boundary: a checkpoint's scores are one part, written whole or not at all
+    return frames
+
 # %% ../nbs/07b_score.ipynb #638eb450
 def _score_checkpoint(store:RunStore, # this writer's store
                       ckpt:Checkpoint, # the checkpoint that scores
@@ -117,15 +127,14 @@ def _score_checkpoint(store:RunStore, # this writer's store
                       k:int, # alternatives per token
                       ranks:Ranks, # this process among the launched ones
                       progress:bool=True, # a tqdm bar (rank 0)
+                      units=None, # (units done, units in all) for the message of a stop
                      )->float:
     "Score `mine` with `ckpt` and write this writer's part; return the seconds it took (all ranks)."
-    from reasoning_entropy.engine import score
     with (loaded(ckpt, config.device, config.dtype, config.trust_remote_code, tokenizer=tokenizer) if mine
           else contextlib.nullcontext((None, None))) as (model, tok):
         ranks.barrier()
         t0 = time.perf_counter()
-        frames = list(score(model, tok, mine, config.batch_size, k, progress=progress and ranks.is_main,
-                            desc=f'score {ckpt.name}')) if mine else []
+        frames = _score_frames(model, tok, mine, config.batch_size, k, progress and ranks.is_main, f'score {ckpt.name}', units)
         secs = time.perf_counter() - t0
         if frames: _write_ordered(store, ckpt.name, frames, order)
         ranks.barrier()  # every rank's part is in
@@ -195,11 +204,38 @@ def _mark_scored(store:RunStore, state:dict, name:str, secs:float, plan:dict, n_
     store.save_scoring_state(state)
     log.info('%s: scored %d tokens of %d sequences (%s) in %.1f s', name, n, n_sequences, plan['sequences'], secs)
 
+# %% ../nbs/07b_score.ipynb #842b4056
+def _all_scored(state:dict, plans:list, k:int, sequences:str)->bool:
+    "Whether the scoring `state` holds every checkpoint of `plans` as asked (scoring would write nothing)."
+    done = state.get('done', {})
+    return (state.get('top_k_alternatives') == k and state.get('sequences') == sequences and state.get('groups') == to_jsonable(plans)
+            and all(done.get(m, {}).get('fingerprint') == g['fingerprint'] for g in plans for m in g['models']))
+
+# %% ../nbs/07b_score.ipynb #53fdfb8e
+def _scored_units(state:dict, plans:list)->tuple[int, int]:
+    "(units scored, units in all): the (checkpoint, sequence) pairs of `plans`."
+    n = lambda g, ms: g['n_sequences'] * len(ms)
+    return sum(n(g, [m for m in g['models'] if m in state['done']]) for g in plans), sum(n(g, g['models']) for g in plans)
+
+# %% ../nbs/07b_score.ipynb #e56060ab
+def _score_all(main:RunStore, state:dict, todo:list, config:RunConfig, tokenizers:dict, k:int, ranks:Ranks, progress:bool):
+    "Score each checkpoint of `todo` ((group, plan, items) triples) not scored yet, stopping at a batch boundary when a signal asks."
+    mystore, units = RunStore(config.run_dir, shard=ranks.shard), lambda: _scored_units(state, [gp for _, gp, _ in todo])
+    for g, gp, gitems in todo:
+        mine, order = _my_share(gitems, ranks), {pid: i for i, (pid, _, _) in enumerate(gitems)}
+        for c in g.checkpoints:
+            check_stop(units)
+            if c.name in state['done']: log.info('%s: already scored', c.name); continue
+            collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
+            if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp): secs = _copy_scored(main, c.name)
+            else: secs = _score_checkpoint(mystore, c, mine, order, config, tokenizers[c.name], k, ranks, progress, units)
+            collective(ranks, lambda: _mark_scored(main, state, c.name, secs, gp, len(gitems), ranks.world_size), main_only=True)
+
 # %% ../nbs/07b_score.ipynb #3a6d48b0
 def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `sequences`, `batch_size`, …), or the run directory
               progress:bool=True, # tqdm bars
               models:list|None=None, # names of the checkpoints to score (None: every checkpoint of the run)
-              **settings # `RunConfig` fields to set: sequences=, batch_size=, device=, dtype=, trust_remote_code=
+              **settings # `RunConfig` fields to set: sequences=, batch_size=, device=, dtype=, trust_remote_code=, wait=
              )->Path:
     "Teacher-force sequences through every checkpoint of the run, within each vocabulary group; return the scored directory."
     config = as_config(config, 'run_dir', **settings)
@@ -207,16 +243,11 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
     if ranks.distributed: config = as_config(config, device=ranks.device)
     k, sequences, groups, plans, items, config, tokenizers = collective(ranks, lambda: _score_setup(config, models))
     main = RunStore(config.run_dir)
-    state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
-    mystore = RunStore(config.run_dir, shard=ranks.shard)
-    for g, gp, gitems in zip(groups, plans, items):
-        mine, order = _my_share(gitems, ranks), {pid: i for i, (pid, _, _) in enumerate(gitems)}
-        for c in g.checkpoints:
-            if c.name in state['done']: log.info('%s: already scored', c.name); continue
-            collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
-            if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp): secs = _copy_scored(main, c.name)
-            else: secs = _score_checkpoint(mystore, c, mine, order, config, tokenizers[c.name], k, ranks, progress)
-            collective(ranks, lambda: _mark_scored(main, state, c.name, secs, gp, len(gitems), ranks.world_size), main_only=True)
+    if ranks.broadcast(_all_scored(main.scoring_state(), plans, k, sequences) if ranks.is_main else None):
+        log.info('%s: every checkpoint is scored already', config.run_dir); return main.scored_dir  # a reader: no lock, no write
+    with launch_writing(ranks, config.run_dir, config.wait), stop_signals():
+        state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
+        _score_all(main, state, list(zip(groups, plans, items)), config, tokenizers, k, ranks, progress)
     return main.scored_dir
 
 # %% ../nbs/07b_score.ipynb #147d47f8
@@ -282,7 +313,8 @@ def plan_import(config:RunConfig # the settings: generations, model_paths (model
     kept = {p for p, _ in units}
     gen = dict(imported.summary(), fingerprint=file_fingerprint(imported.path))
     invocation = dict(data_path=gen['path'], skipped_untokenizable=len(drop),
-                      ids_as_given={g.names[0]: int(f.from_ids.sum()) for g, f in zip(groups, seqs)})  # the rest of the rows: tokenized text
+                      ids_as_given={g.names[0]: int(f.from_ids.sum()) for g, f in zip(groups, seqs)},
+                      **{k: v for k, v in writer_record().items() if k != 'since'})  # the rest of the rows: tokenized text
     return ImportPlan(config, ckpts, imported, groups, seqs, tokenizers, _import_identity(ckpts, gen, seqs, config, dev, dt),
                       [p for p in prompt_records(imported) if p.prompt_id in kept], units, invocation, dev, dt)
 
@@ -301,7 +333,7 @@ def _outstanding(store:RunStore, name:str, frame:pd.DataFrame, index:dict)->pd.D
     return todo[todo.n_tokens > 0].reset_index(drop=True)
 
 # %% ../nbs/07b_score.ipynb #7bffe150
-def _score_batches(store:RunStore, name:str, model, tok, todo:pd.DataFrame, index:dict, config:RunConfig, progress:bool)->tuple[int, float]:
+def _score_batches(store:RunStore, name:str, model, tok, todo:pd.DataFrame, index:dict, config:RunConfig, progress:bool, units=None)->tuple[int, float]:
     "Score `todo` with `model` and commit every batch as checkpoint `name`'s (tokens and generations); return (tokens, seconds)."
     from reasoning_entropy.engine import score
     items = [(str(i), list(map(int, p)), list(map(int, c))) for i, (p, c) in enumerate(zip(todo.prompt_token_ids, todo.generated_token_ids))]
@@ -312,9 +344,16 @@ def _score_batches(store:RunStore, name:str, model, tok, todo:pd.DataFrame, inde
         df = df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos])
         dt = time.perf_counter() - t0
         store.write_batch(name, df, _generation_rows(rows, index), seconds=dt)
+        check_stop(units)  # a batch boundary: SIGTERM/SIGINT stop here
         n_tok += len(df); seconds += dt
         t0 = time.perf_counter()
     return n_tok, seconds
+
+# %% ../nbs/07b_score.ipynb #eca035fb
+def _imported_units(store:RunStore, plan:ImportPlan)->tuple[int, int]:
+    "(units committed, units in all): the (checkpoint, prompt, sample) triples of the import."
+    want = set(plan.units)
+    return sum(len(store.done_units(c.name) & want) for c in plan.checkpoints), len(want) * len(plan.checkpoints)
 
 # %% ../nbs/07b_score.ipynb #bc96804c
 def _import_checkpoint(store:RunStore, # the open run
@@ -328,7 +367,7 @@ def _import_checkpoint(store:RunStore, # the open run
     todo = _outstanding(store, ckpt.name, frame, index)
     if not len(todo): return dict(new_generations=0, new_tokens=0, new_seconds=0.0)
     with loaded(ckpt, plan.device, plan.dtype, plan.config.trust_remote_code, tokenizer=plan.tokenizers[ckpt.name]) as (model, tok):
-        n_tok, seconds = _score_batches(store, ckpt.name, model, tok, todo, index, plan.config, progress)
+        n_tok, seconds = _score_batches(store, ckpt.name, model, tok, todo, index, plan.config, progress, lambda: _imported_units(store, plan))
     log.info('%s: scored %d tokens of %d imported generations in %.1f s (%.1f tokens/s)', ckpt.name, n_tok, len(todo), seconds,
              n_tok / seconds if seconds else float('nan'))
     return dict(new_generations=len(todo), new_tokens=n_tok, new_seconds=seconds)
@@ -351,13 +390,14 @@ def score_generations(config:RunConfig, # the settings: generations, model_paths
     config = as_config(config, **settings)
     if launched_world_size() > 1: raise InputError('score --generations runs as one process: run it without torchrun/accelerate')
     plan = plan_import(config)
-    store = RunStore(config.output_dir).open(plan.identity, overwrite=config.overwrite, run_config=config.to_dict(), prompts=plan.prompts,
-                                             invocation=plan.invocation, units=plan.units)
-    _score_imported(store, plan, progress)
-    names = [c.name for c in plan.checkpoints]
-    score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names)
-    from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw
-    write_legacy_outputs(store.select(names, [p.prompt_id for p in plan.prompts]))
+    with writing(config.output_dir, config.wait), stop_signals():  # one writer at a time; a signal stops at a batch boundary
+        store = RunStore(config.output_dir).open(plan.identity, overwrite=config.overwrite, run_config=config.to_dict(), prompts=plan.prompts,
+                                                 invocation=plan.invocation, units=plan.units)
+        _score_imported(store, plan, progress)
+        names = [c.name for c in plan.checkpoints]
+        score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names)
+        from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw
+        write_legacy_outputs(store.select(names, [p.prompt_id for p in plan.prompts]))
     return Path(config.output_dir)
 
 # %% ../nbs/07b_score.ipynb #bba4bc80
