@@ -19,9 +19,9 @@ from .report_tables import model_order, step_axis
 from .query import token_source
 
 # %% auto #0
-__all__ = ['SIGNALS', 'QUADRANTS', 'ENTROPY_AT', 'VARENTROPY_AT', 'EXPLORATION_METRICS', 'loop_flags', 'generation_table',
-           'length_robust', 'truncation', 'entropy_by_step_cohort', 'answer_tokens', 'calibration', 'reliability',
-           'quadrants', 'fit_points', 'entropy_fit', 'exploration', 'trajectories']
+__all__ = ['SIGNALS', 'QUADRANTS', 'ENTROPY_AT', 'VARENTROPY_AT', 'EXPLORATION_METRICS', 'generations_pass', 'loop_flags',
+           'generation_table', 'length_robust', 'truncation', 'entropy_by_step_cohort', 'answer_tokens', 'calibration',
+           'reliability', 'quadrants', 'fit_points', 'entropy_fit', 'exploration', 'trajectories']
 
 # %% ../nbs/05b_analyses.ipynb #5a16131b
 _GEN = ['model', 'prompt_id', 'sample']
@@ -188,6 +188,13 @@ def _chunk_generations(c:pd.DataFrame, threshold:float, loop:tuple)->pd.DataFram
     a = _answer_table(e, lp, *_answer_masks(off, sp, starts, ends), len(out))
     return out.join(pd.DataFrame(a, columns=_ANSWER_COLUMNS, index=out.index).astype({'n_answer_tokens': 'int64'}))
 
+# %% ../nbs/05b_analyses.ipynb #4d066120
+def generations_pass(threshold:float=0.01, # "near certain": entropy below this, in nats
+                     loop:tuple=_LOOP, # loop_flags' max_period, min_repeats, min_tokens
+                    )->tuple:
+    "(key, columns, function of a chunk) of the reduction `_generations` runs: `TokenSource.share` it to run it in a shared pass."
+    return ('generations', threshold, loop), ['token_id', 'next_token', 'entropy', 'logprob'], functools.partial(_chunk_generations, threshold=threshold, loop=loop)
+
 # %% ../nbs/05b_analyses.ipynb #30462a31
 def _generations(tokens, # a token frame, a `query.TokenSource` or a `RunStore`
                  threshold:float=0.01, # "near certain": entropy below this, in nats
@@ -196,7 +203,7 @@ def _generations(tokens, # a token frame, a `query.TokenSource` or a `RunStore`
     "The per-generation reduction of `tokens`, chunk by chunk, in checkpoint then chunk order; once per `TokenSource`."
     src = token_source(tokens); memo = _MEMO.setdefault(src, {})
     if (threshold, loop) not in memo:
-        parts = [_chunk_generations(c, threshold, loop) for c in src.chunks(['token_id', 'next_token', 'entropy', 'logprob'])]
+        parts = src.reduce(*generations_pass(threshold, loop))
         empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in dict(model=str, prompt_id=str, sample='int64', step='int64', token_id='int64', next_token=str, entropy=float, logprob=float).items()})
         memo[threshold, loop] = pd.concat(parts, ignore_index=True) if parts else _chunk_generations(empty, threshold, loop)
     return memo[threshold, loop]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -52,7 +52,7 @@ class TokenSource:
                  prompts:list|None=None, # ids of the prompts to keep, in order (None: all, in the order of first appearance)
                 ):
         self.models, self.files, self.frame, self.prompts = list(models), files, frame, None if prompts is None else list(prompts)
-        self._con = None
+        self._con, self._shared, self._reduced = None, {}, {}
     def __repr__(self): return f"TokenSource({len(self.models)} checkpoints, {'in memory' if self.frame is not None else 'out of core'})"
 
 # %% ../nbs/04c_query.ipynb #eec94461
@@ -245,6 +245,30 @@ def _frame_chunks(self:TokenSource, cols:list, order:dict)->Iterator[pd.DataFram
         g = f[f['model'] == m]
         if order: g = g[g['prompt_id'].isin(order)]
         if len(g): yield _sorted_chunk(g.reindex(columns=['model'] + cols), order)
+
+# %% ../nbs/04c_query.ipynb #36a0a1d8
+@patch
+def share(self:TokenSource, key, # names the reduction (hashable)
+          columns:Sequence[str], # the token columns it reads
+          fn:Callable, # fn(chunk) -> its reduction of one chunk
+         ):
+    "Announce a reduction: the next pass over the chunks (`reduce`) runs it along with the one asked for."
+    self._shared.setdefault(key, (list(columns), fn))
+
+# %% ../nbs/04c_query.ipynb #5df7d5e6
+@patch
+def reduce(self:TokenSource, key, # names the reduction (hashable)
+           columns:Sequence[str], # the token columns it reads
+           fn:Callable, # fn(chunk) -> its reduction of one chunk
+          )->list:
+    "[fn(chunk) for every chunk], in chunk order: with every reduction `share`d and not yet run, in one pass; each result handed out once."
+    if key not in self._reduced:
+        todo = {k: v for k, v in self._shared.items() if k not in self._reduced} | {key: (list(columns), fn)}
+        out = {k: [] for k in todo}
+        for c in self.chunks(list(dict.fromkeys(c for cols, _ in todo.values() for c in cols))):
+            for k, (_, f) in todo.items(): out[k].append(f(c))
+        self._reduced |= out; self._shared = {k: v for k, v in self._shared.items() if k not in out}
+    return self._reduced.pop(key)
 
 # %% ../nbs/04c_query.ipynb #eda5b352
 @patch(as_prop=True)

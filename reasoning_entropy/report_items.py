@@ -13,7 +13,7 @@ from .errors import InputError
 from .store import RunStore
 from .query import TokenSource, token_source, VALUE_COLUMNS
 from .report import unreachable_checkpoints, scores_unreachable_note
-from .results import sample_level_results, prompt_level_results
+from .results import sample_level_results, prompt_level_results, token_stats_pass
 from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
 
 # %% auto #0
@@ -71,11 +71,17 @@ def _memo(self:ReportRun, key:str, make:Callable):
 # %% ../nbs/08b_report_items.ipynb #e862b403
 GENERATION_COLUMNS = ['generated_text', 'finished', 'n_tokens', 'reward', 'correct']  # what the report reads of a generation
 
+# %% ../nbs/08b_report_items.ipynb #21b03083
+def _shared_passes(src:TokenSource)->TokenSource:
+    "`src`, with the chunk reductions the items read announced: per-generation statistics, loops and answers, think segments, all in one pass."
+    for spec in (token_stats_pass(), A.generations_pass(), R.think_pass()): src.share(*spec)
+    return src
+
 # %% ../nbs/08b_report_items.ipynb #46bca121
 @patch(as_prop=True)
 def tokens(self:ReportRun)->TokenSource:
     "Every generated token of the covered checkpoints and prompts, as a `query.TokenSource`: queried out of core, never loaded."
-    return self._memo('tokens', lambda: token_source(self.store, self.models))
+    return self._memo('tokens', lambda: _shared_passes(token_source(self.store, self.models)))
 
 @patch(as_prop=True)
 def generations(self:ReportRun)->pd.DataFrame:

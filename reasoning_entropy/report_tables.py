@@ -22,7 +22,7 @@ from .stats import (MIN_N, BEYOND, NOT_DISTINGUISHABLE, TOO_FEW, NOISE_NOT_MEASU
 __all__ = ['log', 'QUANTILES', 'SEGMENTS', 'HIST_BUDGET', 'OVERLAP_BEYOND', 'model_order', 'step_axis', 'with_steps',
            'entropy_summary', 'log_bins', 'entropy_histograms', 'share_below', 'percentile_thresholds',
            'entropy_by_step', 'entropy_by_position', 'token_ranking', 'forking_tokens', 'jaccard', 'think_segments',
-           'think_vs_answer', 'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy',
+           'think_pass', 'think_vs_answer', 'accuracy_by_model', 'entropy_by_correctness', 'entropy_vs_accuracy',
            'distribution_distances', 'paired_differences', 'accuracy_change', 'pass_at_k_table', 'majority_vote',
            'sample_entropy_spread', 'entropy_correct_vs_incorrect', 'scored_source', 'aligned_top_overlap',
            'aligned_change_by_percentile', 'sequences_label', 'groups_table', 'by_group']
@@ -381,6 +381,13 @@ def _segment_medians(src:TokenSource, ends:pd.DataFrame)->pd.Series:
     src.con.unregister('_think_ends')
     return r.set_index(['m', 'segment'])['median']
 
+# %% ../nbs/05_report_tables.ipynb #639019d5
+def think_pass(close_tag:str='</think>', # the text that ends the reasoning
+               token_col:str='next_token', # the token-string column
+              )->tuple:
+    "(key, columns, function of a chunk) of the reduction `think_vs_answer` runs: `TokenSource.share` it to run it in a shared pass."
+    return ('think', close_tag, token_col), [token_col, 'entropy'], lambda c: (c['model'].iat[0], _segment_chunk(c, close_tag, token_col))
+
 # %% ../nbs/05_report_tables.ipynb #2256c25a
 def think_vs_answer(tokens, # tokens table: a frame, a `TokenSource` or a `RunStore`
                     models:Sequence[str]|None=None, # checkpoint order
@@ -390,8 +397,8 @@ def think_vs_answer(tokens, # tokens table: a frame, a `TokenSource` or a `RunSt
     "Per checkpoint and segment (think/answer/unclosed): n_generations, n_tokens, entropy mean (95% interval clustered by prompt) and median."
     order, src = _source(tokens, models); rank = {m: i for i, m in enumerate(order)}
     sums, n_gen, ends = [], {}, []
-    for c in src.chunks([token_col, 'entropy']):
-        i = rank[c['model'].iat[0]]; s, g, e = _segment_chunk(c, close_tag, token_col)
+    for model, (s, g, e) in src.reduce(*think_pass(close_tag, token_col)):
+        i = rank[model]
         sums.append(s.assign(m=i)); ends.append(e.assign(m=i)); n_gen.update({(i, k): n_gen.get((i, k), 0) + int(v) for k, v in g.items()})
     if not sums: return pd.DataFrame(columns=['model', 'segment', 'n_generations', 'n_tokens', 'entropy_mean', 'ci_low', 'ci_high', 'entropy_median'])
     per_prompt = {k: g.sort_values('prompt_id') for k, g in pd.concat(sums).groupby(['m', 'segment'])}

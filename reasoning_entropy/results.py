@@ -12,7 +12,7 @@ from .query import token_source
 
 # %% auto #0
 __all__ = ['PROMPT_RESULTS_COLUMNS', 'SAMPLE_RESULTS_COLUMNS', 'references_frame', 'with_sample', 'entropy_agg',
-           'sample_level_results', 'prompt_level_results']
+           'token_stats_pass', 'sample_level_results', 'prompt_level_results']
 
 # %% ../nbs/04b_results.ipynb #3545372a
 PROMPT_RESULTS_COLUMNS = ['prompt_id', 'model', 'n_tokens', 'entropy_mean', 'entropy_median', 'entropy_std',
@@ -55,15 +55,22 @@ def _stats_by_key(tokens:pd.DataFrame, key:list)->pd.DataFrame:
 # %% ../nbs/04b_results.ipynb #70abf316
 _MEMO = weakref.WeakKeyDictionary()  # {TokenSource: {name: reduction}}: what one pass over a source's rows gave
 
+# %% ../nbs/04b_results.ipynb #950349f0
+_STATS_KEYS = (['model', 'prompt_id', 'sample'], ['model', 'prompt_id'])  # a generation; a checkpoint's prompt
+
+def token_stats_pass()->tuple:
+    "(key, columns, function of a chunk) of the reduction `_token_stats` runs: `TokenSource.share` it to run it in a shared pass."
+    return 'token_stats', ['entropy', 'probability'], lambda c: [_stats_by_key(c, k) for k in _STATS_KEYS]
+
 # %% ../nbs/04b_results.ipynb #44758cce
 def _token_stats(tokens)->tuple:
     "(per generation, per (model, prompt)) `_stats_by_key` of `tokens` (frame, `TokenSource` or `RunStore`), chunk by chunk; once per source."
-    src = token_source(tokens); memo = _MEMO.setdefault(src, {}); keys = (['model', 'prompt_id', 'sample'], ['model', 'prompt_id'])
+    src = token_source(tokens); memo = _MEMO.setdefault(src, {})
     if 'stats' not in memo:
-        parts = [[_stats_by_key(c, k) for k in keys] for c in src.chunks(['entropy', 'probability'])]
+        parts = src.reduce(*token_stats_pass())
         empty = pd.DataFrame({'model': pd.Series(dtype=str), 'prompt_id': pd.Series(dtype=str), 'sample': pd.Series(dtype='int64'),
                               'entropy': pd.Series(dtype=float), 'probability': pd.Series(dtype=float)})
-        memo['stats'] = tuple(pd.concat([p[i] for p in parts], ignore_index=True) if parts else _stats_by_key(empty, k) for i, k in enumerate(keys))
+        memo['stats'] = tuple(pd.concat([p[i] for p in parts], ignore_index=True) if parts else _stats_by_key(empty, k) for i, k in enumerate(_STATS_KEYS))
     return memo['stats']
 
 # %% ../nbs/04b_results.ipynb #f2e84c67
