@@ -701,8 +701,8 @@ def _unpaired(self:RunStore, root:Path, other:Path)->list[Path]:
 # %% ../nbs/04_store.ipynb #a84de31d
 @patch
 def _remove_temporaries(self:RunStore):
-    "Delete the temporary files interrupted writes left: any in the run directory, this store's among the parts."
-    for root in (self.dir, self.tokens_dir, self.generations_dir):
+    "Delete the temporary files interrupted writes left: any in the run directory and `data/`, this store's among the parts."
+    for root in (self.dir, self.dir/'data', self.tokens_dir, self.generations_dir, self.scored_dir):
         for tmp in list(root.glob(f'.*{_TMP_MARK}*')) + list(root.glob(f'model=*/.{self._prefix}*{_TMP_MARK}*')):
             log.warning('removing %s (left by an interrupted write)', tmp); tmp.unlink(missing_ok=True)
 
@@ -724,9 +724,11 @@ def _finish_compactions(self:RunStore, model:str|None=None # one checkpoint (Non
     for md in ([_partition_dir(gd, model)] if model is not None else sorted(gd.glob('model=*')) if gd.is_dir() else []):
         td = self.tokens_dir/md.name
         records = [r for f in sorted(md.glob(f'{_COMPACTED}*.parquet')) if (r := _replaces(f))]
-        for n in sorted({f.name for d in (md, td) for f in d.glob('part-*.parquet')}):
+        recorded = {r.rsplit('/', 1)[1] for r in led if r.rsplit('/', 1)[0] in (self._rel(md), self._rel(td))}  # deleted before a kill: their records go too
+        for n in sorted({f.name for d in (md, td) for f in d.glob('part-*.parquet')} | recorded):
             if _covered(n, records):  # generations part first: a tokens part left alone is an uncommitted batch
-                log.info('removing %s: a compacted part holds its rows', n); (md/n).unlink(missing_ok=True); (td/n).unlink(missing_ok=True)
+                if (md/n).exists() or (td/n).exists(): log.info('removing %s: a compacted part holds its rows', n)
+                (md/n).unlink(missing_ok=True); (td/n).unlink(missing_ok=True)
                 gone += [self._rel(md/n), self._rel(td/n)]
         for t in sorted(td.glob(f'{_COMPACTED}*.parquet')):
             if not (md/t.name).exists(): log.warning('removing %s: its compaction was not committed', t); t.unlink()
@@ -1291,8 +1293,8 @@ def _prepare_dir(self:RunStore, overwrite:bool, # delete the kit's files of a pr
     if overwrite and self.shard is None:
         gone = remove_owned(d) if d.is_dir() else []
         if gone: log.info('--overwrite: removed %d files of the previous run in %s', len(gone), d)
-    elif self.shard is None and not self.manifest_path.exists() and d.is_dir() and owned_paths(d):
-        names = ', '.join(p.relative_to(d).as_posix() for p in owned_paths(d)[:3])
+    elif self.shard is None and not self.manifest_path.exists() and d.is_dir() and (held := [p for p in owned_paths(d) if _TMP_MARK not in p.name]):
+        names = ', '.join(p.relative_to(d).as_posix() for p in held[:3])
         raise InputError(f'{flag} {d}: holds results ({names}) but no {MANIFEST_NAME}; '
                          'rerun with --overwrite or choose another directory')
 
@@ -1338,15 +1340,15 @@ def _record_invocation(self:RunStore, identity:dict, # the canonical requested i
                        run_config:dict|None, # the invocation's `RunConfig.to_dict()`
                        invocation:dict|None, # more to record about it
                       ):
-    "The main store's record of an `open`: the checkpoints added, the prompts, `run_config` and the invocation; then save."
+    "The main store's record of an `open`: the checkpoints added, `run_config` and the invocation, saved; then the prompts."
     m = self._manifest
     m['models'] += [n for n in added if n not in m['models']]
-    if table is not None: self._write_prompts_frame(table)
     if run_config is not None: m['run_config'] = _canonical(run_config)
     m.setdefault('invocations', []).append(to_jsonable(dict(
         at=_now(), models=_identity_models(identity), added_models=added, prompts=n_prompts,
         added_prompts=len(new_ids), **(invocation or {}))))
-    self._save_manifest()
+    self._save_manifest()  # a new run's first file: killed after it, the directory is a run the same command resumes
+    if table is not None: self._write_prompts_frame(table)
 
 # %% ../nbs/04_store.ipynb #77641295
 @patch
