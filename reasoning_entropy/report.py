@@ -7,15 +7,17 @@ from __future__ import annotations
 import logging
 from importlib.resources import files
 from pathlib import Path
-from .errors import InputError, ReportError
+import dataclasses
+from .errors import InputError, ReportError, CheckpointFailure
 from .config import RunConfig, as_config
-from .store import RunStore, atomic_path, atomic_write_text
+from .store import RunStore, atomic_path, atomic_write_text, QUARANTINE_DIR, SUSPECT_FILE
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'TEMPLATE_LINES', 'template_path', 'execute_report', 'export_html', 'report_models', 'unreachable_checkpoints',
-           'missing_scores', 'scores_unreachable_note', 'computed_run', 'report_parameters', 'report', 'run']
+           'missing_scores', 'scores_unreachable_note', 'regeneration_configs', 'repaired_run', 'computed_run',
+           'report_parameters', 'report', 'run']
 
 # %% ../nbs/08_report.ipynb #ba8accef
 def template_path()->Path:
@@ -111,6 +113,69 @@ def _score_or_say(config:RunConfig, store:RunStore, models:list|None):
     if missing_scores(store, models): log.warning('report: aligned scores are missing and %s', scores_unreachable_note(config.run_dir or store.dir, away))
     else: log.info('report: checkpoints not reachable from here (%s); the stored scores are used', ', '.join(away))
 
+# %% ../nbs/08_report.ipynb #9bd115e9
+def _size(p:Path)->int|None:
+    "The size of the file `p`, or None when it is not there."
+    try: return p.stat().st_size
+    except FileNotFoundError: return None
+
+def _may_need_repair(store:RunStore # the run
+                    )->bool:
+    "Whether `RunStore.repair` may have work (read-only, no lock): a recorded part missing or resized, an unrecorded part, parts `verify` flagged."
+    led = store.ledger()
+    if any(_size(store.dir/p) != rec[0] for p, rec in led.items()) or _size(store.dir/SUSPECT_FILE): return True
+    parts = [f for d in (store.tokens_dir, store.generations_dir) if d.is_dir() for f in d.glob('model=*/part-*.parquet')]
+    return any(f.relative_to(store.dir).as_posix() not in led for f in parts)
+
+# %% ../nbs/08_report.ipynb #1bf41ee3
+def _moved_aside(store:RunStore)->set:
+    "The files under the run's `quarantine/`, relative to the run."
+    q = store.dir/QUARANTINE_DIR
+    return {f.relative_to(store.dir).as_posix() for f in q.rglob('*') if f.is_file()} if q.is_dir() else set()
+
+# %% ../nbs/08_report.ipynb #14f1d5c6
+def regeneration_configs(store:RunStore, # the run, repaired
+                         lost:list, # the checkpoints that lost units (`RunStore.repair`)
+                         wait:bool=False, # wait for another writer (`--wait`)
+                        )->list[RunConfig]:
+    "The run's own settings that regenerate what `lost` lack: one per invocation that listed them; [] when the run records none for one of them."
+    base, known = store.run_config, {f.name for f in dataclasses.fields(RunConfig)}
+    if base is None or base.get('generations') or store.imported: return []
+    base, recs, out = RunConfig(**{k: v for k, v in base.items() if k in known}), {c.name: c for c in store.checkpoints}, {}
+    for inv in store.invocations:
+        ms = [m for m in inv.get('models') or [] if m in lost and m in recs]
+        if not ms or not inv.get('data_path'): continue
+        steps = [recs[m].training_step for m in ms]
+        out[(inv['data_path'], inv.get('num_examples'), tuple(ms))] = as_config(base,
+            model_paths=[recs[m].path for m in ms], model_names=ms, steps=None if None in steps else steps, data_path=inv['data_path'],
+            num_examples=inv.get('num_examples'), output_dir=str(store.dir), overwrite=False, run_dir=None, wait=wait)
+    return list(out.values()) if {m for c in out.values() for m in c.model_names} >= set(lost) else []
+
+# %% ../nbs/08_report.ipynb #d4de614a
+def _listed(xs:list, shown:int=4)->str: return ', '.join(xs[:shown]) + (f', and {len(xs) - shown} more' if len(xs) > shown else '')
+
+def repaired_run(config:RunConfig, # the report's settings (`run_dir` as the user named it, `wait`)
+                 store:RunStore, # the run
+                )->RunStore:
+    "Repair the run under its lock when it may need it: bad parts quarantined, their units regenerated with the run's settings."
+    if not _may_need_repair(store): return store
+    from reasoning_entropy.runlock import writing
+    with writing(store.dir, config.wait):
+        before = _moved_aside(store)
+        if not (lost := store.repair()): return store
+        what, d = f"{', '.join(lost)} lost the units of {_listed(sorted(_moved_aside(store) - before))}", config.run_dir or store.dir
+        if not (cfgs := regeneration_configs(store, lost, config.wait)):
+            raise InputError(f"--run_dir {d}: {what}; the run records no settings that regenerate them: run the command that made the run "
+                             f"(compare, or score --generations, with --output_dir {d}) again, then report")
+        if away := unreachable_checkpoints(store, lost):
+            raise InputError(f"--run_dir {d}: {what}; regenerating them needs checkpoints not reachable from here "
+                             f"({_listed([f'{n}: {p}' for n, p in away.items()], 3)}): run the compare that made the run where they are")
+        from reasoning_entropy.compare import generate_run
+        for c in cfgs:
+            log.info('report: regenerating the units of %s lost (%s)', ', '.join(c.model_names), c.data_path)
+            if failed := generate_run(c)[2]: raise CheckpointFailure(failed)
+    return RunStore(store.dir)
+
 # %% ../nbs/08_report.ipynb #ae5c5d98
 def computed_run(config:RunConfig # the settings: `model_paths` to compare first, or `run_dir` of a finished run
                 )->RunStore:
@@ -124,6 +189,7 @@ def computed_run(config:RunConfig # the settings: `model_paths` to compare first
         from reasoning_entropy.compare import compare
         compare(as_config(config, output_dir=str(run_dir)))
     store = RunStore(run_dir).require()
+    if not config.model_paths: store = repaired_run(config, store)
     models = report_models(config)
     if not store.is_complete(models): raise InputError(f"--run_dir {run_dir}: the run is incomplete; rerun compare (or report with --model_paths) to finish it")
     _score_or_say(config, store, models)

@@ -246,6 +246,7 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
     if ranks.broadcast(_all_scored(main.scoring_state(), plans, k, sequences) if ranks.is_main else None):
         log.info('%s: every checkpoint is scored already', config.run_dir); return main.scored_dir  # a reader: no lock, no write
     with launch_writing(ranks, config.run_dir, config.wait), stop_signals():
+        collective(ranks, lambda: main.record_invocation(wrote='aligned scores', models=[m for p in plans for m in p['models']], **writer_record()), main_only=True)
         state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
         _score_all(main, state, list(zip(groups, plans, items)), config, tokenizers, k, ranks, progress)
     return main.scored_dir

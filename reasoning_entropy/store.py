@@ -39,6 +39,16 @@ def _umask()->int:
     "The process umask (read without changing it for good)."
     m = os.umask(0o022); os.umask(m); return m
 
+# %% ../nbs/04_store.ipynb #d615b084
+def _fsync_dir(d:Path # a directory
+              ):
+    "Flush the entries of `d` (a rename in it) to disk; nothing where a directory cannot be opened (Windows)."
+    try: fd = os.open(d, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
 # %% ../nbs/04_store.ipynb #06dc194f
 @contextlib.contextmanager
 def atomic_path(path, # the file to write
@@ -56,9 +66,11 @@ def atomic_path(path, # the file to write
             with open(tmp, 'rb+') as f: os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are as readable as any file the user writes
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno and e.filename is None: raise OSError(e.errno, e.strerror, str(tmp)) from e  # name the file
         raise
+    if fsync: _fsync_dir(path.parent)  # the rename itself reaches the disk
 
 # %% ../nbs/04_store.ipynb #e5fd08c4
 def atomic_write_bytes(path, # the file to write
@@ -429,6 +441,15 @@ def versions(self:RunStore)->dict:
 def invocations(self:RunStore)->list[dict]:
     "Every invocation's record (when, checkpoints listed and added, prompts, data file, …), oldest first."
     return self.manifest.get('invocations') or []
+
+# %% ../nbs/04_store.ipynb #f608b3fe
+@patch
+def record_invocation(self:RunStore, **info # what to record: who wrote (host, pid, command) and what
+                     ):
+    "Append the record of an invocation that writes without `open` (`score` of a finished run) to the manifest, read afresh."
+    self._manifest = None
+    self.manifest.setdefault('invocations', []).append(to_jsonable(dict(at=_now(), **info)))
+    self._save_manifest()
 
 # %% ../nbs/04_store.ipynb #d69c2e13
 @patch(as_prop=True)
@@ -983,16 +1004,6 @@ def _compacted_name(self:RunStore, model:str)->str:
     used = [pn[1] for d in dirs for f in d.glob(f'{_COMPACTED}*.parquet') if (pn := _part_number(f.name))]
     used += [hi for f in dirs[0].glob(f'{_COMPACTED}*.parquet') for _, hi in _replaces(f).get(_COMPACTED, ())]
     return f'{_COMPACTED}{max(used, default=-1) + 1:05d}.parquet'
-
-# %% ../nbs/04_store.ipynb #d615b084
-def _fsync_dir(d:Path # a directory
-              ):
-    "Flush the entries of `d` (a rename in it) to disk; nothing where a directory cannot be opened (Windows)."
-    try: fd = os.open(d, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
 
 # %% ../nbs/04_store.ipynb #a2bb0924
 @patch

@@ -171,7 +171,7 @@ def inject(monkeypatch, code, where) -> list:
     real, seen = getattr(os if where == 'fsync' else tempfile, where), []
     def faulty(*a, **kw):
         target = os.readlink(f'/proc/self/fd/{a[0]}') if where == 'fsync' else str(kw.get('dir'))
-        if '/data/tokens/' in target + '/':
+        if '/data/tokens/' in target + '/' and not (where == 'fsync' and os.path.isdir(target)):   # a part's file, not its directory's fsync
             seen.append(target if where == 'fsync' else os.path.join(target, kw.get('prefix', '') + 'abc' + kw.get('suffix', '')))
             if len(seen) == 3: raise OSError(code, os.strerror(code), *([] if where == 'fsync' else [seen[-1]]))
         return real(*a, **kw)
@@ -214,7 +214,12 @@ def test_score_is_a_writer_unless_everything_is_scored(reference, tmp_path, caps
         assert line.startswith(f'reasoning-entropy score: error: {run} is being written by PID {os.getpid()} on host {socket.gethostname()} (')
         assert line.endswith('); wait for it, or pass --wait')
     finally: lock.release()
+    n_before = len(RunStore(run).invocations)
     assert cli_module.main(score) == 0 and RunStore(run).scoring_state()['done'].keys() == {'A', 'B'}
+    rec = RunStore(run).invocations[-1]   # the manifest records every invocation that wrote
+    assert len(RunStore(run).invocations) == n_before + 1 and rec['wrote'] == 'aligned scores' and rec['pid'] == os.getpid()
+    assert sorted(rec['models']) == ['A', 'B'] and rec['host'] == socket.gethostname()
     lock = RunLock(run).acquire()
     try: assert cli_module.main(score) == 0  # everything scored: score writes nothing, takes no lock, and succeeds beside a writer
     finally: lock.release()
+    assert len(RunStore(run).invocations) == n_before + 1   # a reader records nothing

@@ -134,3 +134,109 @@ def test_unparsable_manifest_stops_every_command(tiny_pair, run, command):
     assert lines[0] == (f"reasoning-entropy {command}: error: {m}: cannot be parsed (Expecting property name enclosed in double quotes: line 1 column 14 (char 13)): "
                         "fix or move it; it was not changed")
     assert m.read_text() == '{"format": 2,'
+
+
+# `report --run_dir` repairs the run before the template reads it (issue 27, item 2), and reads a sound run without the lock.
+
+def kit_warnings(stderr):
+    "The warning lines of the kit (not those of the Jupyter kernel papermill starts)."
+    return [l for l in warnings(stderr) if not l.startswith("[IPKernelApp]")]
+
+
+def run_files(out):
+    "{path relative to the run: bytes} of every file of the run."
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def tables(out):
+    "The report's tables, with the run's own path taken out, and without the timings (which a regeneration changes)."
+    read = lambda p: pd.read_csv(p) if p.read_bytes().strip() else pd.DataFrame()  # a table with no columns: an empty line
+    return {p.name: read(p).replace(str(out), "RUN", regex=True).drop(columns=["seconds", "tokens/s"], errors="ignore")
+            for p in sorted((out / "tables").glob("*.csv"))}
+
+
+@pytest.fixture(scope="module")
+def reported(ref, tmp_path_factory):
+    "A copy of the reference run reported while this process holds its lock: (the run, its manifest and ledger before, the report's result)."
+    from reasoning_entropy.runlock import RunLock
+    out = tmp_path_factory.mktemp("reported") / "run"
+    shutil.copytree(ref, out)
+    m, led = out / "run_manifest.json", out / "data/ledger.jsonl"
+    before = (m.read_bytes(), m.stat().st_mtime_ns, led.read_bytes())
+    lock = RunLock(out).acquire()  # another writer: a report of a sound, complete run reads it all the same
+    try: r = cli("report", "--run_dir", out)
+    finally: lock.release()
+    return out, before, r
+
+
+def test_report_of_sound_run_writes_no_run_data(reported):
+    out, before, r = reported
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == [f"report: {out / 'report.html'}"] and kit_warnings(r.stderr) == []
+    m, led = out / "run_manifest.json", out / "data/ledger.jsonl"
+    assert (m.read_bytes(), m.stat().st_mtime_ns, led.read_bytes()) == before
+    assert not (out / "quarantine").exists() and len(tables(out)) > 10
+
+
+def cut_part(run, rel="data/tokens/model=A/part-00000.parquet"):
+    "Cut the part `rel` of `run` to half its size; return (its path, its size before, the bytes left)."
+    part = run / rel
+    size = part.stat().st_size
+    part.write_bytes(part.read_bytes()[: size // 2])
+    return part, size, part.read_bytes()
+
+
+def test_report_repairs_a_cut_token_part(reported, run):
+    part, size, cut = cut_part(run)
+    r = cli("report", "--run_dir", run)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == [f"report: {run / 'report.html'}"]
+    w = kit_warnings(r.stderr)
+    assert len(w) == 1 and w[0].endswith(f"part data/tokens/model=A/part-00000.parquet is corrupt (size {size // 2}, recorded {size}): moved to "
+                                         "quarantine/data/tokens/model=A/part-00000.parquet with its pair; its units will be regenerated"), r.stderr
+    q = run / "quarantine/data"
+    assert (q / "tokens/model=A/part-00000.parquet").read_bytes() == cut and (q / "generations/model=A/part-00000.parquet").exists()
+    want, got = tables(reported[0]), tables(run)
+    assert sorted(got) == sorted(want)
+    for name in want: pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-12, obj=name)
+    same_outputs(reported[0], run)
+    assert cli("verify", "--run_dir", run).returncode == 0
+
+
+def test_report_stops_when_lost_units_need_checkpoints_not_here(tiny_pair, run, tmp_path):
+    before = run_files(run)
+    part, size, cut = cut_part(run)
+    away = tmp_path / "away"; away.mkdir()
+    for c in tiny_pair: c.rename(away / c.name)
+    try: r = cli("report", "--run_dir", run)
+    finally:
+        for c in tiny_pair: (away / c.name).rename(c)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].endswith(f"part data/tokens/model=A/part-00000.parquet is corrupt (size {size // 2}, recorded {size}): moved to "
+                             "quarantine/data/tokens/model=A/part-00000.parquet with its pair; its units will be regenerated")
+    assert lines[1] == (f"reasoning-entropy report: error: --run_dir {run}: A lost the units of quarantine/data/generations/model=A/part-00000.parquet, "
+                        "quarantine/data/tokens/model=A/part-00000.parquet; regenerating them needs checkpoints not reachable from here "
+                        f"(A: {tiny_pair[0].resolve()}): run the compare that made the run where they are")
+    after = run_files(run)
+    moved = ["data/tokens/model=A/part-00000.parquet", "data/generations/model=A/part-00000.parquet"]
+    assert after.pop("quarantine/" + moved[0]) == cut and after.pop("quarantine/" + moved[1]) == before[moved[1]]
+    changed = sorted(set(before) ^ set(after) | {f for f in before.keys() & after.keys() if before[f] != after[f]})
+    assert changed == sorted(moved + ["data/ledger.jsonl", "run_manifest.json"])  # the pair moved, its records dropped, A incomplete
+    assert not RunStore(run).is_complete(["A"]) and RunStore(run).is_complete(["B"])
+
+
+def test_report_of_damaged_run_being_written_stops_with_the_lock_line(run):
+    import os
+    from reasoning_entropy.runlock import RunLock
+    part, size, cut = cut_part(run)
+    lock = RunLock(run).acquire()
+    try: r = cli("report", "--run_dir", run)
+    finally: lock.release()
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"reasoning-entropy report: error: {run} is being written by PID {os.getpid()} on host ")
+    assert lines[0].endswith("; wait for it, or pass --wait")
+    assert part.read_bytes() == cut and not (run / "quarantine").exists()
