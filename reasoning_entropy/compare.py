@@ -225,7 +225,9 @@ def _run_all(store:RunStore, plan:RunPlan, ranks:Ranks, in_memory:dict|None)->di
     failed = {}
     for ckpt in plan.checkpoints:
         check_stop(lambda: _units_done(store, plan))
-        if store.is_complete([ckpt.name]) and not ranks.distributed: log.info('%s: complete, skipped', ckpt.name); continue
+        if store.is_complete([ckpt.name]) and not ranks.distributed:
+            store.compact(ckpt.name)  # a compaction killed before its commit is done now (nothing to do once it is)
+            log.info('%s: complete, skipped', ckpt.name); continue
         prior = store.progress.get(ckpt.name, {}).get('seconds') or 0.0
         info, error = _attempt(store, plan, ckpt, ranks, (in_memory or {}).get(ckpt.name))
         if error is not None: failed[ckpt.name] = error; continue
