@@ -235,6 +235,7 @@ def _score_all(main:RunStore, state:dict, todo:list, config:RunConfig, tokenizer
 def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `sequences`, `batch_size`, …), or the run directory
               progress:bool=True, # tqdm bars
               models:list|None=None, # names of the checkpoints to score (None: every checkpoint of the run)
+              record:bool=True, # record the invocation in the manifest (False: the caller's own record covers it)
               **settings # `RunConfig` fields to set: sequences=, batch_size=, device=, dtype=, trust_remote_code=, wait=
              )->Path:
     "Teacher-force sequences through every checkpoint of the run, within each vocabulary group; return the scored directory."
@@ -246,7 +247,7 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
     if ranks.broadcast(_all_scored(main.scoring_state(), plans, k, sequences) if ranks.is_main else None):
         log.info('%s: every checkpoint is scored already', config.run_dir); return main.scored_dir  # a reader: no lock, no write
     with launch_writing(ranks, config.run_dir, config.wait), stop_signals():
-        collective(ranks, lambda: main.record_invocation(wrote='aligned scores', models=[m for p in plans for m in p['models']], **writer_record()), main_only=True)
+        if record: collective(ranks, lambda: main.record_invocation(wrote='aligned scores', models=[m for p in plans for m in p['models']], **writer_record()), main_only=True)
         state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
         _score_all(main, state, list(zip(groups, plans, items)), config, tokenizers, k, ranks, progress)
     return main.scored_dir
@@ -396,7 +397,7 @@ def score_generations(config:RunConfig, # the settings: generations, model_paths
                                                  invocation=plan.invocation, units=plan.units)
         _score_imported(store, plan, progress)
         names = [c.name for c in plan.checkpoints]
-        score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names)
+        score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names, record=False)
         from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw
         write_legacy_outputs(store.select(names, [p.prompt_id for p in plan.prompts]))
     return Path(config.output_dir)

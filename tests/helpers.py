@@ -34,3 +34,17 @@ def matching(path) -> list:
     "The existing paths that `path` names when its last part is a glob pattern (e.g. `store.figure_path('aligned*')`), sorted."
     path = Path(path)
     return sorted(path.parent.glob(path.name))
+
+
+def tiny_trainer_parts(tmp_path, n_prompts: int, length: int, batch: int, max_steps: int) -> tuple:
+    "(tokenizer, model, train set, TrainingArguments) of a tiny random checkpoint fine-tuned on the bundled prompts' answers, on CPU."
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from reasoning_entropy.data import load_prompts
+    from reasoning_entropy.testing import make_tiny_checkpoint
+    base = make_tiny_checkpoint(tmp_path / "base", seed=0)
+    tok, model = AutoTokenizer.from_pretrained(base), AutoModelForCausalLM.from_pretrained(base)
+    convs = [p.messages + [{"role": "assistant", "content": p.reference}] for p in load_prompts(None, n_prompts)]
+    train = [dict(input_ids=ids[:length], labels=ids[:length]) for ids in (tok.apply_chat_template(c, tokenize=True)["input_ids"] for c in convs)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=batch, max_steps=max_steps, save_steps=2,
+                             learning_rate=3e-3, use_cpu=True, report_to=[], disable_tqdm=True, logging_steps=100, seed=0)
+    return tok, model, train, args

@@ -179,8 +179,17 @@ def inject(monkeypatch, code, where) -> list:
     return seen
 
 
+@pytest.fixture
+def one_thread():
+    "An in-process run with one thread, as every CLI subprocess of the tests (`cli_env`), so its floats equal the reference's to the bit."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize('code,where,cause,fix', FAULTS, ids=[errno.errorcode[f[0]] for f in FAULTS])
-def test_disk_fault_is_one_line_and_resumes(tiny_pair, reference, tmp_path, capsys, monkeypatch, code, where, cause, fix):
+def test_disk_fault_is_one_line_and_resumes(tiny_pair, reference, tmp_path, capsys, monkeypatch, one_thread, code, where, cause, fix):
     out = tmp_path / 'run'
     args = ['--log_level', 'ERROR', *map(str, compare_args(tiny_pair, out))]
     seen = inject(monkeypatch, code, where)

@@ -135,7 +135,7 @@ def test_failing_cell_fails_the_command(reported, tmp_path):
     st = RunStore(broken)
     for f in (st.report_html, st.report_notebook): f.unlink()
     part = next(st.tokens_dir.rglob("part-*.parquet"))
-    part.write_bytes(b"not parquet")
+    part.write_bytes(b"x" * part.stat().st_size)  # unreadable, at its recorded size: only `verify`'s checksum would see it, so the report reads it
     r = cli("report", "--run_dir", broken)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("reasoning-entropy report: error: report cell ")

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore
-from helpers import cli
+from helpers import cli, tiny_trainer_parts
 
 SMALL = ["--num_examples", "3", "--max_new_tokens", "5"]
 
@@ -81,16 +81,9 @@ def test_checkpoint_failing_mid_run_keeps_the_others(tiny_pair, tmp_path):
 
 def test_trainer_callback_run_renders(tmp_path):
     "A Trainer run with EntropyProbeCallback leaves a run that `reasoning-entropy report --run_dir` renders, axis = step."
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import Trainer
     from reasoning_entropy.callback import EntropyProbeCallback
-    from reasoning_entropy.data import load_prompts
-    from reasoning_entropy.testing import make_tiny_checkpoint
-    base = make_tiny_checkpoint(tmp_path / "base", seed=0)
-    tok, model = AutoTokenizer.from_pretrained(base), AutoModelForCausalLM.from_pretrained(base)
-    convs = [p.messages + [{"role": "assistant", "content": p.reference}] for p in load_prompts(None, 16)]
-    train = [dict(input_ids=ids[:64], labels=ids[:64]) for ids in (tok.apply_chat_template(c, tokenize=True)["input_ids"] for c in convs)]
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, max_steps=4, save_steps=2,
-                             learning_rate=3e-3, use_cpu=True, report_to=[], disable_tqdm=True, logging_steps=100, seed=0)
+    tok, model, train, args = tiny_trainer_parts(tmp_path, n_prompts=16, length=64, batch=2, max_steps=4)
     run = tmp_path / "probe_run"
     Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
             callbacks=[EntropyProbeCallback(run, num_examples=4, max_new_tokens=8)]).train()

@@ -5,7 +5,7 @@ import pytest
 
 from reasoning_entropy.store import RunStore
 from reasoning_entropy.report_items import ITEMS, SECTIONS
-from helpers import cli
+from helpers import cli, tiny_trainer_parts
 
 ALIGNED = {n for n, i in ITEMS.items() if {"scored", "groups"} & set(i.needs)}  # the items that need teacher-forced scores
 
@@ -94,17 +94,10 @@ def test_unscored_run_reports_why_aligned_sections_are_empty(travelled):
 
 def test_callback_takes_the_tokenizer(tmp_path):
     "A Trainer made without processing_class: the callback given tokenizer= probes each save; without either, one line before training."
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoTokenizer, Trainer
     from reasoning_entropy.callback import EntropyProbeCallback
-    from reasoning_entropy.data import load_prompts
     from reasoning_entropy.errors import InputError
-    from reasoning_entropy.testing import make_tiny_checkpoint
-    base = make_tiny_checkpoint(tmp_path / "base", seed=0)
-    tok, model = AutoTokenizer.from_pretrained(base), AutoModelForCausalLM.from_pretrained(base)
-    convs = [p.messages + [{"role": "assistant", "content": p.reference}] for p in load_prompts(None, 4)]
-    train = [dict(input_ids=ids[:48], labels=ids[:48]) for ids in (tok.apply_chat_template(c, tokenize=True)["input_ids"] for c in convs)]
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, max_steps=2, save_steps=2,
-                             learning_rate=3e-3, use_cpu=True, report_to=[], disable_tqdm=True, logging_steps=100, seed=0)
+    tok, model, train, args = tiny_trainer_parts(tmp_path, n_prompts=4, length=48, batch=1, max_steps=2)
     bare = Trainer(model=model, args=args, train_dataset=train, callbacks=[EntropyProbeCallback(tmp_path / "none")])
     assert bare.processing_class is None
     with pytest.raises(InputError) as e: bare.train()
