@@ -31,7 +31,7 @@ nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 --dist loadfile tests  # two test files at a time (pytest-xdist): most tests run the CLI in one-thread subprocesses
 
 export: $(STAMP)
 	$(BIN)/nbdev_export

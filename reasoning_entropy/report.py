@@ -10,7 +10,7 @@ from pathlib import Path
 import dataclasses
 from .errors import InputError, ReportError, CheckpointFailure
 from .config import RunConfig, as_config
-from .store import RunStore, atomic_path, atomic_write_text, QUARANTINE_DIR, SUSPECT_FILE
+from .store import RunStore, atomic_path, atomic_write_text, QUARANTINE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +113,6 @@ def _score_or_say(config:RunConfig, store:RunStore, models:list|None):
     if missing_scores(store, models): log.warning('report: aligned scores are missing and %s', scores_unreachable_note(config.run_dir or store.dir, away))
     else: log.info('report: checkpoints not reachable from here (%s); the stored scores are used', ', '.join(away))
 
-# %% ../nbs/08_report.ipynb #9bd115e9
-def _size(p:Path)->int|None:
-    "The size of the file `p`, or None when it is not there."
-    try: return p.stat().st_size
-    except FileNotFoundError: return None
-
-def _may_need_repair(store:RunStore # the run
-                    )->bool:
-    "Whether `RunStore.repair` may have work (read-only, no lock): a recorded part missing or resized, an unrecorded part, parts `verify` flagged."
-    led = store.ledger()
-    if any(_size(store.dir/p) != rec[0] for p, rec in led.items()) or _size(store.dir/SUSPECT_FILE): return True
-    parts = [f for d in (store.tokens_dir, store.generations_dir) if d.is_dir() for f in d.glob('model=*/part-*.parquet')]
-    return any(f.relative_to(store.dir).as_posix() not in led for f in parts)
-
 # %% ../nbs/08_report.ipynb #1bf41ee3
 def _moved_aside(store:RunStore)->set:
     "The files under the run's `quarantine/`, relative to the run."
@@ -158,7 +144,7 @@ def repaired_run(config:RunConfig, # the report's settings (`run_dir` as the use
                  store:RunStore, # the run
                 )->RunStore:
     "Repair the run under its lock when it may need it: bad parts quarantined, their units regenerated with the run's settings."
-    if not _may_need_repair(store): return store
+    if not store.needs_repair(): return store
     from reasoning_entropy.runlock import writing
     with writing(store.dir, config.wait):
         before = _moved_aside(store)

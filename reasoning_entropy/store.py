@@ -1399,6 +1399,15 @@ def repair(self:RunStore)->list[str]:
     if self._repaired: self.refresh_progress()
     return sorted(self._repaired)
 
+# %% ../nbs/04_store.ipynb #68936018
+@patch
+def needs_repair(self:RunStore)->bool:
+    "Whether `repair` has work, found without writing or locking: a recorded part missing or resized, an unrecorded part, a flagged one."
+    led, size = self.ledger(), lambda p: p.stat().st_size if p.exists() else None
+    if any(size(self.dir/p) != rec[0] for p, rec in led.items()) or self._flagged(led): return True
+    parts = [f for d in (self.tokens_dir, self.generations_dir) if d.is_dir() for f in d.glob('model=*/part-*.parquet')]
+    return any(self._rel(f) not in led for f in parts)
+
 # %% ../nbs/04_store.ipynb #cdadd16c
 @patch
 def write_scored(self:RunStore, model:str, # the checkpoint that scored
