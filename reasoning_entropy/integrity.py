@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .query import token_source
 from .store import (RunStore, TOKENS_DIR, GENERATIONS_DIR, SCORED_DIR, PROMPTS_FILE, LEDGER_FILE,
                                      file_fingerprint)
 
@@ -83,14 +85,19 @@ def _check_manifest(store:RunStore, v:Verdict, g):
     if known and (stray := sorted(set(g.prompt_id) - known)):
         v.problems.append(f'{store.prompts_path}: lacks prompt {stray[0]!r}' + (f' and {len(stray) - 1} more' if len(stray) > 1 else '') + ' of the data')
 
+# %% ../nbs/04d_integrity.ipynb #56d88621
+def _unit_rows(store:RunStore)->pd.DataFrame:
+    "model, prompt_id, sample and n: the token rows of every unit, counted by DuckDB over the parts (memory does not grow with the rows)."
+    return token_source(store).sql('SELECT model, prompt_id, sample, count(*) AS n FROM tokens GROUP BY ALL')
+
 # %% ../nbs/04d_integrity.ipynb #1cc2ecb8
 def _check_units(store:RunStore, v:Verdict, m:str, g, t):
-    "In checkpoint `m` (marked complete): every prompt has all its samples, every unit the token rows its `n_tokens` says."
+    "In checkpoint `m` (marked complete): every prompt has all its samples, every unit the token rows its `n_tokens` says (`t`: rows per unit)."
     g, n = g[g.model == m], store.num_samples
     if not len(g): v.problems.append(f'{store.manifest_path}: marks {m!r} complete, and it has no committed units'); return
     short = sorted(p for p, s in g.groupby('prompt_id')['sample'] if set(s) != set(range(n)))
     if short: v.problems.append(f'{store.generations_dir}/model={m}: prompt {short[0]!r} lacks samples of {n}' + (f' (and {len(short) - 1} more prompts)' if len(short) > 1 else ''))
-    rows = t[t.model == m].groupby(['prompt_id', 'sample']).size()
+    rows = t[t.model == m].set_index(['prompt_id', 'sample'])['n']
     want = g.set_index(['prompt_id', 'sample'])['n_tokens']
     bad = [k for k, x in want.items() if rows.get(k, 0) != x]
     if bad: v.problems.append(f'{store.tokens_dir}/model={m}: unit {bad[0]} has {rows.get(bad[0], 0)} token rows, its generation {want[bad[0]]}' + (f' (and {len(bad) - 1} more units)' if len(bad) > 1 else ''))
@@ -104,8 +111,8 @@ def verify_run_dir(run_dir, # a run directory
     store.manifest  # a manifest that does not parse stops here (ManifestError)
     v = Verdict(checkpoints=len(store.models))
     if _check_parts(store, v): return v  # the data-level checks read the parts: not while one is bad
-    try: g, t = store.read_generations(columns=['n_tokens']), store.read_tokens(columns=['step'])
-    except (pa.ArrowException, OSError) as e:
+    try: g, t = store.read_generations(columns=['n_tokens']), _unit_rows(store)   # token rows counted in the scan, never loaded
+    except Exception as e:  # pyarrow or DuckDB could not read a part
         v.problems.append(f'{store.dir/"data"}: the committed data cannot be read ({str(e).strip().splitlines()[0]})'); return v
     _check_manifest(store, v, g)
     for m in store.models:
