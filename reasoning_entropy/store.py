@@ -204,8 +204,8 @@ def owned_paths(output_dir # a run directory
     names = (MANIFEST_NAME,) + LEGACY_FILES + (FIGURES_DIR, TABLES_DIR, REPORT_NOTEBOOK, REPORT_HTML) + DATA_DIRS
     found = [d/n for n in names if (d/n).exists()]
     for kind in LEGACY_MODEL_FILES: found += [p for p in d.glob(f'*_{kind}.csv') if p.is_file()]
-    found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]
-    found += [p for p in (d/'data').glob('ledger*.jsonl') if p.is_file()]  # the integrity ledgers  # temporary files of a killed write
+    found += [p for p in d.glob(f'.*{_TMP_MARK}*') if p.is_file()]  # temporary files of a killed write
+    found += [p for p in (d/'data').glob('ledger*.jsonl') if p.is_file()]  # the integrity ledgers
     return sorted(set(found))
 
 # %% ../nbs/04_store.ipynb #52065ddf
