@@ -150,6 +150,12 @@ class _Commands(_Compute):
                                          '--output_dir and score exactly with every checkpoint of --model_paths', metavar='FILE')
     skip_untokenizable:bool = setting(False, "skip (and count) imported generations whose text does not survive a checkpoint's tokenizer "
                                              "(decode(encode(text)) != text) instead of stopping")
+    engine_logprobs_column:str|None = setting(None, "the column of a rollout table holding the engine's per-token log-probs (default: the first of "
+                                                    "rollout_log_probs, old_log_probs, logprobs)", metavar='COLUMN')
+    samples:str|None = setting(None, "which samples of the sequences teacher-forced scoring scores: 'first' (sample 0) or 'all' (every sample: "
+                                     "the entropy mechanism needs them); default: as the run was last scored, else 'first'", one_of('first', 'all'), choices=('first', 'all'))
+    advantage:str = setting('grpo', "group advantages of the entropy mechanism: 'grpo' ((r - mean) / (std + 1e-6) over a prompt's samples) or "
+                                    "'dr_grpo' (r - mean)", one_of('grpo', 'dr_grpo'), choices=('grpo', 'dr_grpo'))
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
     noise_pair:list|None = setting(None, 'two checkpoints that differ by noise only (two seeds of one step, or a checkpoint and a copy): every '
                                          'between-checkpoint verdict gets a second floor, checkpoint noise; repeat for more pairs',
@@ -207,6 +213,7 @@ class Command:
     fields:tuple # `RunConfig` fields it takes, in `--help` order
     defaults:dict = field(default_factory=dict) # defaults that differ from `RunConfig`'s
     required:tuple = () # flags that must be given
+    titles:dict = field(default_factory=dict) # help group titles that read differently for this command
 
 # %% ../nbs/00b_config.ipynb #9f088d1f
 _RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
@@ -218,9 +225,12 @@ COMMANDS = {
     'score': Command('teacher-force one set of sequences through every checkpoint of a run, within each vocabulary group (aligned per-token '
                      'values); or, with --generations FILE --model_paths …, import generations made elsewhere and score them with every checkpoint',
                      ('run_dir', 'sequences', 'generations', 'model_paths', 'model_names', 'steps', 'output_dir', 'overwrite',
-                      'skip_bad_lines', 'skip_untokenizable', 'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code', 'wait')),
+                      'skip_bad_lines', 'skip_untokenizable', 'engine_logprobs_column', 'temperature', 'top_p', 'top_k', 'samples',
+                      'top_k_alternatives', 'batch_size', 'device', 'dtype', 'trust_remote_code', 'wait'),
+                     titles={DECODING: "how the imported rollouts were sampled (--generations): the engine's log-probs are compared with the "
+                                       "checkpoint's raw ones and with those processed at these settings"}),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
-                      _RUN + ('run_dir', 'sequences', 'heatmap_prompts', 'noise_pair')),
+                      _RUN + ('run_dir', 'sequences', 'samples', 'advantage', 'heatmap_prompts', 'noise_pair')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',
                     ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
                      'do_sample', 'num_samples', 'seed'),
@@ -252,7 +262,7 @@ def add_config_arguments(parser:argparse.ArgumentParser, # the subcommand's pars
     for name in cmd.fields:
         f = _FIELDS[name]
         g = f.metadata['flag'].get('group')
-        target = parser if g is None else groups.setdefault(g, parser.add_argument_group(g))
+        target = parser if g is None else groups.setdefault(g, parser.add_argument_group(cmd.titles.get(g, g)))
         opts = _flag_options(f, cmd.defaults.get(name, f.default))
         target.add_argument(f'--{name}', required=name in cmd.required, **opts)
     return parser

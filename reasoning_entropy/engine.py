@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .errors import InputError
 from .config import check_setting
 from .checkpoints import eos_token_ids
-from .metrics import token_metrics, sample_tokens
+from .metrics import token_metrics, sample_tokens, sampling_metrics, logprobs_at
 
 log = logging.getLogger(__name__)
 
@@ -543,9 +543,27 @@ def _check_projection(model, ids:list[int], tol:float=1e-3):
         raise RuntimeError(f'{model.config.model_type}: teacher-forced logits do not reproduce the model\'s own logits '
                            f'(max |Δ| {err:.3g} for logits up to {scale:.3g}); scoring would be wrong for this architecture')
 
+# %% ../nbs/03_engine.ipynb #f72eea6f
+def _scored_extras(z:torch.Tensor, # [positions, V] one projected chunk's logits
+                   y:torch.Tensor, # [positions] its completion tokens
+                   m:dict, # their `token_metrics`
+                   d:DecodingConfig|None, # the rollouts' sampling settings (None: no sampler values)
+                   xi:torch.Tensor|None, # [positions, m] ids to read log-probs at (-1: none; None: no ids)
+                  )->dict[str, torch.Tensor]:
+    "The optional values of one chunk: 's' [positions, 2] the sampler's (log-prob, entropy) at `d`, 'x' the raw log-probs at `xi`."
+    r = {}
+    if d is not None:  # plain settings sample from the raw distribution itself: its values, copied
+        s = m if _plain(d, z.shape[-1]) else sampling_metrics(z, y, d.temperature, d.top_k, d.top_p)
+        r['s'] = torch.stack([s['logprob'], s['entropy']], 1)
+    if xi is not None: r['x'] = logprobs_at(z, xi.to(z.device))
+    return r
+
 # %% ../nbs/03_engine.ipynb #e2f3d572
 @torch.inference_mode()
-def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, chunk:int)->dict:
+def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, chunk:int,
+                 d:DecodingConfig|None=None, # also the sampler's log-prob and entropy at these settings (`_scored_extras`)
+                 extra:torch.Tensor|None=None, # [positions, m] ids (-1: none): also the log-probs at them
+                )->dict:
     "One forward pass through the base model, then the vocabulary projection in chunks of positions."
     dev = next(model.parameters()).device
     B = len(seqs); L = max(len(p) + len(c) for p, c in seqs)
@@ -560,12 +578,14 @@ def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, 
     tgt = torch.tensor(tgt, dtype=torch.long, device=dev)
     N = len(tgt)
     f = torch.empty((N, 3 + k), dtype=torch.float32, device=dev); l = torch.empty((N, 1 + k), dtype=torch.long, device=dev)
+    more = {}
     for s in range(0, N, chunk):
-        m = token_metrics(_project(model, h[s:s+chunk]), tgt[s:s+chunk], k)
+        z = _project(model, h[s:s+chunk]); m = token_metrics(z, tgt[s:s+chunk], k)
         f[s:s+chunk, 0], f[s:s+chunk, 1], f[s:s+chunk, 2] = m['entropy'], m['logprob'], m['varentropy']
         l[s:s+chunk, 0] = m['rank']
         if k: f[s:s+chunk, 3:] = m['top_logprobs']; l[s:s+chunk, 1:] = m['top_ids']
-    return dict(f=f.cpu().numpy(), l=l.cpu().numpy())
+        for key, v in _scored_extras(z, tgt[s:s+chunk], m, d, None if extra is None else extra[s:s+chunk]).items(): more.setdefault(key, []).append(v)
+    return dict(f=f.cpu().numpy(), l=l.cpu().numpy(), **{key: torch.cat(v).cpu().numpy() for key, v in more.items()})
 
 # %% ../nbs/03_engine.ipynb #bada256f
 def _scored_arrays(completions:list[list[int]], r:dict, pad:int, k:int)->tuple:
@@ -578,8 +598,50 @@ def _scored_arrays(completions:list[list[int]], r:dict, pad:int, k:int)->tuple:
     for b, c in enumerate(completions):
         m = len(c); token_ids[b, :m] = c
         f[b, :m, :3] = r['f'][o:o+m, :3]; f[b, :m, 4:] = r['f'][o:o+m, 3:]
+        if 's' in r: f[b, :m, 3] = r['s'][o:o+m, 1]  # the sampling entropy, where computed
         lr[b, :m] = r['l'][o:o+m, 0]; ti[b, :m] = r['l'][o:o+m, 1:]; o += m
     return token_ids, n, f, lr, ti
+
+# %% ../nbs/03_engine.ipynb #2237e445
+_MAX_EXTRA_IDS = 64  # given ids per token at most (an engine's top alternatives: vLLM and OpenAI cap them at 20)
+
+# %% ../nbs/03_engine.ipynb #a014de3a
+def _check_extra_ids(items:list[tuple[str, list[int], list[int]]], # `score`'s items
+                     extra_ids:list, # per item: None, or one list of ids per completion token (-1: none)
+                     V:int, # the vocabulary size
+                    ):
+    "Raise `InputError` unless `extra_ids` has one entry per item, one list per completion token, each of at most 64 ids in [-1, V)."
+    if len(extra_ids) != len(items): raise InputError(f'extra_ids: {len(extra_ids)} entries for {len(items)} sequences')
+    for (pid, _, c), e in zip(items, extra_ids):
+        if e is None: continue
+        if len(e) != len(c): raise InputError(f'sequence {pid}: {len(e)} lists of extra ids for {len(c)} completion tokens')
+        for j, ids in enumerate(e):
+            if len(ids) > _MAX_EXTRA_IDS: raise InputError(f'sequence {pid}: {len(ids)} extra ids at token {j + 1} (at most {_MAX_EXTRA_IDS})')
+            bad = [x for x in ids if not -1 <= x < V]
+            if bad: raise InputError(f'sequence {pid}: extra id {bad[0]} at token {j + 1} is outside the vocabulary of {V} tokens')
+
+# %% ../nbs/03_engine.ipynb #644d7d16
+def _extra_id_array(entries:list, # per sequence of a batch: None, or one list of ids per completion token
+                    lengths:list[int], # its completion lengths
+                   )->tuple[torch.Tensor, np.ndarray]:
+    "([positions, m] the batch's given ids in position order, padded with -1; [positions] how many each position has)."
+    rows = [ids for e, n in zip(entries, lengths) for ids in (e if e is not None else [()] * n)]
+    a = np.full((len(rows), max((len(r) for r in rows), default=0)), -1, np.int64)
+    for i, r in enumerate(rows): a[i, :len(r)] = r
+    return torch.from_numpy(a), np.array([len(r) for r in rows], np.int64)
+
+# %% ../nbs/03_engine.ipynb #6f886fd6
+def _scored_frame(batch:list[tuple[str, list[int], list[int]]], # the batch's items
+                  r:dict, # `_score_batch`'s results
+                  pad:int, k:int, texts:_Texts,
+                  xlen:np.ndarray|None, # given ids per position (`_extra_id_array`), None: no ids were given
+                 )->pd.DataFrame:
+    "The tokens frame of one scored batch: the store's TOKENS_COLUMNS, then `sampling_logprob` and `extra_logprobs` where computed."
+    token_ids, n, f, lr, ti = _scored_arrays([c for _, _, c in batch], r, pad, k)
+    df = _token_frame([x[0] for x in batch], token_ids, n, [p[-1] for _, p, _ in batch], f, lr, ti, k, texts, 's' in r)
+    if 's' in r: df['sampling_logprob'] = r['s'][:, 0].astype(np.float64)  # rows are in position order, as the flat results
+    if xlen is not None: df['extra_logprobs'] = [x[:m].tolist() for x, m in zip(r['x'].astype(np.float64), xlen)]
+    return df
 
 # %% ../nbs/03_engine.ipynb #fcc9f237
 def score(model, # a causal LM in eval mode
@@ -590,13 +652,16 @@ def score(model, # a causal LM in eval mode
           chunk_positions:int|None=None, # positions per vocabulary projection (None: ~128 MB of float32 logits, >= 64 positions)
           progress:bool=True, # show a tqdm bar
           desc:str|None=None, # bar label
+          decoding:DecodingConfig|None=None, # the rollouts' sampling settings: also `sampling_logprob` and `sampling_entropy` under them
+          extra_ids:list|None=None, # per item: None, or one list of ids per completion token (-1: none): also `extra_logprobs`
          )->Iterator[pd.DataFrame]:
-    "Teacher-forced metrics at every completion position; yield one tokens frame (the store's TOKENS_COLUMNS) per batch."
+    "Teacher-forced metrics at every completion position; yield one tokens frame (the store's TOKENS_COLUMNS, then the asked-for extras) per batch."
     k = check_setting('top_k_alternatives', int(top_k_alternatives))
     if not items: return
     for pid, p, c in items:
         if len(p) < 1: raise InputError(f'sequence {pid}: the prompt needs at least one token')
     _check_lengths(model, [len(p) + len(c) for _, p, c in items], 0, 'sequence', [i[0] for i in items])
+    if extra_ids is not None: _check_extra_ids(items, extra_ids, model.config.vocab_size)
     _check_projection(model, list(items[0][1]) + list(items[0][2]))
     pad, texts = _pad_id(model, tokenizer), _Texts(tokenizer)
     order = sorted(range(len(items)), key=lambda i: -(len(items[i][1]) + len(items[i][2])))
@@ -607,8 +672,8 @@ def score(model, # a causal LM in eval mode
     try:
         for i in range(0, len(order), bs):
             batch = [items[j] for j in order[i:i+bs]]
-            r = _score_batch(model, [(p, c) for _, p, c in batch], pad, k, chunk)
-            token_ids, n, f, lr, ti = _scored_arrays([c for _, _, c in batch], r, pad, k)
-            yield _token_frame([x[0] for x in batch], token_ids, n, [p[-1] for _, p, _ in batch], f, lr, ti, k, texts, False)
+            xi, xlen = (None, None) if extra_ids is None else _extra_id_array([extra_ids[j] for j in order[i:i+bs]], [len(c) for *_, c in batch])
+            r = _score_batch(model, [(p, c) for _, p, c in batch], pad, k, chunk, decoding, xi)
+            yield _scored_frame(batch, r, pad, k, texts, xlen)
             bar.update(len(batch))
     finally: bar.close()

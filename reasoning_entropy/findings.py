@@ -12,7 +12,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['sig', 'is_p_column', 'cell_text', 'display_table', 'checkpoint_label', 'entropy_finding', 'distance_finding',
            'accuracy_finding', 'share_finding', 'aligned_finding', 'pass_finding', 'length_finding',
-           'calibration_finding']
+           'calibration_finding', 'mismatch_finding', 'mechanism_finding']
 
 # %% ../nbs/08a_findings.ipynb #48b3cfaf
 def sig(x, # a value from a table cell
@@ -153,3 +153,26 @@ def calibration_finding(tables, a, b, L):
     return (f"At {L(b)}, among the {int(r0['n_answered'])} of {int(r0['n_graded'])} graded samples that give a boxed answer "
             f"({_pct(r0['share_answered'])}), the AUROC of each signal for a right answer (0.5 is chance; 95% CI over prompts; "
             f"Holm over every signal and checkpoint, none picked afterwards) is: {each}.")
+
+# %% ../nbs/08a_findings.ipynb #42542f13
+def mismatch_finding(tables, a, b, L):
+    "The engine-vs-checkpoint mismatch of every checkpoint, with its float32 verdict."
+    t = tables.get('rollout_mismatch')
+    if t is None or not len(t) or not t.n_tokens.sum(): return None
+    parts = [f"{L(r['model'])}: mean |Δlogp| {sig(r['mean_abs_dlogp'], 3)} nats (95% CI {sig(r['mean_abs_dlogp_ci_low'], 3)} to "
+             f"{sig(r['mean_abs_dlogp_ci_high'], 3)}), k3 {sig(r['k3'], 3)}, **{r['float32_floor']}**" for _, r in t.iterrows() if r['n_tokens']]
+    return (f"Rollout engine against checkpoint ({'; '.join(str(x) for x in t.logprob_mode.dropna().unique()) or 'unknown'} engine log-probs, "
+            f"compared with the checkpoint's `{t.compared_with.iloc[0]}`): " + '; '.join(parts) + '.')
+
+# %% ../nbs/08a_findings.ipynb #60f2064d
+def mechanism_finding(tables, a, b, L):
+    "The covariance and entropy change of each consecutive pair (the first three), and how many pairs agree with the mechanism."
+    t = tables.get('entropy_mechanism')
+    if t is None or not len(t): return None
+    pair = lambda r: (f"{L(r['model'])} → {L(r['next_model'])}: covariance {sig(r['covariance'], 3)} (95% CI {sig(r['covariance_ci_low'], 3)} "
+                      f"to {sig(r['covariance_ci_high'], 3)}), entropy change {sig(r['delta_entropy'], 3)} nats at T = 1 (95% CI "
+                      f"{sig(r['delta_entropy_ci_low'], 3)} to {sig(r['delta_entropy_ci_high'], 3)}), correlation across prompts "
+                      f"{sig(r['correlation'], 2)}")
+    agree = int(((t.covariance_ci_low > 0) & (t.delta_entropy_ci_high < 0) | (t.covariance_ci_high < 0) & (t.delta_entropy_ci_low > 0)).sum())
+    return (f"Entropy mechanism (Cui et al. 2025; a positive covariance predicts falling entropy): " + '; '.join(pair(r) for _, r in t.head(3).iterrows())
+            + (f"; and {len(t) - 3} more pairs" if len(t) > 3 else '') + f". In {agree} of {len(t)} pairs both intervals exclude 0 with opposite signs.")

@@ -128,6 +128,109 @@ def _row_facts(row:dict, ids:tuple, path, line:int)->dict:
     facts['reference'] = _reference(row, path, line)
     return facts
 
+# %% ../nbs/07c_generations.ipynb #566f9f7b
+_ENGINE = ('engine_logprobs', 'engine_top_ids', 'engine_top_tokens', 'engine_top_logprobs', 'cumulative_logprob')
+_ROW_LOGPROBS = ('rollout_log_probs', 'old_log_probs', 'logprobs')  # a table's per-token engine log-probs column, first match first
+
+# %% ../nbs/07c_generations.ipynb #d43469ff
+def _logprob(v, what:str, path, line:int)->float:
+    "`v` as a log-probability (a finite number ≤ 0; up to 1e-6 above: float error), or `DataError`."
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > 1e-6:
+        raise DataError(path, line, f'{what} must be a log-probability (a finite number ≤ 0), got {v!r}')
+    return float(v)
+
+# %% ../nbs/07c_generations.ipynb #44eeb72a
+def _logprob_list(v, what:str, path, line:int)->list[float]:
+    "`v` as a list of log-probabilities, one per token, or `DataError` naming the first bad value."
+    if not isinstance(v, list): raise DataError(path, line, f'{what} must be a list of log-probabilities, got {type(v).__name__}')
+    return [_logprob(x, f'{what}[{j}]', path, line) for j, x in enumerate(v)]
+
+# %% ../nbs/07c_generations.ipynb #b18bbf3f
+def _ranked(pairs, what:str, path, line:int)->tuple[list, list[float]]:
+    "(keys, log-probs) of (key, log-prob or `{logprob: …}`) `pairs`, most likely first; entries at −∞ (probability 0) left out."
+    out = []
+    for k, v in pairs:
+        x = v.get('logprob') if isinstance(v, dict) else v
+        if x != -math.inf: out.append((k, _logprob(x, f'{what}[{k!r}]', path, line)))
+    out.sort(key=lambda kv: -kv[1])
+    return [k for k, _ in out], [x for _, x in out]
+
+# %% ../nbs/07c_generations.ipynb #fdc61d12
+def _vllm_position(d, sampled:int|None, what:str, path, line:int)->tuple[float, list[int], list[float]]:
+    "(the sampled token's log-prob, top ids, top log-probs) of one position of vLLM's `logprobs` (a dict from token id)."
+    if isinstance(d, list) and all(isinstance(p, list) and len(p) == 2 for p in d): d = dict(d)  # a Parquet map: (key, value) pairs
+    if not isinstance(d, dict): raise DataError(path, line, f'{what} must be an object from token id to log-prob')
+    d = {k: v for k, v in d.items() if v is not None}  # Parquet fills in other positions' keys with nulls
+    if any(isinstance(k, bool) or not (isinstance(k, int) and k >= 0 or isinstance(k, str) and k.isdigit()) for k in d):
+        raise DataError(path, line, f'{what} must be an object from token id to log-prob')
+    d = {int(k): v for k, v in d.items()}
+    if sampled is None:
+        if len(d) != 1: raise DataError(path, line, f'{what} has {len(d)} entries and no token_ids say which token was sampled')
+        sampled = next(iter(d))
+    if sampled not in d: raise DataError(path, line, f'{what} has no entry for the sampled token {sampled}')
+    v = d[sampled]
+    lp = _logprob(v.get('logprob') if isinstance(v, dict) else v, f'{what}[{sampled}]', path, line)
+    return (lp, *_ranked(d.items(), what, path, line))
+
+# %% ../nbs/07c_generations.ipynb #22b6bb4d
+def _vllm_logprobs(o:dict, i:int, ids:list|None, path, line:int)->dict:
+    "The `_ENGINE` facts of vLLM output `o` (`outputs[i]`, whose token ids are `ids`)."
+    e, lps, cum = dict.fromkeys(_ENGINE), o.get('logprobs'), o.get('cumulative_logprob')
+    if cum is not None: e['cumulative_logprob'] = _logprob(cum, f'outputs[{i}].cumulative_logprob', path, line)
+    if lps is None: return e
+    if not isinstance(lps, list): raise DataError(path, line, f'outputs[{i}].logprobs must be a list (one entry per generated token) or null')
+    if ids is not None and len(lps) != len(ids): raise DataError(path, line, f'outputs[{i}].logprobs has {len(lps)} positions for {len(ids)} token_ids')
+    pos = [_vllm_position(d, None if ids is None else ids[j], f'outputs[{i}].logprobs[{j}]', path, line) for j, d in enumerate(lps)]
+    return {**e, 'engine_logprobs': [p[0] for p in pos], 'engine_top_ids': [p[1] for p in pos], 'engine_top_logprobs': [p[2] for p in pos]}
+
+# %% ../nbs/07c_generations.ipynb #da19ac37
+def _token_id_text(s)->int|None:
+    "The id in a token written as `token_id:123` (vLLM's server with `return_tokens_as_token_ids`), else None."
+    return int(s[9:]) if isinstance(s, str) and s.startswith('token_id:') and s[9:].isdigit() else None
+
+# %% ../nbs/07c_generations.ipynb #d132ce6d
+def _openai_positions(lp, w:str, path, line:int)->tuple[list, list, list]|None:
+    "(sampled tokens, their log-probs, per position the top (tokens, log-probs)) of a choice's `logprobs` (`w`); None when it has none."
+    if lp is None or isinstance(lp, dict) and 'content' in lp and lp['content'] is None: return None
+    if isinstance(lp, dict) and isinstance(lp.get('content'), list) and all(isinstance(e, dict) for e in lp['content']):
+        c, w = lp['content'], f'{w}.content'
+        return ([e.get('token') for e in c], [_logprob(e.get('logprob'), f'{w}[{j}].logprob', path, line) for j, e in enumerate(c)],
+                [_ranked([(t.get('token') if isinstance(t, dict) else None, t) for t in e.get('top_logprobs') or []], f'{w}[{j}].top_logprobs', path, line)
+                 for j, e in enumerate(c)])
+    if isinstance(lp, dict) and isinstance(lp.get('token_logprobs'), list):  # legacy completions: parallel lists
+        lps, toks, tops = _logprob_list(lp['token_logprobs'], f'{w}.token_logprobs', path, line), lp.get('tokens'), lp.get('top_logprobs') or []
+        tops = [list(d.items()) if isinstance(d, dict) else [] for d in tops][:len(lps)] + [[]] * max(0, len(lps) - len(tops))
+        return (toks if isinstance(toks, list) and len(toks) == len(lps) else [None] * len(lps), lps,
+                [_ranked(p, f'{w}.top_logprobs[{j}]', path, line) for j, p in enumerate(tops)])
+    raise DataError(path, line, f'{w} must hold content (a list of tokens) or token_logprobs, or be null')
+
+# %% ../nbs/07c_generations.ipynb #5212af0f
+def _openai_logprobs(lp, i:int, path, line:int)->tuple[dict, list|None]:
+    "(the `_ENGINE` facts of choice `i`'s `logprobs`, the sampled token ids when the server wrote tokens as `token_id:N`)."
+    w, e = f'choices[{i}].logprobs', dict.fromkeys(_ENGINE)
+    got = _openai_positions(lp, w, path, line)
+    if got is None: return e, None
+    toks, e['engine_logprobs'], ranked = got
+    if any(r[0] for r in ranked):
+        tops = [r[0] for r in ranked]
+        ids = [[_token_id_text(t) for t in r] for r in tops]
+        as_ids = all(x is not None for r in ids for x in r)
+        if not as_ids and not all(isinstance(t, str) for r in tops for t in r): raise DataError(path, line, f'{w}: a top_logprobs token is not text')
+        e.update(engine_top_ids=ids if as_ids else None, engine_top_tokens=None if as_ids else tops, engine_top_logprobs=[r[1] for r in ranked])
+    sampled = [_token_id_text(t) for t in toks]
+    return e, sampled if sampled and all(x is not None for x in sampled) else None
+
+# %% ../nbs/07c_generations.ipynb #44da8e67
+def _row_logprobs(row:dict, k:int, column:str|None, path, line:int)->list|None:
+    "Per completion of a table's row (`k` of them), the log-probs in `column` (else the first of `_ROW_LOGPROBS`); None without one."
+    n, v = (column, row.get(column)) if column else _get(row, _ROW_LOGPROBS)
+    if column and v is None: raise DataError(path, line, f'no {column} (the engine log-probs column named by --engine_logprobs_column)')
+    if n is None: return None
+    several = isinstance(v, list) and bool(v) and isinstance(v[0], list)
+    lists = [_logprob_list(x, f'{n}[{i}]', path, line) for i, x in enumerate(v)] if several else [_logprob_list(v, n, path, line)]
+    if len(lists) != k: raise DataError(path, line, f'{n} has {len(lists)} lists of log-probs for {k} completions')
+    return lists
+
 # %% ../nbs/07c_generations.ipynb #450e2fed
 def _prompt(row:dict, path, line:int, text_keys:tuple=_PROMPT)->dict:
     "The prompt of a row: messages (a `messages`/`conversations` column or a prompt column holding messages), text, ids."
@@ -146,7 +249,7 @@ def _prompt(row:dict, path, line:int, text_keys:tuple=_PROMPT)->dict:
 
 # %% ../nbs/07c_generations.ipynb #93bf3913
 def _vllm(row:dict, path, line:int)->tuple[dict, list]:
-    "vLLM's `RequestOutput` as JSON: the prompt, and one completion per output."
+    "vLLM's `RequestOutput` as JSON: the prompt, and one completion per output (with its engine log-probs)."
     outs = row.get('outputs')
     if not isinstance(outs, list) or not outs: raise DataError(path, line, 'outputs must be a non-empty list')
     comps = []
@@ -157,6 +260,7 @@ def _vllm(row:dict, path, line:int)->tuple[dict, list]:
         comps.append(dict(completion_text=None if t is None else _text(t, f'outputs[{i}].text', path, line),
                           completion_token_ids=None if ids is None else _token_ids(ids, f'outputs[{i}].token_ids', path, line),
                           finished=_finished(o.get('finish_reason')), sample=o.get('index', i)))
+        comps[-1].update(_vllm_logprobs(o, i, comps[-1]['completion_token_ids'], path, line))
     return _prompt(row, path, line, ('prompt',)), comps
 
 # %% ../nbs/07c_generations.ipynb #638fdeb6
@@ -166,17 +270,19 @@ def _body(v:dict)->dict:
 
 # %% ../nbs/07c_generations.ipynb #6acd4add
 def _choice(ch, i:int, path, line:int)->dict:
-    "The completion of choice `i` of a chat completion: its message's content, or its token ids."
+    "Choice `i` of a chat completion: its message's content, its token ids (given, or as `token_id:N` log-prob tokens), its engine log-probs."
     if not isinstance(ch, dict): raise DataError(path, line, f'choices[{i}] is not an object')
     msg = ch.get('message') if isinstance(ch.get('message'), dict) else {}
     t, ids = msg.get('content', ch.get('text')), ch.get('token_ids')
+    engine, sampled = _openai_logprobs(ch.get('logprobs'), i, path, line)
+    if ids is None: ids = sampled
     if msg.get('reasoning_content') and ids is None:
         raise DataError(path, line, f'choices[{i}]: the reasoning was split off by a reasoning parser (reasoning_content); '
                                     'serve without it, or return token ids, to score the whole completion')
     if t is None and ids is None: raise DataError(path, line, f'choices[{i}] has no message.content (nor text or token_ids)')
     return dict(completion_text=None if t is None else _text(t, f'choices[{i}].message.content', path, line),
                 completion_token_ids=None if ids is None else _token_ids(ids, f'choices[{i}].token_ids', path, line),
-                finished=_finished(ch.get('finish_reason')), sample=ch.get('index', i))
+                finished=_finished(ch.get('finish_reason')), sample=ch.get('index', i), **engine)
 
 # %% ../nbs/07c_generations.ipynb #74b8af2c
 def _chat_completion(row:dict, path, line:int)->tuple[dict, list]:
@@ -245,7 +351,8 @@ _PARSERS = {'vllm': _vllm, 'chat_completion': _chat_completion, 'rollout': _roll
 
 # %% ../nbs/07c_generations.ipynb #f3375676
 GENERATION_COLUMNS = ['prompt_id', 'sample', 'prompt_index', 'line', 'messages', 'prompt_text', 'prompt_token_ids',
-                      'completion_text', 'completion_token_ids', 'finished', 'reward', 'correct', 'reference']
+                      'completion_text', 'completion_token_ids', 'finished', 'reward', 'correct', 'reference',
+                      'engine_logprobs', 'engine_top_ids', 'engine_top_tokens', 'engine_top_logprobs', 'cumulative_logprob']
 
 @dataclass
 class ImportedGenerations:
@@ -260,7 +367,9 @@ class ImportedGenerations:
     def summary(self)->dict:
         "What the manifest records of the import."
         return dict(path=str(Path(self.path).resolve()), layout=self.layout, rows=self.rows, skipped_rows=self.skipped,
-                    prompts=self.n_prompts, generations=len(self.frame), samples=int(self.frame['sample'].max()) + 1 if len(self.frame) else 0)
+                    prompts=self.n_prompts, generations=len(self.frame), samples=int(self.frame['sample'].max()) + 1 if len(self.frame) else 0,
+                    with_engine_logprobs=self._count('engine_logprobs'), with_engine_top=self._count('engine_top_logprobs'))
+    def _count(self, col:str)->int: return int(self.frame[col].notna().sum()) if col in self.frame else 0
 
 # %% ../nbs/07c_generations.ipynb #fc4defad
 class _Numbering:
@@ -298,13 +407,16 @@ def _row_dict(row, path, line:int)->dict:
     return _plain(row)
 
 # %% ../nbs/07c_generations.ipynb #66de47a2
-def _parse(row:dict, layout:str, path, line:int)->tuple[dict, list, dict]:
+def _parse(row:dict, layout:str, path, line:int, engine_column:str|None=None)->tuple[dict, list, dict]:
     "(prompt, completions, facts) of a row of `layout`; a list of rewards or verdicts must give one per completion."
     prompt, comps = _PARSERS[layout](row, path, line)
     facts = _row_facts(row, _CHAT_IDS if layout == 'chat_completion' else _IDS, path, line)
     for what in ('reward', 'correct'):
         if isinstance(facts[what], list) and len(facts[what]) != len(comps):
             raise DataError(path, line, f'{len(facts[what])} {what}s for {len(comps)} completions')
+    if engine_column or layout in ('rollout', 'conversation'):
+        lists = _row_logprobs(row, len(comps), engine_column, path, line)
+        for c, lps in zip(comps, lists or []): c.update({**dict.fromkeys(_ENGINE), 'engine_logprobs': lps})
     return prompt, comps, facts
 
 # %% ../nbs/07c_generations.ipynb #28dcaf2d
@@ -314,20 +426,22 @@ def _generation_rows(numbered:list, prompt:dict, comps:list, facts:dict, line:in
     for i, ((pid, s, idx), c) in enumerate(zip(numbered, comps)):
         each = {k: (facts[k][i] if isinstance(facts[k], list) else facts[k]) for k in ('reward', 'correct')}
         out.append(dict(prompt_id=pid, sample=s, prompt_index=idx, line=line, **prompt, completion_text=c['completion_text'],
-                        completion_token_ids=c['completion_token_ids'], finished=c['finished'], reference=facts['reference'], **each))
+                        completion_token_ids=c['completion_token_ids'], finished=c['finished'], reference=facts['reference'], **each,
+                        **{k: c.get(k) for k in _ENGINE}))
     return out
 
 # %% ../nbs/07c_generations.ipynb #3f700891
 def _generations_frame(rows:list)->pd.DataFrame:
     "The typed table of `rows` (dicts of `GENERATION_COLUMNS`), with verdicts from binary rewards."
     df = pd.DataFrame(rows, columns=GENERATION_COLUMNS, dtype=object)  # object: a missing text stays None (not NaN, as pandas' text columns make it)
-    df = df.astype({'sample': 'int64', 'prompt_index': 'int64', 'line': 'int64', 'reward': 'float64'}).assign(
+    df = df.astype({'sample': 'int64', 'prompt_index': 'int64', 'line': 'int64', 'reward': 'float64', 'cumulative_logprob': 'float64'}).assign(
         correct=pd.array(df['correct'].tolist(), dtype='boolean'))
     return _binary_verdicts(df)
 
 # %% ../nbs/07c_generations.ipynb #8d810aa0
 def load_generations(path, # a .jsonl, .json or .parquet file of generations
                      skip_bad:bool=False, # log and skip malformed lines (counted) instead of raising
+                     engine_logprobs_column:str|None=None, # a table's column of the engine's per-token log-probs (default: the first of `_ROW_LOGPROBS`); every row must have it
                     )->ImportedGenerations:
     "Read a generations file of any accepted layout into one normalized table (`DataError` names a malformed line)."
     path = Path(path)
@@ -341,7 +455,7 @@ def load_generations(path, # a .jsonl, .json or .parquet file of generations
         try:
             row = _row_dict(row, path, line)
             layout = layout or detect_layout(row, path)
-            prompt, comps, facts = _parse(row, layout, path, line)
+            prompt, comps, facts = _parse(row, layout, path, line, engine_logprobs_column)
             out += _generation_rows(number(facts, prompt, comps, line), prompt, comps, facts, line)
         except DataError as e:
             if not skip_bad: raise
@@ -405,26 +519,60 @@ def _row_ids(tok, r, name:str, path)->tuple[list, str, list, bool]:
     else: raise DataError(path, r.line, f"the completion token ids are not {name}'s tokenizer's and the line has no completion text to tokenize")
     return p_ids, p_text, c_ids, own
 
+# %% ../nbs/07c_generations.ipynb #eec15af8
+_TOKEN_TEXTS = {}  # id(tokenizer) -> (tokenizer, {decoded text: id, or -1 when several tokens decode to it}, {top token string: id})
+
+def _token_texts(tok)->tuple:
+    "`_TOKEN_TEXTS`' entry of `tok`: each single token's decoded text -> its id (-1: ambiguous), and a memo of strings looked up."
+    if _TOKEN_TEXTS.get(id(tok), (None,))[0] is not tok:
+        texts, by_text = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=False, clean_up_tokenization_spaces=False), {}
+        for i, t in enumerate(texts): by_text[t] = -1 if t in by_text else i
+        if len(_TOKEN_TEXTS) >= 4: _TOKEN_TEXTS.clear()  # a few tokenizers per process: keep it small
+        _TOKEN_TEXTS[id(tok)] = (tok, by_text, {})
+    return _TOKEN_TEXTS[id(tok)]
+
+# %% ../nbs/07c_generations.ipynb #957b36ff
+def _top_token_id(tok, s:str)->int:
+    "`tok`'s id of a top token written as text: an exact vocabulary piece, else the one token that decodes to `s`, else -1."
+    _, by_text, seen = _token_texts(tok)
+    if s not in seen:
+        i = tok.convert_tokens_to_ids(s)
+        seen[s] = i if isinstance(i, int) and i >= 0 and (i != tok.unk_token_id or s == tok.unk_token) else by_text.get(s, -1)
+    return seen[s]
+
+# %% ../nbs/07c_generations.ipynb #9db7f50a
+def _engine_columns(tok, r, n_ids:int, name:str, path)->dict:
+    "Imported row `r`'s engine log-probs as `TOKENIZED_COLUMNS` for `n_ids` completion ids of `tok`; `DataError` when they do not count them."
+    lps = r.engine_logprobs
+    if lps is None: return dict(engine_logprob=None, engine_top_ids=None, engine_top_logprobs=None)
+    if len(lps) != n_ids:
+        raise DataError(path, r.line, f"engine log-probs: {len(lps)} values for {n_ids} completion tokens of {name}'s tokenizer")
+    ids = (r.engine_top_ids if r.engine_top_ids is not None else
+           None if r.engine_top_tokens is None else [[_top_token_id(tok, s) for s in p] for p in r.engine_top_tokens])
+    return dict(engine_logprob=list(lps), engine_top_ids=ids, engine_top_logprobs=None if ids is None else r.engine_top_logprobs)
+
 # %% ../nbs/07c_generations.ipynb #f34611db
 TOKENIZED_COLUMNS = ['prompt_id', 'sample', 'prompt_index', 'line', 'prompt_text', 'prompt_token_ids', 'generated_token_ids',
-                     'generated_text', 'finished', 'n_tokens', 'reward', 'correct', 'from_ids']
+                     'generated_text', 'finished', 'n_tokens', 'reward', 'correct', 'from_ids',
+                     'engine_logprob', 'engine_top_ids', 'engine_top_logprobs']
+_SKIPPABLE = ('does not survive', 'engine log-probs:')  # the errors of a row `skip_untokenizable` skips
 
 def tokenize_generations(imported:ImportedGenerations, # from `load_generations`
                          tokenizer, # the scoring checkpoint's tokenizer
                          name:str='the checkpoint', # the checkpoint, for messages
-                         skip_untokenizable:bool=False, # skip (and count) rows whose text does not round-trip, instead of raising
+                         skip_untokenizable:bool=False, # skip (and count) rows whose text does not round-trip, or whose engine log-probs do not count the tokens, instead of raising
                         )->tuple[pd.DataFrame, list]:
     "(`TOKENIZED_COLUMNS`: each row as `tokenizer`'s ids, in file order; the (line, prompt_id, sample) skipped)."
     tok, path, out, skipped = tokenizer, imported.path, [], []
     for r in imported.frame.itertuples():
-        try: p_ids, p_text, c_ids, own = _row_ids(tok, r, name, path)
+        try: p_ids, p_text, c_ids, own = _row_ids(tok, r, name, path); engine = _engine_columns(tok, r, len(c_ids), name, path)
         except DataError as e:
-            if not skip_untokenizable or 'does not survive' not in str(e): raise
+            if not skip_untokenizable or not any(m in str(e) for m in _SKIPPABLE): raise
             skipped.append((r.line, r.prompt_id, r.sample)); log.warning('skipping %s', e); continue
         cids, ctext = r.completion_token_ids, r.completion_text
         out.append(dict(prompt_id=r.prompt_id, sample=r.sample, prompt_index=r.prompt_index, line=r.line, prompt_text=p_text,
                         prompt_token_ids=p_ids, generated_token_ids=c_ids,
                         generated_text=ctext if ctext is not None else _decoded(tok, c_ids, True),
-                        finished=r.finished, n_tokens=len(c_ids), reward=r.reward, correct=r.correct, from_ids=bool(cids is not None and own)))
+                        finished=r.finished, n_tokens=len(c_ids), reward=r.reward, correct=r.correct, from_ids=bool(cids is not None and own), **engine))
     df = pd.DataFrame(out, columns=TOKENIZED_COLUMNS)
     return df.astype({'reward': 'float64', 'correct': 'boolean', 'sample': 'int64', 'prompt_index': 'int64', 'n_tokens': 'int64'}), skipped

@@ -8,7 +8,7 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['distribution_entropy', 'token_metrics', 'sample_tokens']
+__all__ = ['distribution_entropy', 'token_metrics', 'sample_tokens', 'sampling_metrics', 'logprobs_at']
 
 # %% ../nbs/02_metrics.ipynb #dfdf926f
 _FLOOR = -1e4  # shifted logits below this have p == 0 exactly in float32 (exp(-104) underflows already)
@@ -232,3 +232,66 @@ def sample_tokens(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, 
         if temperature != 1: w = w / temperature
         ids[s:s+n], ent[s:s+n] = _sample_chunk(w, u[s:s+n].to(dev), top_k, top_p)
     return ids, ent
+
+# %% ../nbs/02_metrics.ipynb #33ec0e65
+def _warped_logprob(w:torch.Tensor, # [rows, n] already-warped logits (-inf: excluded)
+                    wy:torch.Tensor, # [rows, 1] the chosen tokens' warped logits (-inf: outside the support)
+                   )->tuple[torch.Tensor, torch.Tensor]:
+    "(log-probs of the logits `wy`, entropy) under softmax of already-warped logits `w`."
+    m = w.amax(-1, keepdim=True)
+    ls, H, _, _ = _moments(w, m)
+    return (wy - m - ls)[:, 0], H
+
+# %% ../nbs/02_metrics.ipynb #4c78bc66
+def _sampling_chunk(w:torch.Tensor, # [rows, V] float32 logits, already divided by the temperature
+                    y:torch.Tensor, # [rows] chosen ids
+                    top_k:int, # keep the top_k most likely tokens (0: all)
+                    top_p:float, # then the smallest most-likely set whose mass reaches top_p
+                   )->tuple[torch.Tensor, torch.Tensor]:
+    "(log-prob of `y`, entropy) of one chunk's warped distribution: among the candidates where they hold `_warp`'s support, else over the whole vocabulary."
+    y = y[:, None]
+    if not (0 < top_k < w.shape[-1] or top_p < 1): return _warped_logprob(w, w.gather(1, y))  # temperature only
+    cv, ci, ok = _candidate_support(w, top_k, top_p)
+    lp, H = _warped_logprob(cv, torch.where(ci == y, cv, -math.inf).amax(-1, keepdim=True))  # -inf: not a kept candidate
+    bad = (~ok).nonzero()[:, 0]
+    if len(bad):  # ties beyond the k-th, or a nucleus wider than the candidates: the whole vocabulary
+        wb = _warp(w[bad], top_k, top_p)
+        lp[bad], H[bad] = _warped_logprob(wb, wb.gather(1, y[bad]))
+    return lp, H
+
+# %% ../nbs/02_metrics.ipynb #f7509de7
+def sampling_metrics(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
+                     chosen:torch.Tensor, # [rows] the chosen token ids
+                     temperature:float=1.0, # divide the logits by this first
+                     top_k:int=0, # then keep the top_k most likely tokens (0: all)
+                     top_p:float=1.0, # then the smallest most-likely set whose mass reaches top_p
+                     chunk_rows:int|None=None, # rows per chunk (default: ~0.5 MB temporaries)
+                    )->dict[str, torch.Tensor]:
+    "Per-row log-prob of `chosen` (-inf outside the support) and entropy of the distribution `sample_tokens` draws from, float32."
+    rows, V = logits.shape; dev = logits.device
+    y = chosen.reshape(-1).to(dev, torch.long)
+    lp, ent = torch.empty(rows, dtype=torch.float32, device=dev), torch.empty(rows, dtype=torch.float32, device=dev)
+    n = _chunk_rows(V, chunk_rows)
+    for s in range(0, rows, n):
+        w = logits[s:s+n].float()
+        if temperature != 1: w = w / temperature
+        lp[s:s+n], ent[s:s+n] = _sampling_chunk(w, y[s:s+n], top_k, top_p)
+    return dict(logprob=lp, entropy=ent)
+
+# %% ../nbs/02_metrics.ipynb #6c36d0e3
+def logprobs_at(logits:torch.Tensor, # [rows, V] raw logits (any float dtype, any device)
+                ids:torch.Tensor, # [rows, m] token ids; -1: no id
+                chunk_rows:int|None=None, # rows per chunk (default: ~0.5 MB temporaries)
+               )->torch.Tensor:
+    "[rows, m] float32 log-softmax(logits) at `ids` (temperature 1); NaN where an id is -1."
+    rows, V = logits.shape; dev = logits.device
+    ids = ids.to(dev, torch.long).reshape(rows, -1)
+    out = torch.empty(ids.shape, dtype=torch.float32, device=dev)
+    if not ids.shape[1]: return out
+    n = _chunk_rows(V, chunk_rows)
+    for s in range(0, rows, n):
+        z, i = logits[s:s+n].float(), ids[s:s+n]
+        m = z.amax(-1, keepdim=True)
+        ls = (z - m).clamp_(min=_FLOOR).exp_().sum(-1, keepdim=True).log_()  # `_moments`' log S
+        out[s:s+n] = (z.gather(1, i.clamp(min=0)) - m - ls).masked_fill_(i < 0, math.nan)
+    return out

@@ -12,10 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastcore.basics import patch
-from .store import RunStore, TOKENS_SCHEMA
+from .store import RunStore, TOKENS_SCHEMA, ENGINE_SCHEMA
 
 # %% auto #0
-__all__ = ['MEMORY_LIMIT', 'CHUNK_ROWS', 'KEY_COLUMNS', 'VALUE_COLUMNS', 'connect', 'TokenSource', 'token_source']
+__all__ = ['MEMORY_LIMIT', 'CHUNK_ROWS', 'KEY_COLUMNS', 'VALUE_COLUMNS', 'VIEW_SCHEMA', 'VIEW_COLUMNS', 'connect', 'TokenSource',
+           'token_source']
 
 # %% ../nbs/04c_query.ipynb #46a3ee4e
 MEMORY_LIMIT = '1GB'  # DuckDB's working memory: past it, it spills to disk
@@ -72,6 +73,8 @@ def token_source(tokens, # a token frame, a `TokenSource`, or a `RunStore` (its 
 # %% ../nbs/04c_query.ipynb #e7248739
 KEY_COLUMNS = ['model', 'prompt_id', 'sample', 'step']  # the columns every chunk and every view row has
 VALUE_COLUMNS = [c for c in TOKENS_SCHEMA.names if c not in KEY_COLUMNS]  # the token columns a query may name
+VIEW_SCHEMA = pa.schema(list(TOKENS_SCHEMA) + list(ENGINE_SCHEMA))  # every column of the view: the token columns, then an imported run's engine extras
+VIEW_COLUMNS = [c for c in VIEW_SCHEMA.names if c not in KEY_COLUMNS]  # VALUE_COLUMNS, then ENGINE_COLUMNS (NULL where a run has none)
 
 # %% ../nbs/04c_query.ipynb #87fc24fd
 def _sql_type(t:pa.DataType)->str:
@@ -85,8 +88,8 @@ def _select_list(have:set)->str:
     cols = ['prompt_id' if 'prompt_id' in have else 'NULL::VARCHAR AS prompt_id',
             'COALESCE(sample, 0)::BIGINT AS sample' if 'sample' in have else '0::BIGINT AS sample',
             'step' if 'step' in have else 'NULL::BIGINT AS step']
-    for c in VALUE_COLUMNS:
-        cols.append(f'"{c}"' if c in have else f'NULL::{_sql_type(TOKENS_SCHEMA.field(c).type)} AS "{c}"')
+    for c in VIEW_COLUMNS:
+        cols.append(f'"{c}"' if c in have else f'NULL::{_sql_type(VIEW_SCHEMA.field(c).type)} AS "{c}"')
     return ', '.join(cols)
 
 # %% ../nbs/04c_query.ipynb #d4f6eb5d
@@ -166,7 +169,7 @@ def _read_part(f:Path, columns:list, filters=None)->pa.Table:
     use = [c for c in columns if c in have]
     t = pq.read_table(f, columns=use, filters=filters) if filters is not None else pq.ParquetFile(f).read(columns=use)
     for c in columns:
-        if c not in have: t = t.append_column(c, pa.array(np.zeros(len(t), np.int64)) if c == 'sample' else pa.nulls(len(t), TOKENS_SCHEMA.field(c).type))
+        if c not in have: t = t.append_column(c, pa.array(np.zeros(len(t), np.int64)) if c == 'sample' else pa.nulls(len(t), VIEW_SCHEMA.field(c).type))
     return t.select(columns)
 
 # %% ../nbs/04c_query.ipynb #f92a9a0b

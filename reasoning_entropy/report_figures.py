@@ -18,7 +18,8 @@ from .analyses import QUADRANTS, fit_points, entropy_fit
 __all__ = ['log', 'checkpoint_colors', 'fig_entropy_hist_log', 'fig_low_entropy', 'fig_entropy_by_step',
            'fig_entropy_by_position', 'fig_token_ranking', 'fig_forking_overlap', 'fig_think_vs_answer', 'fig_accuracy',
            'fig_entropy_by_correctness', 'fig_entropy_vs_accuracy', 'fig_distances', 'fig_paired_differences',
-           'fig_pass_at_k', 'fig_aligned', 'fig_reliability', 'fig_quadrants', 'fig_entropy_fit', 'fig_trajectories']
+           'fig_pass_at_k', 'fig_aligned', 'fig_reliability', 'fig_quadrants', 'fig_entropy_fit', 'fig_trajectories',
+           'fig_mismatch_deciles', 'fig_entropy_mechanism']
 
 # %% ../nbs/06_report_figures.ipynb #5206258c
 log = logging.getLogger(__name__)
@@ -520,3 +521,36 @@ def fig_trajectories(table:pd.DataFrame, # from `trajectories`
     ax.plot(x, w.median().to_numpy(), color='black', lw=2, label=f'median over {len(w)} prompts')
     _ckpt_axis(ax, ms, steps); ax.set(ylabel='mean token entropy (nats)'); ax.legend(fontsize='small')
     return fig
+
+# %% ../nbs/06_report_figures.ipynb #02ebdd7a
+def fig_mismatch_deciles(table:pd.DataFrame, # from `rollouts.mismatch_by_decile`
+                         models:Sequence[str]|None=None, # checkpoint order
+                         floor:float=1e-4, # the float32 floor (`rollouts.FLOAT32_FLOOR`), drawn dashed
+                        )->Figure:
+    "Mean |Δlogp| (engine − checkpoint) by decile of the engine's probability, one line and band per checkpoint, log y."
+    order = R.model_order(table, models); colors = checkpoint_colors(order)
+    fig, ax = _fig(w=7, h=4)
+    for m in order:
+        g = table[table.model == m]
+        ax.plot(g.decile, g.mean_abs_dlogp.clip(lower=1e-12), 'o-', color=colors[m], label=m)
+        ax.fill_between(g.decile, g.ci_low.clip(lower=1e-12), g.ci_high.clip(lower=1e-12), color=colors[m], alpha=0.2)
+    ax.axhline(floor, color='grey', ls='--', lw=1, label='float32 floor')
+    ax.set_yscale('log'); ax.set_xlabel("decile of the engine's probability of the sampled token (1: least likely)")
+    ax.set_ylabel('mean |Δlogp| (nats)'); ax.set_title('Engine vs checkpoint by engine probability (95% band over prompts)', fontsize='medium')
+    ax.legend(fontsize='small'); return fig
+
+# %% ../nbs/06_report_figures.ipynb #5acec007
+def fig_entropy_mechanism(prompts:pd.DataFrame, # from `rollouts.mechanism_prompts`
+                          table:pd.DataFrame|None=None, # from `rollouts.entropy_mechanism`: the correlations in the titles
+                         )->Figure:
+    "Per-prompt covariance against per-prompt entropy change, one panel per consecutive pair."
+    pairs = list(dict.fromkeys(zip(prompts.model, prompts.next_model))); n = max(1, len(pairs))
+    fig, axes = _fig(1, n, w=min(5 * n, 16), h=4); axes = np.atleast_1d(axes)
+    if not pairs: _empty(axes[0], 'no pair of checkpoints scored the same rollouts'); return fig
+    for ax, (t, t1) in zip(axes, pairs):
+        g = prompts[(prompts.model == t) & (prompts.next_model == t1)]
+        ax.scatter(g.covariance, g.delta_entropy, s=12, alpha=0.7); ax.axhline(0, color='grey', lw=1); ax.axvline(0, color='grey', lw=1)
+        r = None if table is None else table[(table.model == t) & (table.next_model == t1)]
+        extra = '' if r is None or not len(r) else f"\nr = {r.correlation.iloc[0]:.2f} [{r.correlation_ci_low.iloc[0]:.2f}, {r.correlation_ci_high.iloc[0]:.2f}]"
+        ax.set_title(f'{t} → {t1}{extra}', fontsize='small'); ax.set_xlabel('covariance of log-prob and advantage, per prompt', fontsize='small')
+    axes[0].set_ylabel('entropy change at T = 1, per prompt (nats)', fontsize='small'); return fig

@@ -14,7 +14,7 @@ from .store import RunStore
 from .query import TokenSource, token_source, VALUE_COLUMNS
 from .report import unreachable_checkpoints, scores_unreachable_note
 from .results import sample_level_results, prompt_level_results, token_stats_pass
-from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK
+from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK, rollouts as RO
 
 # %% auto #0
 __all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'need_note', 'ReportItem',
@@ -33,6 +33,7 @@ class ReportRun:
     heatmap_prompts:int = 3 # prompts shown as token heatmaps
     min_count:int = 5 # occurrences for a token string to be ranked
     noise_pairs:list = field(default_factory=list) # pairs of checkpoints that differ by noise only (`--noise_pair`): the second floor
+    advantage:str = 'grpo' # the entropy mechanism's group advantages: 'grpo' or 'dr_grpo' (`rollouts.group_advantages`)
     _cache:dict = field(default_factory=dict, repr=False) # frames and tables, each computed once
 
 # %% ../nbs/08b_report_items.ipynb #26ee22ab
@@ -577,6 +578,157 @@ def _telling_note(run:ReportRun)->str:
 # %% ../nbs/08b_report_items.ipynb #c8956c36
 register(ReportItem('telling_prompts', 'Token heatmap', 'The most telling prompts', table=_telling, note=_telling_note, html=_heatmap,
                     shown=False))  # the note lists them; the table is saved
+
+# %% ../nbs/08b_report_items.ipynb #f67fbd7e
+@patch(as_prop=True)
+def engine_logprobs(self:ReportRun)->dict:
+    "What the import found of the rollout engine's log-probs ({} for a run without them)."
+    return (self.store.imported or {}).get('engine_logprobs') or {}
+
+@patch(as_prop=True)
+def audit_column(self:ReportRun)->str:
+    "The checkpoint's log-prob the engine's are compared with: `sampling_logprob` for processed ones, else `logprob`."
+    return 'sampling_logprob' if self.engine_logprobs.get('mode') == 'processed' else 'logprob'
+
+# %% ../nbs/08b_report_items.ipynb #a819956e
+def _sampling_label(settings:dict)->str:
+    "The distribution sampled from, as a label: 'T=0.7, top_p=0.95' (T=1 when unknown)."
+    t = settings.get('temperature'); t = 1 if t is None else t
+    return ', '.join([f'T={t:g}'] + [f'{k}={settings[k]:g}' for k in ('top_p', 'top_k') if settings.get(k) not in (None, 1, 1.0, 0, -1)])
+
+def _rollout_intro(run:ReportRun)->str|None:
+    "The temperature provenance of the engine's log-probs, from the manifest."
+    e = run.engine_logprobs
+    if not e.get('present'): return None
+    what = {'raw': 'raw (temperature 1, before any processing)', 'processed': f"processed (the sampled distribution: {_sampling_label(e)})",
+            'same': f"raw and processed at once (at {_sampling_label(e)} the two coincide)"}.get(e.get('mode'), f"of unknown kind ({e.get('mode')!r})")
+    diff = lambda k: '–' if e.get(k) is None else f'{e[k]:.3g}'
+    return (f"The rollout file's engine log-probs are {what}: compared on {e.get('tokens')} tokens of {e.get('compared_on')}, their mean "
+            f"|difference| from the checkpoint's raw log-probs is {diff('mean_abs_diff_raw')} nats and from its processed ones "
+            f"{diff('mean_abs_diff_processed')}. The audit compares them with the checkpoint's `{run.audit_column}`; the float32 floor is "
+            f"{RO.FLOAT32_FLOOR:g} nats of mean |Δlogp|.")
+
+# %% ../nbs/08b_report_items.ipynb #a574dee8
+def _rollout_entropies(run:ReportRun)->pd.DataFrame:
+    "Per checkpoint: mean entropy at T=1 beside mean sampling entropy at the rollouts' settings, over the tokens that have both."
+    lab = _sampling_label(run.engine_logprobs or run.store.decoding)
+    t = run.tokens.sql("""SELECT model, count(*) AS n_tokens, avg(entropy) AS h1, avg(sampling_entropy) AS hs FROM tokens
+                          WHERE isfinite(entropy) AND isfinite(sampling_entropy) GROUP BY model""").set_index('model').reindex(run.models)
+    return pd.DataFrame({'model': run.models, 'n_tokens': t.n_tokens.fillna(0).astype(int).to_numpy(), 'entropy (T=1)': t.h1.to_numpy(),
+                         f'sampling_entropy ({lab})': t.hs.to_numpy(), 'difference': (t.hs - t.h1).to_numpy()})
+
+# %% ../nbs/08b_report_items.ipynb #ae945790
+NEEDS.update({
+    'engine_logprobs': (lambda run: bool(run.engine_logprobs.get('present')),
+                        "This run has no rollout-engine log-probs to audit: they come with `reasoning-entropy score --generations FILE` "
+                        "of a rollout file that keeps them (vLLM `SamplingParams(logprobs=…)`, an OpenAI-compatible server's "
+                        "`logprobs=True`, verl/TRL's `rollout_log_probs`; README, *Auditing RL rollouts*)."),
+    'sampling_differs': (lambda run: bool(run.tokens.sql("""SELECT count(*) AS n FROM tokens WHERE isfinite(sampling_entropy)
+                                                            AND abs(sampling_entropy - entropy) > 1e-9""").n.iloc[0]), None),
+})
+
+# %% ../nbs/08b_report_items.ipynb #f7072c3f
+_heatmap_intro = SECTIONS.pop('Token heatmap')
+SECTIONS.update({'Rollout engine vs checkpoint': _rollout_intro, 'Entropy mechanism': None})
+SECTIONS['Token heatmap'] = _heatmap_intro
+
+# %% ../nbs/08b_report_items.ipynb #95fda1fb
+def _audit(run:ReportRun, fn:Callable, **kw)->pd.DataFrame:
+    "`fn` (a `rollouts` audit) on the run's tokens against the matching checkpoint column."
+    return fn(run.tokens, run.models, column=run.audit_column, **kw)
+
+register(ReportItem('rollout_mismatch', 'Rollout engine vs checkpoint', 'Rollout engine against checkpoint', needs=('engine_logprobs',),
+                    table=lambda run: _audit(run, RO.rollout_mismatch, mode=run.engine_logprobs.get('mode'),
+                                             temperature=run.engine_logprobs.get('temperature') or 1.0), finding=K.mismatch_finding,
+                    note="Per checkpoint, over the tokens the engine sampled, with ρ = exp(logp_checkpoint − logp_engine): k1 = mean(−log ρ) "
+                    "and k3 = mean(ρ − 1 − log ρ), two estimates of KL(engine ‖ checkpoint); chi2_token = mean(ρ²) − 1 and chi2_seq = "
+                    "mean over sequences of (∏ρ)² − 1; ess = (Σw)²/(n·Σw²) over the sequence weights w = ∏ρ (1: every sequence counts "
+                    "fully); the shares of tokens with ρ above 2 and below ½ (what truncated importance sampling would touch); topk_kl, "
+                    "where the engine listed alternatives, the KL between the two restricted to those tokens and renormalised. Intervals are "
+                    "95% over prompts; `float32_floor` says whether mean |Δlogp| is beyond the float32 floor (its interval's lower end "
+                    "above 1e-4 nats). Tokens outside the checkpoint's processed support (−inf) are counted in n_outside_support, not used."))
+
+# %% ../nbs/08b_report_items.ipynb #446741ac
+register(ReportItem('rollout_mismatch_deciles', 'Rollout engine vs checkpoint', "Mismatch by decile of the engine's probability",
+                    needs=('engine_logprobs',), table=lambda run: _audit(run, RO.mismatch_by_decile),
+                    figure=lambda run: F.fig_mismatch_deciles(run.table('rollout_mismatch_deciles'), run.models, floor=RO.FLOAT32_FLOOR),
+                    note="Mean |Δlogp| between engine and checkpoint in ten equal-count bins of the engine's probability of the sampled "
+                    "token (1: the least likely tenth), with a 95% interval over prompts; low-precision kernels err most on unlikely tokens."))
+register(ReportItem('rollout_entropies', 'Rollout engine vs checkpoint', 'Entropy at temperature 1 and at the rollouts\' temperature',
+                    needs=('sampling_differs',), table=_rollout_entropies,
+                    note="Each checkpoint's mean entropy of its raw distribution (T=1, what every other entropy in this report is) beside "
+                    "the mean entropy of the distribution the rollouts were sampled from (temperature, top-k, top-p as labelled), over the "
+                    "tokens that have both."))
+
+# %% ../nbs/08b_report_items.ipynb #20936880
+@patch(as_prop=True)
+def scored_all(self:ReportRun)->TokenSource:
+    "The teacher-forced tokens of every scored sample (`score --samples all`), as a `query.TokenSource`."
+    return self._memo('scored_all', lambda: R.scored_source(self.store, self.models, samples='all'))
+
+@patch(as_prop=True)
+def rewards(self:ReportRun)->pd.DataFrame:
+    "model, prompt_id, sample, reward: the imported `reward` where the run has one, else the graded verdict as 1.0 / 0.0 (NaN: none)."
+    g = self.generations
+    if 'reward' in g and g['reward'].notna().any(): return g[['model', 'prompt_id', 'sample', 'reward']].astype({'reward': float})
+    s = self.samples
+    return s[['model', 'prompt_id', 'sample']].assign(reward=s['correct'].map({True: 1.0, False: 0.0}).astype(float))
+
+# %% ../nbs/08b_report_items.ipynb #34fad2fe
+@patch(as_prop=True)
+def advantages(self:ReportRun)->pd.DataFrame:
+    "model, prompt_id, sample, advantage: each checkpoint's group advantages (`rollouts.group_advantages`, kind `advantage`)."
+    def make():
+        r = self.rewards
+        return r.assign(advantage=RO.group_advantages(r.reward, r.model.astype(str) + '\0' + r.prompt_id.astype(str), self.advantage))
+    return self._memo('advantages', make)
+
+# %% ../nbs/08b_report_items.ipynb #f784c57f
+def _mechanism_sources(run:ReportRun)->list[tuple]:
+    "(tokens, checkpoints, advantages, whose sequences) per set of checkpoints that scored the same rollouts."
+    adv = run.advantages
+    if run.store.imported: return [(run.tokens, run.models, adv[adv.model == run.models[0]], 'engine')]
+    return [(run.scored_all, g['models'], adv[adv.model == g['sequences']], g['sequences']) for g in run.groups
+            if len(g['models']) > 1 and g['sequences'] in run.models]
+
+@patch(as_prop=True)
+def mechanism(self:ReportRun)->tuple:
+    "(per-prompt frame of every pair `rollouts.mechanism_prompts`, {model: whose sequences})."
+    def make():
+        parts = [(RO.mechanism_prompts(t, a, ms), {m: s for m in ms}) for t, ms, a, s in _mechanism_sources(self)]
+        prompts = pd.concat([p for p, _ in parts], ignore_index=True) if parts else pd.DataFrame(columns=RO.MECHANISM_COLUMNS)
+        return prompts, {k: v for _, d in parts for k, v in d.items()}
+    return self._memo('mechanism', make)
+
+# %% ../nbs/08b_report_items.ipynb #11e454b9
+NEEDS.update({'mechanism': (lambda run: run.n_samples > 1 and len(run.models) > 1 and bool(run.rewards.reward.notna().any()) and bool(len(run.mechanism[0])),
+                            "The entropy mechanism needs several samples of every prompt with a reward (the file's `reward` or graded answers) "
+                            "and two consecutive checkpoints that scored the same rollouts: an imported run scored by several checkpoints, or a "
+                            "sampled run scored with `reasoning-entropy score --run_dir RUN --samples all`.")})
+
+# %% ../nbs/08b_report_items.ipynb #40cbba85
+def _clip_cov_note(run:ReportRun)->str:
+    "How Clip-Cov's tokens are read, with the strings of the largest c."
+    t = run.table('entropy_mechanism_tokens'); top = t[t.ratio == t.ratio.min()] if t is not None and len(t) else t
+    seen = '' if top is None or not len(top) else ' At the smallest ratio: ' + '; '.join(
+        f"{r.model}: `{str(r.token)!r}` (prompt {r.prompt_id}, sample {r.sample}, step {r.step}, c = {r.c:.3g})" for r in top.head(10).itertuples()) + '.'
+    return ("The tokens Clip-Cov and KL-Cov would act on: per checkpoint over its rollouts, the share 2e-4 and 2e-3 (at least one) "
+            "with the largest c = (logp − mean logp)(A − mean A) (an imported run: every checkpoint on the engine's rollouts), with position, entropy at T = 1, log-prob and advantage; saved as "
+            "tables/entropy_mechanism_tokens.csv." + seen)
+
+# %% ../nbs/08b_report_items.ipynb #bd133f2c
+register(ReportItem('entropy_mechanism', 'Entropy mechanism', 'Covariance of log-prob and advantage against the entropy change', needs=('mechanism',),
+                    table=lambda run: RO.entropy_mechanism(run.mechanism[0], run.mechanism[1]), finding=K.mechanism_finding,
+                    figure=lambda run: F.fig_entropy_mechanism(run.mechanism[0], run.table('entropy_mechanism')),
+                    note="Cui et al. (2025): a policy-gradient step changes the entropy by about −η·Cov(log π, A). Per consecutive pair of "
+                    "checkpoints t → t+1 on the same rollouts (`sequences`: whose; `on_policy`: t's own): covariance = the mean over t's tokens of "
+                    "c = (logp − mean logp)(A − mean A), A the group advantage of the token's sequence; delta_entropy = the mean change of "
+                    "entropy at T = 1 from t to t+1 on the same tokens; each with a 95% interval over prompts; correlation = Pearson's r of "
+                    "the per-prompt covariance and per-prompt change across prompts (Fisher's 95% interval). The mechanism predicts a positive "
+                    "covariance with falling entropy and a negative correlation."))
+register(ReportItem('entropy_mechanism_tokens', 'Entropy mechanism', "Clip-Cov's tokens: the largest centered cross-products", needs=('mechanism',),
+                    table=lambda run: RO.clip_cov_tokens(run.tokens, run.advantages, run.models),
+                    note=_clip_cov_note, shown=False))
 
 # %% ../nbs/08b_report_items.ipynb #60ea0cac
 @patch

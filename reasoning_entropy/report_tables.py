@@ -732,12 +732,12 @@ def entropy_correct_vs_incorrect(samples:pd.DataFrame, # per-sample results (mod
 # %% ../nbs/05_report_tables.ipynb #f6484898
 def scored_source(store:RunStore, # the run, or its `select` view (the prompts it keeps)
                   models:Sequence[str]|None=None, # checkpoints in order (default: the run's order)
+                  samples:str='first', # 'first': sample 0, the positions the aligned analyses pair; 'all': every scored sample
                  )->TokenSource:
     "The scored (teacher-forced) tokens of the checkpoints of `models` that scored, as a `TokenSource` over their Parquet parts (out of core)."
     from urllib.parse import unquote
     parts = {}
-    for f in sorted(store.scored_dir.glob('model=*/part-*.parquet')) if store.scored_dir.is_dir() else []:
-        parts.setdefault(unquote(f.parent.name.partition('=')[2]), []).append(f)
+    for f in store.scored_parts(samples=samples): parts.setdefault(unquote(f.parent.name.partition('=')[2]), []).append(f)
     order = [m for m in (models or store.models) if m in parts]
     return TokenSource(order, files={m: parts[m] for m in order}, prompts=token_source(store, order).prompts)
 

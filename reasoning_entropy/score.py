@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, hashlib, json, logging, time
 from dataclasses import dataclass
 from pathlib import Path
-import pandas as pd
+import numpy as np, pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from .errors import InputError
@@ -16,7 +16,7 @@ from .data import encode_prompt
 from .checkpoints import (Checkpoint, VocabularyGroup, vocabulary_groups, load_tokenizer, load_tokenizers, loaded, pick_device,
                                            pick_dtype, resolve_checkpoints, check_checkpoint_files, validate_checkpoint, checkpoint_fingerprint)
 from .generations import ImportedGenerations, load_generations, tokenize_generations, prompt_records
-from .store import RunStore, TOKENS_COLUMNS, TOKENS_SCHEMA, IMPORTED_COLUMNS, file_fingerprint, atomic_path, to_jsonable
+from .store import RunStore, TOKENS_COLUMNS, TOKENS_SCHEMA, IMPORTED_COLUMNS, ENGINE_COLUMNS, SAMPLES_PREFIX, file_fingerprint, atomic_path, to_jsonable
 from .query import token_source
 from .distributed import Ranks, init_ranks, collective, shard_of, run_as_rank, launched_world_size
 from .runlock import writing, launch_writing, stop_signals, check_stop, writer_record
@@ -24,17 +24,19 @@ from .runlock import writing, launch_writing, stop_signals, check_stop, writer_r
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'score_items', 'group_sequences', 'sequences_fingerprint', 'score_run', 'ImportPlan', 'plan_import',
-           'score_generations', 'run']
+__all__ = ['log', 'score_items', 'group_sequences', 'sequences_fingerprint', 'score_run', 'ImportPlan', 'rollout_decoding',
+           'plan_import', 'engine_logprob_kind', 'score_generations', 'run']
 
 # %% ../nbs/07b_score.ipynb #7233a8a6
-def _generated_items(store:RunStore, name:str)->list[tuple[str, list[int], list[int]]]:
-    "(prompt_id, prompt ids, generated ids) of checkpoint `name`'s generations, in data order."
+def _generated_items(store:RunStore, name:str,
+                     samples:str='first', # 'first': sample 0; 'all': every sample, each item with its sample as a fourth element
+                    )->list[tuple]:
+    "(prompt_id, prompt ids, generated ids[, sample]) of checkpoint `name`'s generations, in data order."
     if name not in store.models:
         raise InputError(f"--sequences: {name!r} is not a checkpoint of the run ({', '.join(store.models)}) nor 'reference'")
     g = store.read_generations([name])
-    g = g[g['sample'] == 0]
-    return [(r.prompt_id, list(map(int, r.prompt_token_ids)), list(map(int, r.generated_token_ids)))
+    if samples == 'first': g = g[g['sample'] == 0]
+    return [(r.prompt_id, list(map(int, r.prompt_token_ids)), list(map(int, r.generated_token_ids))) + ((int(r.sample),) if samples == 'all' else ())
             for r in g.itertuples() if len(r.generated_token_ids)]
 
 # %% ../nbs/07b_score.ipynb #552d6548
@@ -59,9 +61,10 @@ def _reference_items(store:RunStore, tokenizer)->list[tuple[str, list[int], list
 def score_items(store:RunStore, # the run
                 sequences:str, # 'reference' or a checkpoint name of the run
                 tokenizer=None, # the group's tokenizer (needed for 'reference')
+                samples:str='first', # of a checkpoint's generations: 'first' (sample 0) or 'all' (items gain their sample)
                )->list[tuple[str, list[int], list[int]]]:
     "The (prompt_id, prompt ids, completion ids) sequences that every checkpoint of one vocabulary group scores."
-    return _reference_items(store, tokenizer) if sequences == 'reference' else _generated_items(store, sequences)
+    return _reference_items(store, tokenizer) if sequences == 'reference' else _generated_items(store, sequences, samples)
 
 # %% ../nbs/07b_score.ipynb #ae6f0175
 def _check_sequences(sequences:str, names:list[str]):
@@ -79,10 +82,10 @@ def group_sequences(groups:list[VocabularyGroup], # the run's vocabulary groups
     return [sequences if sequences in g.names else g.names[0] for g in groups]
 
 # %% ../nbs/07b_score.ipynb #d19ba3a8
-def sequences_fingerprint(items:list # (prompt_id, prompt ids, completion ids) sequences, as `score_items` makes them
+def sequences_fingerprint(items:list # (prompt_id, prompt ids, completion ids[, sample]) sequences, as `score_items` makes them
                          )->str:
     "A short hash of the sequences (ids and tokens, in order)."
-    h = hashlib.sha256(json.dumps([[str(p), list(map(int, a)), list(map(int, b))] for p, a, b in items]).encode())
+    h = hashlib.sha256(json.dumps([[str(it[0]), list(map(int, it[1])), list(map(int, it[2]))] + list(it[3:]) for it in items]).encode())
     return h.hexdigest()[:16]
 
 # %% ../nbs/07b_score.ipynb #7e8e745d
@@ -90,6 +93,7 @@ def _fresh_state(store:RunStore, # the run (rank 0's store)
                  plan:list[dict], # one dict per group: models, vocabulary, vocab_size, sequences, fingerprint, …
                  k:int, # alternatives per token
                  sequences:str, # the request ('reference' or a checkpoint name)
+                 samples:str='first', # 'first' or 'all'
                 )->dict:
     "The scoring state to continue (saved); scores of sequences other than their group's (or of another k) removed."
     state = store.scoring_state()
@@ -98,23 +102,25 @@ def _fresh_state(store:RunStore, # the run (rank 0's store)
     done, want = dict(state.get('done', {})), {m: g['fingerprint'] for g in plan for m in g['models']}
     for m in [m for m in done if m in want and done[m].get('fingerprint') != want[m]]:
         store.clear_scored(m); del done[m]
-    state = dict(sequences=sequences, top_k_alternatives=k, groups=plan, done=done)
+    state = dict(sequences=sequences, samples=samples, top_k_alternatives=k, groups=plan, done=done)
     store.save_scoring_state(state)
     return state
 
 # %% ../nbs/07b_score.ipynb #b56c57b9
 def _write_ordered(store:RunStore, name:str, frames:list, order:dict):
-    "Write the scored `frames` as checkpoint `name`'s part, sorted by `order` (prompt_id -> position) and step."
+    "Write the scored `frames` as checkpoint `name`'s part, sorted by `order` (prompt_id -> position), sample and step."
     df = pd.concat(frames, ignore_index=True)
-    store.write_scored(name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'step'], kind='stable').drop(columns='_o'))
+    store.write_scored(name, df.assign(_o=df.prompt_id.map(order)).sort_values(['_o', 'sample', 'step'], kind='stable').drop(columns='_o'))
 
 # %% ../nbs/07b_score.ipynb #4b107eee
 def _score_frames(model, tok, mine:list, batch_size, k:int, progress:bool, desc:str, units=None)->list:
-    "The scored frames of `mine`, batch by batch (none when `mine` is empty); stop, having written nothing, when a signal asks."
+    "The scored frames of `mine` (each item's prompt id and sample), batch by batch (none when `mine` is empty); stop, having written nothing, when a signal asks."
     from reasoning_entropy.engine import score
+    pids, smp = np.array([it[0] for it in mine], dtype=object), np.array([it[3] if len(it) > 3 else 0 for it in mine], dtype=np.int64)
     frames = []
-    for f in (score(model, tok, mine, batch_size, k, progress=progress, desc=desc) if mine else ()):
-        frames.append(f); check_stop(units)  # a batch boundary: a checkpoint's scores are one part, written whole or not at all
+    for f in (score(model, tok, [(str(i), it[1], it[2]) for i, it in enumerate(mine)], batch_size, k, progress=progress, desc=desc) if mine else ()):
+        pos = f.prompt_id.astype(int).to_numpy()
+        frames.append(f.assign(prompt_id=pids[pos], sample=smp[pos])); check_stop(units)  # a batch boundary: a checkpoint's scores are one part, written whole or not at all
     return frames
 
 # %% ../nbs/07b_score.ipynb #638eb450
@@ -149,29 +155,31 @@ def _run_checkpoints(store:RunStore, # the run
     return [Checkpoint(n, Path(records[n].path), records[n].training_step) for n in store.select(models).models if n in records]
 
 # %% ../nbs/07b_score.ipynb #08d899d5
-def _own_sequences(store:RunStore, name:str, plan:dict)->bool:
-    "Whether checkpoint `name`'s generations (sample 0) are the sequences of its group's `plan`."
-    return sequences_fingerprint(_generated_items(store, name)) == plan['fingerprint']
+def _own_sequences(store:RunStore, name:str, plan:dict, samples:str='first')->bool:
+    "Whether checkpoint `name`'s generations (sample 0, or all of them) are the sequences of its group's `plan`."
+    return sequences_fingerprint(_generated_items(store, name, samples)) == plan['fingerprint']
 
 # %% ../nbs/07b_score.ipynb #0d354f39
 def _copy_scored(store:RunStore, name:str, # the run and the checkpoint
                  rows:int=500_000, # token rows per batch
+                 samples:str='first', # 'first': sample 0; 'all': the other samples too, into the `samples-` part
                 )->float:
-    "Write `name`'s tokens of sample 0 as its scores (an imported run's tokens are teacher-forced), batch by batch; return 0 seconds."
+    "Write `name`'s tokens as its scores (an imported run's tokens are teacher-forced), batch by batch; return 0 seconds."
     src, pr = token_source(store, [name]), store.read_prompts()
     src.con.register('_ranks', pd.DataFrame({'prompt_id': pr['prompt_id'].astype(str), 'r': pr['prompt_index'].astype('Int64')}))
     cols = ', '.join(f't."{c}"' for c in TOKENS_COLUMNS)
-    q = f'SELECT {cols} FROM tokens t LEFT JOIN _ranks r USING (prompt_id) WHERE t.sample = 0 ORDER BY r.r NULLS LAST, t.prompt_id, t.step'
+    q = lambda where: f'SELECT {cols} FROM tokens t LEFT JOIN _ranks r USING (prompt_id) WHERE {where} ORDER BY r.r NULLS LAST, t.prompt_id, t.sample, t.step'
     path = store.write_scored(name, pd.DataFrame(columns=TOKENS_COLUMNS))  # the (empty) part the batches replace
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TOKENS_SCHEMA) as w:
-        for b in src.con.sql(q).to_arrow_reader(rows): w.write_table(pa.Table.from_batches([b]).cast(TOKENS_SCHEMA))
+    for where, to in [('t.sample = 0', path)] + ([('t.sample > 0', path.with_name(SAMPLES_PREFIX + path.name))] if samples == 'all' else []):
+        with atomic_path(to) as tmp, pq.ParquetWriter(tmp, TOKENS_SCHEMA) as w:
+            for b in src.con.sql(q(where)).to_arrow_reader(rows): w.write_table(pa.Table.from_batches([b]).cast(TOKENS_SCHEMA))
     return 0.0
 
 # %% ../nbs/07b_score.ipynb #dafa53e5
 def _group_plan(group:VocabularyGroup, sequences:str, items:list)->dict:
     "What the scoring state records of one group."
     return dict(models=group.names, vocabulary=group.vocabulary, vocab_size=group.vocab_size, sequences=sequences,
-                fingerprint=sequences_fingerprint(items), n_sequences=len(items), n_tokens=sum(len(c) for _, _, c in items))
+                fingerprint=sequences_fingerprint(items), n_sequences=len(items), n_tokens=sum(len(it[2]) for it in items))
 
 # %% ../nbs/07b_score.ipynb #1ef7d63f
 def _score_setup(config:RunConfig, models:list|None)->tuple:
@@ -179,21 +187,22 @@ def _score_setup(config:RunConfig, models:list|None)->tuple:
     main = RunStore(config.run_dir).require()
     ckpts = _run_checkpoints(main, models)
     sequences = config.sequences or ckpts[0].name
+    samples = config.samples or main.scoring_state().get('samples') or 'first'  # as last scored unless asked
     _check_sequences(sequences, [c.name for c in ckpts])
     groups = vocabulary_groups(ckpts, config.trust_remote_code)
     dev = pick_device(config.device)
     tokenizers = load_tokenizers(ckpts, config.trust_remote_code)  # once per distinct tokenizer, for the sequences and the scoring
     per = group_sequences(groups, sequences)
-    items = [score_items(main, q, tokenizers[g.names[0]] if q == 'reference' else None) for g, q in zip(groups, per)]
+    items = [score_items(main, q, tokenizers[g.names[0]] if q == 'reference' else None, samples) for g, q in zip(groups, per)]
     plans = [_group_plan(g, q, it) for g, q, it in zip(groups, per, items)]
-    config = as_config(config, device=str(dev), dtype=config.dtype or main.dtype)
+    config = as_config(config, device=str(dev), dtype=config.dtype or main.dtype, samples=samples)
     return main.top_k_alternatives, sequences, groups, plans, items, config, tokenizers
 
 # %% ../nbs/07b_score.ipynb #7938d4d8
 def _my_share(items:list, ranks:Ranks)->list:
     "This rank's share of `items`, balanced on length (all of them when alone)."
     if not ranks.distributed: return items
-    return [items[i] for i in shard_of([len(p) + len(c) for _, p, c in items], ranks.world_size, ranks.rank)]
+    return [items[i] for i in shard_of([len(it[1]) + len(it[2]) for it in items], ranks.world_size, ranks.rank)]
 
 # %% ../nbs/07b_score.ipynb #d2bb69a2
 def _mark_scored(store:RunStore, state:dict, name:str, secs:float, plan:dict, n_sequences:int, processes:int):
@@ -222,12 +231,13 @@ def _score_all(main:RunStore, state:dict, todo:list, config:RunConfig, tokenizer
     "Score each checkpoint of `todo` ((group, plan, items) triples) not scored yet, stopping at a batch boundary when a signal asks."
     mystore, units = RunStore(config.run_dir, shard=ranks.shard), lambda: _scored_units(state, [gp for _, gp, _ in todo])
     for g, gp, gitems in todo:
-        mine, order = _my_share(gitems, ranks), {pid: i for i, (pid, _, _) in enumerate(gitems)}
+        mine, order = _my_share(gitems, ranks), {}
+        for i, it in enumerate(gitems): order.setdefault(it[0], i)
         for c in g.checkpoints:
             check_stop(units)
             if c.name in state['done']: log.info('%s: already scored', c.name); continue
             collective(ranks, lambda: main.clear_scored(c.name), main_only=True)  # an interrupted attempt's parts
-            if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp): secs = _copy_scored(main, c.name)
+            if main.imported and not ranks.distributed and _own_sequences(main, c.name, gp, config.samples): secs = _copy_scored(main, c.name, samples=config.samples)
             else: secs = _score_checkpoint(mystore, c, mine, order, config, tokenizers[c.name], k, ranks, progress, units)
             collective(ranks, lambda: _mark_scored(main, state, c.name, secs, gp, len(gitems), ranks.world_size), main_only=True)
 
@@ -248,7 +258,7 @@ def score_run(config:RunConfig|str|Path, # a `RunConfig` with `run_dir` (and `se
         log.info('%s: every checkpoint is scored already', config.run_dir); return main.scored_dir  # a reader: no lock, no write
     with launch_writing(ranks, config.run_dir, config.wait), stop_signals():
         if record: collective(ranks, lambda: main.record_invocation(wrote='aligned scores', models=[m for p in plans for m in p['models']], **writer_record()), main_only=True)
-        state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences), main_only=True))
+        state = ranks.broadcast(collective(ranks, lambda: _fresh_state(main, plans, k, sequences, config.samples), main_only=True))
         _score_all(main, state, list(zip(groups, plans, items)), config, tokenizers, k, ranks, progress)
     return main.scored_dir
 
@@ -290,11 +300,18 @@ def _import_sequences(imported:ImportedGenerations, groups:list, tokenizers:dict
     if not len(seqs[0]): raise InputError(f"{imported.path}: no generation survives every checkpoint's tokenizer ({len(drop)} skipped)")
     return seqs, drop
 
+# %% ../nbs/07b_score.ipynb #944a49cb
+def rollout_decoding(config:RunConfig # --temperature, --top_p, --top_k: how the imported rollouts were sampled
+                    )->dict|None:
+    "The imported rollouts' sampling settings as the identity records them; None when they drew from the raw distribution (temperature 1, no top-k or top-p)."
+    if config.temperature == 1 and not config.top_k and config.top_p >= 1: return None
+    return dict(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
+
 # %% ../nbs/07b_score.ipynb #5d9670f8
 def _import_identity(ckpts:list, generations:dict, seqs:list, config:RunConfig, device, dtype)->dict:
     "What identifies an imported run: its checkpoints, the file's record, samples, alternatives, dtype and kind of device."
     return dict(models=[dict(name=c.name, path=str(Path(c.path).resolve()), fingerprint=checkpoint_fingerprint(c.path), step=c.step) for c in ckpts],
-                generations=generations, decoding=None, num_samples=int(seqs[0]['sample'].max()) + 1, top_k_alternatives=config.top_k_alternatives,
+                generations=generations, decoding=rollout_decoding(config), num_samples=int(seqs[0]['sample'].max()) + 1, top_k_alternatives=config.top_k_alternatives,
                 dtype=str(dtype).replace('torch.', ''), device_type=device.type)
 
 # %% ../nbs/07b_score.ipynb #a978eb91
@@ -303,7 +320,7 @@ def plan_import(config:RunConfig # the settings: generations, model_paths (model
     "Validate checkpoints and the generations file (cheapest first), and tokenize the file for each vocabulary group."
     ckpts = resolve_checkpoints(config.model_paths, config.model_names, config.steps)
     for c in ckpts: check_checkpoint_files(c, config.trust_remote_code)
-    imported = load_generations(config.generations, config.skip_bad_lines)
+    imported = load_generations(config.generations, config.skip_bad_lines, config.engine_logprobs_column)
     facts = {c.name: validate_checkpoint(c, config.trust_remote_code) for c in ckpts}  # transformers: only once the cheap checks passed
     dev = pick_device(config.device); dt = pick_dtype(dev, config.dtype)
     tokenizers = load_tokenizers(ckpts, config.trust_remote_code)
@@ -323,7 +340,7 @@ def plan_import(config:RunConfig # the settings: generations, model_paths (model
 # %% ../nbs/07b_score.ipynb #abcd9bf7
 def _generation_rows(frame:pd.DataFrame, index:dict)->pd.DataFrame:
     "The store's generations rows of tokenized generations (`index`: the run's prompt positions)."
-    return frame.drop(columns=['line', 'from_ids']).assign(prompt_index=frame.prompt_id.map(index).astype('int64'))
+    return frame.drop(columns=['line', 'from_ids'] + [c for c in ENGINE_COLUMNS if c in frame.columns]).assign(prompt_index=frame.prompt_id.map(index).astype('int64'))
 
 # %% ../nbs/07b_score.ipynb #1f14a4d0
 def _outstanding(store:RunStore, name:str, frame:pd.DataFrame, index:dict)->pd.DataFrame:
@@ -334,16 +351,32 @@ def _outstanding(store:RunStore, name:str, frame:pd.DataFrame, index:dict)->pd.D
     if len(empty): store.write_batch(name, pd.DataFrame(columns=TOKENS_COLUMNS), _generation_rows(empty, index))
     return todo[todo.n_tokens > 0].reset_index(drop=True)
 
+# %% ../nbs/07b_score.ipynb #580e61ce
+def _engine_values(df:pd.DataFrame, # a scored batch: `step` from 1, and `extra_logprobs` when the engine listed alternatives
+                   todo:pd.DataFrame, # the sequences scored (`tokenize_generations`' frame, engine columns included)
+                   pos:np.ndarray, # each row's position in `todo`
+                  )->pd.DataFrame:
+    "`df` with the engine's values of each token beside the checkpoint's: `engine_logprob`, `engine_top_ids`, `engine_top_logprobs`, `engine_top_scored_logprobs`."
+    if 'engine_logprob' not in todo.columns or not todo.engine_logprob.notna().any(): return df.drop(columns='extra_logprobs', errors='ignore')
+    j = df['step'].to_numpy() - 1
+    at = lambda col, none: [none if (v := todo[col].iat[p]) is None else v[i] for p, i in zip(pos, j)]
+    out = df.assign(engine_logprob=np.array(at('engine_logprob', np.nan), dtype=np.float64), engine_top_ids=at('engine_top_ids', None),
+                    engine_top_logprobs=at('engine_top_logprobs', None))
+    return out.rename(columns={'extra_logprobs': 'engine_top_scored_logprobs'})
+
 # %% ../nbs/07b_score.ipynb #7bffe150
 def _score_batches(store:RunStore, name:str, model, tok, todo:pd.DataFrame, index:dict, config:RunConfig, progress:bool, units=None)->tuple[int, float]:
-    "Score `todo` with `model` and commit every batch as checkpoint `name`'s (tokens and generations); return (tokens, seconds)."
-    from reasoning_entropy.engine import score
+    "Score `todo` with `model` (at temperature 1 and at the rollouts' settings) and commit every batch as checkpoint `name`'s (tokens and generations); return (tokens, seconds)."
+    from reasoning_entropy.engine import score, DecodingConfig
     items = [(str(i), list(map(int, p)), list(map(int, c))) for i, (p, c) in enumerate(zip(todo.prompt_token_ids, todo.generated_token_ids))]
+    d = rollout_decoding(config) or {}
+    decoding = DecodingConfig(max_new_tokens=1, do_sample=True, **d)
+    extra = list(todo.engine_top_ids) if 'engine_top_ids' in todo.columns and todo.engine_top_ids.notna().any() else None
     n_tok, seconds, t0 = 0, 0.0, time.perf_counter()
-    for df in score(model, tok, items, config.batch_size, config.top_k_alternatives, progress=progress, desc=f'score {name}'):
-        pos = df.prompt_id.astype(int)
+    for df in score(model, tok, items, config.batch_size, config.top_k_alternatives, progress=progress, desc=f'score {name}', decoding=decoding, extra_ids=extra):
+        pos = df.prompt_id.astype(int).to_numpy()
         rows = todo.iloc[sorted(set(pos))]
-        df = df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos])
+        df = _engine_values(df.assign(prompt_id=todo.prompt_id.to_numpy()[pos], sample=todo['sample'].to_numpy()[pos]), todo, pos)
         dt = time.perf_counter() - t0
         store.write_batch(name, df, _generation_rows(rows, index), seconds=dt)
         check_stop(units)  # a batch boundary: SIGTERM/SIGINT stop here
@@ -383,6 +416,34 @@ def _score_imported(store:RunStore, plan:ImportPlan, progress:bool):
             _import_checkpoint(store, c, frame, plan, progress)
             store.mark_model_complete(c.name, {'processes': 1})
 
+# %% ../nbs/07b_score.ipynb #84056ca9
+def engine_logprob_kind(store:RunStore, # an imported run, scored
+                        models:list|None=None, # the checkpoints to compare with (None: the run's)
+                       )->dict:
+    "Whether the run's engine log-probs are raw or processed: the mean |Δ| of each kind against each checkpoint's exact values (DuckDB, out of core)."
+    d = store.identity.get('decoding')
+    q = """SELECT model, count(*) AS tokens, avg(abs(engine_logprob - logprob)) AS raw,
+                  avg(abs(engine_logprob - sampling_logprob)) FILTER (WHERE isfinite(sampling_logprob)) AS processed,
+                  count(*) FILTER (WHERE NOT isfinite(sampling_logprob)) AS outside_support
+           FROM tokens WHERE engine_logprob IS NOT NULL GROUP BY model ORDER BY min(m)"""
+    per = token_source(store, models).sql(q)
+    info = dict(present=bool(len(per)), temperature=(d or {}).get('temperature', 1.0), top_p=(d or {}).get('top_p', 1.0), top_k=(d or {}).get('top_k', 0))
+    if not len(per): return dict(info, mode=None)
+    best = per.iloc[int(np.nanargmin(per[['raw', 'processed']].min(axis=1).to_numpy()))]
+    mode = 'same' if d is None else 'raw' if not best.processed <= best.raw else 'processed'
+    return dict(info, mode=mode, compared_on=best.model, mean_abs_diff_raw=float(best.raw), mean_abs_diff_processed=float(best.processed),
+                tokens=int(best.tokens), per_checkpoint={r.model: dict(raw=float(r.raw), processed=float(r.processed), tokens=int(r.tokens),
+                                                                       outside_support=int(r.outside_support)) for r in per.itertuples()})
+
+# %% ../nbs/07b_score.ipynb #66554b1d
+def _record_kind(store:RunStore, models:list):
+    "Find and record in the manifest which log-probs the engine reported (`engine_logprob_kind`), and say it in the log."
+    info = engine_logprob_kind(store, models)
+    store.record_engine_logprobs(info)
+    if info['present']:
+        log.info("engine log-probs: %s (mean |Δ| %.3g raw, %.3g processed at temperature %g, on %s)", info['mode'], info['mean_abs_diff_raw'],
+                 info['mean_abs_diff_processed'], info['temperature'], info['compared_on'])
+
 # %% ../nbs/07b_score.ipynb #68d2a0ee
 def score_generations(config:RunConfig, # the settings: generations, model_paths, output_dir, …
                       progress:bool=True, # tqdm bars
@@ -396,6 +457,7 @@ def score_generations(config:RunConfig, # the settings: generations, model_paths
         store = RunStore(config.output_dir).open(plan.identity, overwrite=config.overwrite, run_config=config.to_dict(), prompts=plan.prompts,
                                                  invocation=plan.invocation, units=plan.units)
         _score_imported(store, plan, progress)
+        _record_kind(store, [c.name for c in plan.checkpoints])
         names = [c.name for c in plan.checkpoints]
         score_run(as_config(config, run_dir=config.output_dir, generations=None, sequences=None), progress=progress, models=names, record=False)
         from reasoning_entropy.legacy import write_legacy_outputs  # matplotlib: only once there is something to draw

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'MANIFEST_NAME', 'TOKENS_DIR', 'GENERATIONS_DIR', 'SCORED_DIR', 'PROMPTS_FILE', 'SCORING_STATE', 'LEGACY_FILES',
            'LEGACY_MODEL_FILES', 'FIGURES_DIR', 'TABLES_DIR', 'REPORT_NOTEBOOK', 'REPORT_HTML', 'DATA_DIRS',
-           'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'TOKENS_COLUMNS', 'GENERATIONS_COLUMNS',
-           'IMPORTED_COLUMNS', 'LEDGER_FILE', 'SUSPECT_FILE', 'QUARANTINE_DIR', 'COMPACT_ROWS', 'COMPACT_MIN_PARTS',
-           'ROW_GROUP_ROWS', 'PROMPTS_COLUMNS', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable',
-           'write_json', 'write_csv', 'save_figure', 'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths',
-           'remove_owned', 'runtime_versions', 'RunStore', 'ManifestError', 'CheckpointRecord']
+           'TOKENS_SCHEMA', 'GENERATIONS_SCHEMA', 'IMPORTED_SCHEMA', 'ENGINE_SCHEMA', 'TOKENS_COLUMNS',
+           'GENERATIONS_COLUMNS', 'IMPORTED_COLUMNS', 'ENGINE_COLUMNS', 'LEDGER_FILE', 'SUSPECT_FILE', 'QUARANTINE_DIR',
+           'COMPACT_ROWS', 'COMPACT_MIN_PARTS', 'ROW_GROUP_ROWS', 'PROMPTS_COLUMNS', 'SAMPLES_PREFIX', 'atomic_path',
+           'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'write_json', 'write_csv', 'save_figure',
+           'file_fingerprint', 'config_diff', 'describe_diff', 'owned_paths', 'remove_owned', 'runtime_versions',
+           'RunStore', 'ManifestError', 'CheckpointRecord']
 
 # %% ../nbs/04_store.ipynb #64d88e60
 _TMP_MARK = '.tmp-' # in the name of every temporary file the kit writes: `.NAME.tmp-RANDOM.SUFFIX`
@@ -238,10 +239,15 @@ GENERATIONS_SCHEMA = pa.schema([
 # %% ../nbs/04_store.ipynb #458a22eb
 IMPORTED_SCHEMA = pa.schema([('reward', pa.float64()), ('correct', pa.bool_())])  # imported generations only: the file's reward and verdict
 
+# %% ../nbs/04_store.ipynb #dbaabbc4
+ENGINE_SCHEMA = pa.schema([('engine_logprob', pa.float64()), ('engine_top_ids', pa.list_(pa.int64())), ('engine_top_logprobs', pa.list_(pa.float64())),
+                           ('engine_top_scored_logprobs', pa.list_(pa.float64())), ('sampling_logprob', pa.float64())])  # imported rollouts' token extras
+
 # %% ../nbs/04_store.ipynb #52122c03
 TOKENS_COLUMNS = TOKENS_SCHEMA.names
 GENERATIONS_COLUMNS = GENERATIONS_SCHEMA.names
 IMPORTED_COLUMNS = IMPORTED_SCHEMA.names
+ENGINE_COLUMNS = ENGINE_SCHEMA.names
 
 # %% ../nbs/04_store.ipynb #afda95f8
 def _to_table(df:pd.DataFrame, schema:pa.Schema, what:str,
@@ -469,8 +475,18 @@ def progress(self:RunStore)->dict:
 # %% ../nbs/04_store.ipynb #095c23b5
 @patch(as_prop=True)
 def imported(self:RunStore)->dict|None:
-    "The record of the generations file an imported run scored (path, fingerprint, layout, counts), or None for a run the kit generated."
-    return self.identity.get('generations') if self.exists or self._manifest is not None else None
+    "The record of the generations file an imported run scored (path, fingerprint, layout, counts, and `engine_logprobs`: what the import found of the engine's log-probs), or None for a run the kit generated."
+    g = self.identity.get('generations') if self.exists or self._manifest is not None else None
+    return g if g is None or 'engine_logprobs' not in self.manifest else {**g, 'engine_logprobs': self.manifest['engine_logprobs']}
+
+# %% ../nbs/04_store.ipynb #ee851140
+@patch
+def record_engine_logprobs(self:RunStore, info:dict # what the import found: present, mode ('raw', 'processed' or 'same'), the settings, the differences
+                          ):
+    "Record in the manifest (read afresh) what an import found of the engine's log-probs; `imported['engine_logprobs']` returns it."
+    self._manifest = None
+    self.manifest['engine_logprobs'] = to_jsonable(info)
+    self._save_manifest()
 
 # %% ../nbs/04_store.ipynb #970e9c2d
 LEDGER_FILE, SUSPECT_FILE, QUARANTINE_DIR = 'data/ledger.jsonl', 'data/ledger.suspect.jsonl', 'quarantine'
@@ -870,7 +886,7 @@ def write_batch(self:RunStore, model:str, # the checkpoint's name (the `model=` 
     if self._manifest is None: raise RuntimeError('call open(identity) before write_batch')
     _check_model_name(model)
     gt = _to_table(generations_df, GENERATIONS_SCHEMA, 'generations', IMPORTED_SCHEMA)
-    tt = _to_table(tokens_df, TOKENS_SCHEMA, 'tokens')
+    tt = _to_table(tokens_df, TOKENS_SCHEMA, 'tokens', ENGINE_SCHEMA)
     ids = self._check_batch(model, gt, tt)
     n = self._write_parts(model, tt, gt)
     self._done[model].update(ids)
@@ -1155,13 +1171,13 @@ def read_generations(self:RunStore, models:list[str]|None=None, # names (in this
 def read_tokens(self:RunStore, models:list[str]|None=None, # names (in this order); None for all, in run order
                  columns:list[str]|None=None # token columns to read; `model`, `prompt_id`, `sample`, `step` always come
                 )->pd.DataFrame:
-    "The committed token rows, sorted by (model order, prompt_index, step)."
+    "The committed token rows, sorted by (model order, prompt_index, step); an imported run's with `ENGINE_COLUMNS`."
     key = self._order_key(models)
     gen_files = [f for m, f in self._all_gen_parts() if m in key]
     files = [self.tokens_dir/f.parent.name/f.name for f in gen_files]
     files = [f for f in files if f.exists()]
     cols = None if columns is None else ['prompt_id', 'sample', 'step'] + [c for c in columns if c not in ('model', 'prompt_id', 'sample', 'step')]
-    t = _read(self.tokens_dir, TOKENS_SCHEMA, files, cols)
+    t = _read(self.tokens_dir, pa.schema(list(TOKENS_SCHEMA) + list(ENGINE_SCHEMA)) if self.imported else TOKENS_SCHEMA, files, cols)
     idx = _read(self.generations_dir, GENERATIONS_SCHEMA, gen_files, ['prompt_id', 'sample', 'prompt_index'])
     t = self._only_prompts(t.merge(idx, on=['model', 'prompt_id', 'sample'], how='left', validate='many_to_one'))
     t['_m'] = t['model'].map(key)
@@ -1409,28 +1425,44 @@ def needs_repair(self:RunStore)->bool:
     return any(self._rel(f) not in led for f in parts)
 
 # %% ../nbs/04_store.ipynb #cdadd16c
+SAMPLES_PREFIX = 'samples-'  # a scored part of the samples after the first (`score --samples all`): beside the part, not matched by `part-*`
+
 @patch
 def write_scored(self:RunStore, model:str, # the checkpoint that scored
                  tokens_df:pd.DataFrame, # TOKENS_COLUMNS, in the order to keep
                 )->Path:
-    "Write this writer's scored part of `model` atomically; return its path."
+    "Write this writer's scored part of `model` atomically (sample 0; the other samples, when any, in its `samples-` part); return its path."
     path = _partition_dir(self.scored_dir, model)/f'{self._prefix}00000.parquet'
-    with atomic_path(path) as tmp: pq.write_table(_to_table(tokens_df, TOKENS_SCHEMA, 'scored tokens'), tmp)
+    more = tokens_df['sample'].to_numpy() > 0 if 'sample' in tokens_df.columns else np.zeros(len(tokens_df), bool)
+    if more.any():
+        with atomic_path(path.with_name(SAMPLES_PREFIX + path.name)) as tmp:
+            pq.write_table(_to_table(tokens_df[more], TOKENS_SCHEMA, 'scored tokens', ENGINE_SCHEMA), tmp)
+    with atomic_path(path) as tmp: pq.write_table(_to_table(tokens_df[~more], TOKENS_SCHEMA, 'scored tokens', ENGINE_SCHEMA), tmp)
     return path
 
 # %% ../nbs/04_store.ipynb #6ed3e693
 @patch
+def scored_parts(self:RunStore, model:str|None=None, # one checkpoint (None: every one)
+                 samples:str='first', # 'first': the parts of sample 0; 'all': with the parts of the other samples
+                )->list[Path]:
+    "The scored parts of `model` (or of every checkpoint), every writer's, sorted."
+    if not self.scored_dir.is_dir(): return []
+    d = '*' if model is None else _partition_dir(self.scored_dir, model).name
+    pats = ['part-*.parquet'] + ([f'{SAMPLES_PREFIX}part-*.parquet'] if samples == 'all' else [])
+    return sorted(f for pat in pats for f in self.scored_dir.glob(f'{d}/{pat}'))
+
+@patch
 def scored_rows(self:RunStore, model:str)->int:
-    "The number of scored token rows of `model`, over every writer's part."
-    d = _partition_dir(self.scored_dir, model)
-    return sum(pq.read_metadata(f).num_rows for f in sorted(d.glob('part-*.parquet'))) if d.is_dir() else 0
+    "The number of scored token rows of `model` (every sample), over every writer's part."
+    return sum(pq.read_metadata(f).num_rows for f in self.scored_parts(model, 'all'))
 
 # %% ../nbs/04_store.ipynb #f9c1eea2
 @patch
 def read_scored(self:RunStore, models:list|None=None, # names in order (default: the run's order)
+                samples:str='first', # 'first' (sample 0) or 'all'
                )->pd.DataFrame:
-    "The scored tokens, sorted by (model order, prompt, step); empty (with its columns) when none."
-    files = sorted(self.scored_dir.glob('model=*/part-*.parquet')) if self.scored_dir.is_dir() else []
+    "The scored tokens, sorted by (model order, prompt, sample, step); empty (with its columns) when none."
+    files = self.scored_parts(samples=samples)
     df = _read(self.scored_dir, TOKENS_SCHEMA, files, None)
     order = models or [m for m in self.models if m in set(df.model)]
     pidx = self.read_prompts().set_index('prompt_id')['prompt_index']
@@ -1466,7 +1498,7 @@ def save_scoring_state(self:RunStore, state:dict # {'sequences', 'top_k_alternat
                       )->Path:
     "Record the unrecorded scored parts of the checkpoints `state` marks done (they are committed now), then write the state atomically."
     led = self.ledger()
-    new = [f for m in (state.get('done') or {}) for f in sorted(_partition_dir(self.scored_dir, m).glob('part-*.parquet')) if self._rel(f) not in led]
+    new = [f for m in (state.get('done') or {}) for f in self.scored_parts(m, 'all') if self._rel(f) not in led]
     self._record([(f, None) for f in new])
     return write_json(state, self.scoring_state_path)
 
