@@ -91,7 +91,7 @@ def fig_entropy_hist_log(tokens:pd.DataFrame, # tokens table
         ax.axvline(threshold, color='grey', ls='--', lw=1, label=f'{threshold:g} nats')
     ax.set_xscale('log')
     if logy: ax.set_yscale('log')
-    ax.set_xlabel(f'entropy (nats, log scale; values < {floor:g} shown at {floor:g})')
+    ax.set_xlabel(f'entropy at T = 1 (nats, log scale; values < {floor:g} shown at {floor:g})')
     ax.set_ylabel('share of tokens'); ax.legend(fontsize='small')
     ax.set_title('Token entropy distribution per checkpoint')
     return fig
@@ -114,7 +114,7 @@ def fig_low_entropy(tokens:pd.DataFrame, # tokens table
     a.bar(x, sb.share_below, 0.8 * unit, color=colors)
     a.set_ylabel(f'share of tokens < {threshold:g} nats'); a.set_ylim(0, 1); _ckpt_axis(a, order, steps)
     b.bar(x, pt.threshold, 0.8 * unit, color=colors)
-    b.set_ylabel(f'{round(q * 100)}th percentile of entropy (nats)'); _ckpt_axis(b, order, steps)
+    b.set_ylabel(f'{round(q * 100)}th percentile of entropy at T = 1 (nats)'); _ckpt_axis(b, order, steps)
     a.set_title('Near-deterministic tokens'); b.set_title('Forking threshold')
     return fig
 
@@ -136,7 +136,7 @@ def fig_entropy_by_step(tokens:pd.DataFrame, # tokens table
     t = R.entropy_by_step(tokens, order, max_step=max_step, min_count=min_count)
     fig, ax = _fig()
     _bands(ax, t, 'step', checkpoint_colors(order))
-    ax.set_xlabel('generation step'); ax.set_ylabel('mean entropy (nats)')
+    ax.set_xlabel('generation step'); ax.set_ylabel('mean entropy at T = 1 (nats)')
     if len(t): ax.legend(fontsize='small')
     else: _empty(ax, f'no step is reached by {min_count} prompts')
     ax.set_title(f'Entropy by step (steps with ≥ {min_count} prompts)')
@@ -153,7 +153,7 @@ def fig_entropy_by_position(tokens:pd.DataFrame, # tokens table
     fig, ax = _fig()
     _bands(ax, t, 'position', checkpoint_colors(order))
     ax.set_xlim(0, 1); ax.set_xlabel('relative position in the generation (0 = start, 1 = end)')
-    ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small'); ax.set_title('Entropy by relative position')
+    ax.set_ylabel('mean entropy at T = 1 (nats)'); ax.legend(fontsize='small'); ax.set_title('Entropy by relative position')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #118a2920
@@ -188,7 +188,7 @@ def fig_token_ranking(tokens:pd.DataFrame, # tokens table
             ax = axes[i, j]
             _ranking_panel(ax, t[(t.model == m) & (t.direction == d)], colors[m], min_count)
             ax.set_title(f"{m}: {'highest' if d == 'high' else 'lowest'} mean entropy", fontsize='medium')
-            if i == len(order) - 1: ax.set_xlabel('mean entropy (nats)')
+            if i == len(order) - 1: ax.set_xlabel('mean entropy at T = 1 (nats)')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #22bd5f96
@@ -238,7 +238,7 @@ def fig_think_vs_answer(tokens:pd.DataFrame, # tokens table
     fig, ax = _fig(w=max(6, 1.1 * len(order) + 2), h=4)
     x0, unit, _ = _ckpt_x(order, steps)
     _segment_bars(ax, t, segs, order, x0, unit)
-    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy (nats)'); ax.legend(fontsize='small')
+    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy at T = 1 (nats)'); ax.legend(fontsize='small')
     ax.set_title(f'Entropy inside <think> (up to {close_tag}) vs the answer')
     return fig
 
@@ -290,7 +290,7 @@ def fig_entropy_by_correctness(results:pd.DataFrame, # prompt results (model, co
     for j, (ok, lab, c) in enumerate(((True, 'correct', 'tab:green'), (False, 'incorrect', 'tab:red'))):
         g = t[t.correct == ok].set_index('model').reindex(order); g['n_prompts'] = g.n_prompts.fillna(0)
         _verdict_bars(ax, g, x + (j - 0.5) * 0.4 * unit, 0.4 * unit, c, lab)
-    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy per answer (nats)'); ax.legend(fontsize='small')
+    _ckpt_axis(ax, order, steps); ax.set_ylabel('mean entropy per answer at T = 1 (nats)'); ax.legend(fontsize='small')
     ax.set_title('Entropy of correct vs incorrect answers')
     return fig
 
@@ -308,7 +308,7 @@ def fig_entropy_vs_accuracy(results:pd.DataFrame, # prompt results (model, n_tok
     s = R.step_axis(order, steps)
     for i, r in enumerate(e.itertuples()):
         ax.annotate(r.model if s is None else f'{r.model} (step {s[i]})', (r.entropy_mean, r.accuracy), xytext=(5, 4), textcoords='offset points', fontsize='small')
-    ax.set_xlabel('mean token entropy (nats)'); ax.set_ylabel('accuracy'); ax.set_title('Entropy vs accuracy across checkpoints')
+    ax.set_xlabel('mean token entropy at T = 1 (nats)'); ax.set_ylabel('accuracy'); ax.set_title('Entropy vs accuracy across checkpoints')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #2b076779
@@ -361,7 +361,7 @@ def fig_paired_differences(results:pd.DataFrame, # prompt results (model, prompt
     x = dict(zip(order, _ckpt_x(order, steps)[0]))
     for r in p.itertuples(): _paired_point(ax, r, x[r.model], colors[r.model])
     _ckpt_axis(ax, order, steps, pad=True)
-    ax.set_ylabel(f'mean entropy − {order[0]} (nats, per prompt)')
+    ax.set_ylabel(f'mean entropy at T = 1 − {order[0]} (nats, per prompt)')
     ax.set_title('Paired change in mean entropy per prompt (95% CI; filled: beyond prompt sampling, Holm)')
     return fig
 
@@ -415,7 +415,7 @@ def _change_panel(b, c:pd.DataFrame, colors:dict, order:list, n_bins:int):
         b.fill_between(g['bin'].to_numpy(float), g.ci_low.to_numpy(float), g.ci_high.to_numpy(float), color=colors[m], alpha=0.15, lw=0)
         hit = _beyond(g.verdict); b.scatter(g['bin'].to_numpy(float)[hit], g.delta.to_numpy(float)[hit], color=colors[m], s=12, zorder=3)
     b.set_xlabel(f'bin of {order[0]} entropy for the same token on held-out prompts (1 = lowest of {n_bins})')
-    b.set_ylabel(f'entropy change vs {order[0]} (nats)')
+    b.set_ylabel(f'entropy change at T = 1 vs {order[0]} (nats)')
     if len(c): b.legend(fontsize='small')
     else: _empty(b, 'one checkpoint: nothing to compare')
     b.set_title('Where entropy changed (filled: beyond prompt sampling)')
@@ -503,7 +503,7 @@ def fig_entropy_fit(results:pd.DataFrame, # prompt results
     cs = checkpoint_colors(ms)
     for m, h, r in fit_points(results, ms): ax.scatter(h, r, color=cs[m], label=m, zorder=3)
     _fit_curve(ax, entropy_fit(results, ms).iloc[0], results)
-    ax.set(xlabel='mean token entropy (nats)', ylabel='accuracy'); ax.legend(fontsize='x-small')
+    ax.set(xlabel='mean token entropy at T = 1 (nats)', ylabel='accuracy'); ax.legend(fontsize='x-small')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #7c0685d5
@@ -519,7 +519,7 @@ def fig_trajectories(table:pd.DataFrame, # from `trajectories`
     x = np.array(sorted(table.x.unique()))
     for _, row in w.iterrows(): ax.plot(x, row.to_numpy(), color='tab:blue', alpha=0.15, lw=0.7)
     ax.plot(x, w.median().to_numpy(), color='black', lw=2, label=f'median over {len(w)} prompts')
-    _ckpt_axis(ax, ms, steps); ax.set(ylabel='mean token entropy (nats)'); ax.legend(fontsize='small')
+    _ckpt_axis(ax, ms, steps); ax.set(ylabel='mean token entropy at T = 1 (nats)'); ax.legend(fontsize='small')
     return fig
 
 # %% ../nbs/06_report_figures.ipynb #02ebdd7a

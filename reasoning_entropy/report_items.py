@@ -759,11 +759,14 @@ def item_figures(run:ReportRun, item:ReportItem)->list[tuple]:
     return list(out) if isinstance(out, list) else [(item.name, out, None)]
 
 # %% ../nbs/08b_report_items.ipynb #428a6bb4
+_ONE_CHECKPOINT_FINDINGS = ('rollout_mismatch',)  # items whose finding holds for a single checkpoint
+
 def key_findings(run:ReportRun)->list[str]:
-    "The report's key findings, one markdown sentence each, first checkpoint against last."
-    if len(run.models) < 2: return []
+    "The report's key findings, one markdown sentence each, first checkpoint against last (with one checkpoint: the audit of its rollouts)."
+    if not run.models: return []
     a, b, label = run.models[0], run.models[-1], lambda m: K.checkpoint_label(m, run.steps)
-    out = [i.finding(run.tables, a, b, label) for i in ITEMS.values() if i.finding and not run.unmet(i.needs)]
+    one = [n for n in _ONE_CHECKPOINT_FINDINGS if n in ITEMS] if len(run.models) < 2 else list(ITEMS)  # one checkpoint: only what needs no second
+    out = [ITEMS[n].finding(run.tables, a, b, label) for n in one if ITEMS[n].finding and not run.unmet(ITEMS[n].needs)]
     return [x for x in out if x]
 
 # %% ../nbs/08b_report_items.ipynb #94baf968

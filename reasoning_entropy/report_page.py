@@ -14,8 +14,8 @@ from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, need_no
 
 # %% auto #0
 __all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'FIGURE_SCALE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
-           'table_outputs', 'figure_html', 'figure_outputs', 'item_html', 'section_outputs', 'start_outputs',
-           'show_start', 'show_section']
+           'table_outputs', 'figure_html', 'figure_outputs', 'item_html', 'section_outputs', 'temperature_note',
+           'start_outputs', 'show_start', 'show_section']
 
 # %% ../nbs/08c_report_page.ipynb #3063edb6
 PAGE_CSS = """<style>
@@ -152,6 +152,17 @@ INFERENCE = ("Every interval is a 95% interval over prompts (the unit of inferen
              "Change by percentile bins positions on held-out prompts. Each number above is in the table of the same name "
              "below and in `tables/`.")
 
+# %% ../nbs/08c_report_page.ipynb #a9ef1bcb
+def temperature_note(run:ReportRun)->str:
+    "The sentence that says at which temperature the report's entropies are: T = 1, and the sampling settings where the run has them."
+    d = run.store.identity.get('decoding') or {}
+    t, p, k = d.get('temperature', 1.0), d.get('top_p', 1.0), d.get('top_k', 0)
+    plain = d.get('do_sample') is False or (t == 1 and p >= 1 and not k)  # greedy decoding samples nothing
+    how = ', '.join([f'T = {t:g}'] + ([f'top-p {p:g}'] if p < 1 else []) + ([f'top-k {k}'] if k else []))
+    return ("Every entropy is at temperature 1: the checkpoint's own distribution, before any sampling processing. "
+            + ("" if plain else f"{'The imported rollouts were' if run.store.imported else 'This run was'} sampled at {how}; where a table or figure shows "
+               "the entropy of that distribution it says so (`sampling_entropy`)."))
+
 # %% ../nbs/08c_report_page.ipynb #1ff28f2b
 def start_outputs(run:ReportRun)->list:
     "The page style, truncation warnings, key findings and the contents."
@@ -160,7 +171,7 @@ def start_outputs(run:ReportRun)->list:
     return ([HTML(PAGE_CSS), Markdown('## Key findings')] + [Markdown(w) for w in truncation_warnings(run)]
             + [Markdown('\n'.join(f'- {x}' for x in found) if found else
                         'One checkpoint: there is nothing to compare across checkpoints; the sections below describe it.'),
-               Markdown(INFERENCE), Markdown(f'## Contents\n\n{contents}')])
+               Markdown(INFERENCE + ' ' + temperature_note(run)), Markdown(f'## Contents\n\n{contents}')])
 
 # %% ../nbs/08c_report_page.ipynb #821bc430
 def show_start(run:ReportRun):

@@ -6,6 +6,7 @@ import numpy as np, pandas as pd
 import pytest
 
 from reasoning_entropy.store import RunStore
+from reasoning_entropy.rollouts import BEYOND_FLOOR, WITHIN_FLOOR
 from helpers import cli
 
 
@@ -70,8 +71,10 @@ def test_float32_rollouts_match_and_bfloat16_ones_do_not(tiny_pair, tmp_path):
         assert {"model", "n_sequences", "n_tokens", "k1", "k3", "chi2_token", "chi2_seq", "ess", "share_rho_above_2", "share_rho_below_half"} <= set(mm.columns)
         row = mm.set_index("model").loc["A"]
         assert (row.n_sequences, row.n_tokens) == (8, len(t))
-        if dtype == "bfloat16": assert row.k3 > 0 and dlp.mean() > 1e-4, (row.k3, dlp.mean())
-        else: assert abs(row.k1) <= 1e-4 and row.k3 <= 1e-8
+        html = (st.dir / "report.html").read_text()
+        assert "Rollout engine against checkpoint" in html  # a key finding with one checkpoint: the audit of its rollouts
+        if dtype == "bfloat16": assert row.k3 > 0 and dlp.mean() > 1e-4 and row.float32_floor == BEYOND_FLOOR, (row.k3, dlp.mean(), row.float32_floor)
+        else: assert abs(row.k1) <= 1e-4 and row.k3 <= 1e-8 and row.float32_floor == WITHIN_FLOOR
 
 
 def test_raw_and_processed_logprobs_told_apart_at_temperature_0_7(tiny_pair, tmp_path):
@@ -124,3 +127,29 @@ def test_score_samples_all_scores_every_sample(tiny_pair, tmp_path):
     r = cli("score", "--run_dir", tmp_path / "run", log_level="INFO")  # no --samples: as the run was last scored
     assert r.returncode == 0 and "every checkpoint is scored already" in r.stderr
     assert st.scoring_state()["samples"] == "all" and st.scored_rows("B") == len(own)
+
+
+def test_entropy_mechanism_of_a_generated_run(tiny_pair, tmp_path):
+    """A sampled run the kit generated, scored with `--samples all`: the report's entropy mechanism pairs A -> B on A's
+    own rollouts (on policy), and its covariance and entropy change equal an in-memory recomputation from the scored tokens."""
+    from reasoning_entropy.report_items import report_run
+    a, b = tiny_pair
+    run = tmp_path / "run"
+    cli("compare", "--model_paths", a, b, "--model_names", "A", "B", "--num_examples", 4, "--max_new_tokens", 8, "--do_sample",
+        "--num_samples", 3, "--seed", 5, "--output_dir", run, check=True)
+    cli("report", "--run_dir", run, "--samples", "all", check=True)
+    st = RunStore(run)
+    mech = pd.read_csv(st.table_path("entropy_mechanism"))
+    assert len(mech) == 1
+    row = mech.iloc[0]
+    assert (row.model, row.next_model, row.sequences, bool(row.on_policy), row.n_prompts) == ("A", "B", "A", True, 4)
+    sc = st.read_scored(samples="all")
+    ta, tb = (sc[sc.model == m].set_index(["prompt_id", "sample", "step"]) for m in ("A", "B"))
+    rw = report_run(run).rewards.query("model == 'A'").set_index(["prompt_id", "sample"]).reward
+    g = rw.groupby(level="prompt_id")
+    adv = (rw - g.transform("mean")) / (g.transform(lambda x: x.std(ddof=0)) + 1e-6)
+    A = adv.reindex(ta.index.droplevel("step")).to_numpy()
+    c = (ta.logprob.to_numpy() - ta.logprob.mean()) * (A - A.mean())
+    assert abs(row.covariance - c.mean()) <= 1e-9 and row.n_tokens == len(ta)
+    assert abs(row.delta_entropy - (tb.entropy.loc[ta.index].to_numpy() - ta.entropy.to_numpy()).mean()) <= 1e-9
+    assert row.covariance_ci_low <= row.covariance <= row.covariance_ci_high
