@@ -156,6 +156,7 @@ class _Commands(_Compute):
                                      "the entropy mechanism needs them); default: as the run was last scored, else 'first'", one_of('first', 'all'), choices=('first', 'all'))
     advantage:str = setting('grpo', "group advantages of the entropy mechanism: 'grpo' ((r - mean) / (std + 1e-6) over a prompt's samples) or "
                                     "'dr_grpo' (r - mean)", one_of('grpo', 'dr_grpo'), choices=('grpo', 'dr_grpo'))
+    confidence_window:int = setting(2048, "tokens per sliding window of DeepConf's group confidence (a shorter generation: its length)", positive)
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
     noise_pair:list|None = setting(None, 'two checkpoints that differ by noise only (two seeds of one step, or a checkpoint and a copy): every '
                                          'between-checkpoint verdict gets a second floor, checkpoint noise; repeat for more pairs',
@@ -230,7 +231,7 @@ COMMANDS = {
                      titles={DECODING: "how the imported rollouts were sampled (--generations): the engine's log-probs are compared with the "
                                        "checkpoint's raw ones and with those processed at these settings"}),
     'report': Command('run or resume compare and score, then write report.ipynb + report.html (papermill)',
-                      _RUN + ('run_dir', 'sequences', 'samples', 'advantage', 'heatmap_prompts', 'noise_pair')),
+                      _RUN + ('run_dir', 'sequences', 'samples', 'advantage', 'confidence_window', 'heatmap_prompts', 'noise_pair')),
     'demo': Command('build (once) the embedded demo checkpoint series and run compare, score and report on it',
                     ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
                      'do_sample', 'num_samples', 'seed'),

@@ -18,7 +18,8 @@ from . import report_tables as R, analyses as A, report_figures as F, findings a
 
 # %% auto #0
 __all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'need_note', 'ReportItem',
-           'register', 'section_items', 'section_intro', 'item_figures', 'key_findings', 'truncation_warnings']
+           'register', 'section_items', 'sampling_settings', 'section_intro', 'item_figures', 'key_findings',
+           'truncation_warnings']
 
 # %% ../nbs/08b_report_items.ipynb #3fe7a957
 @dataclass
@@ -214,13 +215,22 @@ def _overview(run:ReportRun)->str:
             f"dtype {st.dtype}, device {st.device_type}. **Versions:** `{json.dumps(st.versions)}`" + _imported(st))
 
 # %% ../nbs/08b_report_items.ipynb #e4ecfdf5
+def sampling_settings(d:dict|None # a decoding record (temperature, top_p, top_k), or None: the raw distribution
+                     )->str:
+    "Sampling settings as a reader writes them: 'T = 0.7, top-p 0.95', or 'T = 1, no top-k or top-p'."
+    d = d or {}
+    t, p, k = d.get('temperature', 1.0), d.get('top_p', 1.0), d.get('top_k', 0)
+    return ', '.join([f'T = {t:g}'] + ([f'top-p {p:g}'] if p < 1 else []) + ([f'top-k {k}'] if k else [])) + ('' if p < 1 or k else ', no top-k or top-p')
+
+# %% ../nbs/08b_report_items.ipynb #2f3f7ebb
 def _imported(store:RunStore)->str:
     "The sentence that says a run scored imported generations (empty for a run the kit generated)."
     if not (imp := store.imported): return ''
     return (f"\n\n**Imported generations:** `{imp.get('path')}` ({imp.get('layout')} layout, {imp.get('generations')} generations of "
             f"{imp.get('prompts')} prompts). Nothing here was decoded by the kit: every checkpoint scored the *same* imported "
             "sequences, teacher-forced, so each checkpoint's token values are exact, but its 'generated' text, answers and "
-            "accuracy are the file's (the same for every checkpoint), and there is no sampling entropy.")
+            "accuracy are the file's (the same for every checkpoint); `sampling_entropy` is each checkpoint's entropy at the rollouts' "
+            f"sampling settings ({sampling_settings(store.identity.get('decoding'))}), `entropy` at temperature 1.")
 
 # %% ../nbs/08b_report_items.ipynb #e91126f8
 def _samples_intro(run:ReportRun)->str|None:

@@ -10,7 +10,7 @@ from IPython.display import display, HTML, Markdown
 from .store import save_figure, write_csv
 from .report_tables import with_steps
 from .findings import display_table
-from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, need_note, section_items, section_intro, item_figures, key_findings, truncation_warnings
+from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, need_note, section_items, section_intro, item_figures, key_findings, truncation_warnings, sampling_settings
 
 # %% auto #0
 __all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'FIGURE_SCALE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
@@ -158,9 +158,8 @@ def temperature_note(run:ReportRun)->str:
     d = run.store.identity.get('decoding') or {}
     t, p, k = d.get('temperature', 1.0), d.get('top_p', 1.0), d.get('top_k', 0)
     plain = d.get('do_sample') is False or (t == 1 and p >= 1 and not k)  # greedy decoding samples nothing
-    how = ', '.join([f'T = {t:g}'] + ([f'top-p {p:g}'] if p < 1 else []) + ([f'top-k {k}'] if k else []))
     return ("Every entropy is at temperature 1: the checkpoint's own distribution, before any sampling processing. "
-            + ("" if plain else f"{'The imported rollouts were' if run.store.imported else 'This run was'} sampled at {how}; where a table or figure shows "
+            + ("" if plain else f"{'The imported rollouts were' if run.store.imported else 'This run was'} sampled at {sampling_settings(d).replace(', no top-k or top-p', '')}; where a table or figure shows "
                "the entropy of that distribution it says so (`sampling_entropy`)."))
 
 # %% ../nbs/08c_report_page.ipynb #1ff28f2b
