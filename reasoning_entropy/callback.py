@@ -4,8 +4,9 @@
 
 # %% ../nbs/15_callback.ipynb #c0a1b2c6
 from __future__ import annotations
-import logging, time
+import inspect, logging, time, weakref
 from pathlib import Path
+import numpy as np, pandas as pd
 from fastcore.basics import patch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -15,7 +16,7 @@ from .config import RunConfig, as_config
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EntropyProbeCallback']
+__all__ = ['log', 'EntropyProbeCallback', 'probe_metrics']
 
 # %% ../nbs/15_callback.ipynb #c0a1b2c8
 def _dtype_name(dtype)->str:
@@ -32,6 +33,17 @@ def _probe_config(config:RunConfig, # the callback's settings
     return as_config(config, model_paths=[str(path)], model_names=[f'step-{step}'], steps=[step],
                      device=str(model.device), dtype=_dtype_name(model.dtype))
 
+# %% ../nbs/15_callback.ipynb #ecb6e36c
+def _calling_trainer(callback)->object|None:
+    "The `Trainer` up the call stack whose callbacks include `callback` (a Trainer calls its callbacks from its own methods), or None."
+    from transformers import Trainer
+    f = inspect.currentframe()
+    while f is not None:
+        t = f.f_locals.get('self')
+        if isinstance(t, Trainer) and callback in t.callback_handler.callbacks: return t
+        f = f.f_back
+    return None
+
 # %% ../nbs/15_callback.ipynb #c0a1b2c9
 class EntropyProbeCallback(TrainerCallback):
     "At every checkpoint save, generate the probe prompts with the model in memory and add the checkpoint to one run."
@@ -46,9 +58,12 @@ class EntropyProbeCallback(TrainerCallback):
                                 num_examples=num_examples, max_new_tokens=max_new_tokens, **settings)  # checked now, not at the first save
         self.tokenizer = tokenizer
         self.probes = {} # global step -> seconds the probe took
+        self.metrics = {} # global step -> the summary logged through the Trainer (`probe_metrics`)
+        self._trainer = None # a weak reference to the Trainer whose callback this is, once found
 
     def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
-        "Stop before training if neither the Trainer nor the callback has a tokenizer: its checkpoints could not be probed."
+        "Find the Trainer (its loggers receive each probe's summary); stop before training if neither it nor the callback has a tokenizer."
+        if (t := _calling_trainer(self)) is not None: self._trainer = weakref.ref(t)
         if processing_class is None and self.tokenizer is None:
             raise InputError('EntropyProbeCallback: the Trainer has no tokenizer; pass processing_class=tokenizer to the Trainer, '
                              'or tokenizer=tokenizer to EntropyProbeCallback')
@@ -57,6 +72,28 @@ class EntropyProbeCallback(TrainerCallback):
         "Probe the checkpoint the Trainer has just saved (main process only)."
         if state.is_world_process_zero and model is not None:
             self.probe(Path(args.output_dir)/f'{PREFIX_CHECKPOINT_DIR}-{state.global_step}', state.global_step, model)
+
+# %% ../nbs/15_callback.ipynb #5a74502d
+def probe_metrics(store, # the probe's run (`RunStore`)
+                  name:str, # the checkpoint probed
+                  seconds:float, # how long the probe took
+                 )->dict:
+    "The probe's summary under `entropy_probe/`: mean entropy, share below 0.01 nats, 80th percentile, mean self-certainty, accuracy, pass@k, finished share, seconds."
+    from reasoning_entropy.query import token_source
+    from reasoning_entropy.results import sample_level_results
+    from reasoning_entropy.grading import pass_at_k
+    view = store.select([name])
+    t = token_source(view).sql("""SELECT avg(entropy) AS h, avg((entropy < 0.01)::DOUBLE) AS low, quantile_cont(entropy, 0.8) AS p80,
+                                         avg(self_certainty) AS sc FROM tokens""").iloc[0]
+    refs = store.read_prompts()[['prompt_id', 'reference_answer']]
+    s = sample_level_results(view, view.read_generations([name]), refs if refs.reference_answer.notna().any() else None)
+    out = {'mean_entropy': t.h, 'share_below_0.01': t.low, 'entropy_p80': t.p80, 'mean_self_certainty': t.sc,
+           'finished_share': float(s.finished.mean()), 'seconds': float(seconds)}
+    if s.correct.notna().any():
+        per = s.dropna(subset=['correct']).groupby('prompt_id').correct.agg(['size', 'sum'])
+        out['accuracy'] = float(s.correct.dropna().astype(float).mean())
+        if (n := int(per['size'].min())) > 1: out[f'pass@{n}'] = float(np.mean([pass_at_k(int(a), int(c), n) for a, c in zip(per['size'], per['sum'])]))
+    return {f'entropy_probe/{k}': float(v) for k, v in out.items() if v is not None and not pd.isna(v)}
 
 # %% ../nbs/15_callback.ipynb #68c98323
 @patch
@@ -77,5 +114,16 @@ def probe(self:EntropyProbeCallback, path, # the saved checkpoint directory (its
     if failed: log.error('%s: the probe failed (%s); training goes on', name, failed[name])
     else: write_legacy_outputs(store, self.config.save_detailed_tokens)  # every checkpoint probed so far
     self.probes[step] = time.perf_counter() - t0
+    if not failed: self._report(step, probe_metrics(store, name, self.probes[step]))
     log.info('%s: probed %d prompts in %.1f s; run in %s', name, self.config.num_examples, self.probes[step], store.dir)
     return store.dir
+
+# %% ../nbs/15_callback.ipynb #d9b32397
+@patch
+def _report(self:EntropyProbeCallback, step:int, # the training step probed
+            metrics:dict, # `probe_metrics`
+           ):
+    "Keep `metrics`, and log them through the Trainer's own `log` (to every logger it reports to) when the callback knows its Trainer."
+    self.metrics[step] = metrics
+    trainer = self._trainer() if self._trainer is not None else None
+    if trainer is not None: trainer.log(dict(metrics))

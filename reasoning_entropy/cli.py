@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 # %% ../nbs/12_cli.ipynb #6c4baa0d
 RUNNERS = {name: f'reasoning_entropy.{name}' for name in ('compare', 'score', 'report', 'demo')}  # subcommand -> its module
+RUNNERS['explore'] = 'reasoning_entropy.lab'
 RUNNERS['verify'] = 'reasoning_entropy.integrity'
 
 # %% ../nbs/12_cli.ipynb #fb59c701

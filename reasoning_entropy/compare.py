@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from .errors import InputError, CheckpointFailure, fault_line
 from .config import RunConfig, as_config
-from .data import PromptRecord, load_prompts, encode_prompt, format_prompt, sample_data_path, ReadStats
+from .data import PromptRecord, is_dataset, load_prompts, encode_prompt, format_prompt, sample_data_path, ReadStats
 from .checkpoints import (Checkpoint, resolve_checkpoints, check_checkpoint_files, validate_checkpoint,
                                            pick_device, pick_dtype, loaded, load_tokenizers, checkpoint_fingerprint)
 from .store import RunStore
@@ -21,7 +21,7 @@ from .runlock import launch_writing, stop_signals, check_stop, writer_record
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'prompts_fingerprint', 'RunPlan', 'plan_run', 'run_checkpoint', 'generate_run', 'compare', 'run']
+__all__ = ['log', 'prompts_fingerprint', 'RunPlan', 'data_source', 'plan_run', 'run_checkpoint', 'generate_run', 'compare', 'run']
 
 # %% ../nbs/07_compare.ipynb #c3c37b34
 def prompts_fingerprint(prompts:list[PromptRecord], # the run's prompts
@@ -82,15 +82,22 @@ def _writer()->dict:
     "Who runs this invocation (host, PID, command line), for the manifest's record of it."
     return {k: v for k, v in writer_record().items() if k != 'since'}
 
+# %% ../nbs/07_compare.ipynb #791ea9fe
+def data_source(data)->str:
+    "How the manifest names the data: a file's or folder's absolute path; a `datasets.Dataset` by the folder it was loaded from, else its fingerprint."
+    if not is_dataset(data): return str(Path(data).resolve())
+    files = [f['filename'] for f in getattr(data, 'cache_files', None) or []]
+    return str(Path(files[0]).parent.resolve()) if files else f"datasets.Dataset (in memory, fingerprint {getattr(data, '_fingerprint', '?')})"
+
 # %% ../nbs/07_compare.ipynb #41f70c44
 def plan_run(config:RunConfig, # the run's settings
             )->RunPlan:
     "Validate checkpoints and data (cheapest checks first), and tokenize every prompt for every checkpoint."
     ckpts = resolve_checkpoints(config.model_paths, config.model_names, config.steps)
     for c in ckpts: check_checkpoint_files(c, config.trust_remote_code)
-    data_path = Path(config.data_path) if config.data_path is not None else sample_data_path()
+    data_path = config.data_path if is_dataset(config.data_path) else Path(config.data_path) if config.data_path is not None else sample_data_path()
     stats = ReadStats()
-    prompts = load_prompts(data_path, config.num_examples, config.skip_bad_lines, stats)
+    prompts = load_prompts(data_path, config.num_examples, config.skip_bad_lines, stats, config.prompt_column, config.answer_column)
     facts = {c.name: validate_checkpoint(c, config.trust_remote_code) for c in ckpts}
     dev = pick_device(config.device)
     dt = pick_dtype(dev, config.dtype)
@@ -98,7 +105,7 @@ def plan_run(config:RunConfig, # the run's settings
     tokenizers = load_tokenizers(ckpts, config.trust_remote_code)
     inputs = {c.name: _encode_all(c, tokenizers[c.name], prompts, data_path, config.max_new_tokens, facts[c.name]['max_positions'],
                                   config.num_samples) for c in ckpts}
-    invocation = dict(data_path=str(data_path.resolve()), num_examples=config.num_examples, skipped_rows=stats.skipped,
+    invocation = dict(data_path=data_source(data_path), num_examples=config.num_examples, skipped_rows=stats.skipped,
                       prompts_fingerprint=prompts_fingerprint(prompts), **_writer())
     return RunPlan(config, ckpts, facts, prompts, inputs, tokenizers, decoding, _run_identity(ckpts, decoding, config, dev, dt),
                    invocation, dev, dt)

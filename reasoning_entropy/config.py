@@ -103,7 +103,11 @@ class _Inputs:
     model_names:list|None = setting(None, 'names for the checkpoints (same order; default: directory names, step-N for a training output directory)', metavar='NAME')
     steps:list|None = setting(None, 'training step of each checkpoint (same order; default: read from checkpoint-N, trainer_state.json, step-N or N-of-M)',
                               each(non_negative), metavar='N', type=int)
-    data_path:str|None = setting(None, 'JSONL/JSON/Parquet conversations (default: the bundled sample)')
+    data_path:str|None = setting(None, 'JSONL/JSON/Parquet conversations, or a folder saved with datasets\' save_to_disk (default: the bundled sample)')
+    prompt_column:str|None = setting(None, 'the question column of a question-and-answer set (default: a messages/conversations column, else question, '
+                                           'problem, prompt or input)', metavar='COLUMN')
+    answer_column:str|None = setting(None, "the reference column of a question-and-answer set (default: answer or solution; GSM8K's '#### 42' and "
+                                           "MATH's \\boxed{} are extracted)", metavar='COLUMN')
     num_examples:int|None = setting(1000, 'number of prompts (the first N)', positive)
     skip_bad_lines:bool = setting(False, 'skip malformed data rows (counted) instead of stopping')
 
@@ -157,6 +161,8 @@ class _Commands(_Compute):
     advantage:str = setting('grpo', "group advantages of the entropy mechanism: 'grpo' ((r - mean) / (std + 1e-6) over a prompt's samples) or "
                                     "'dr_grpo' (r - mean)", one_of('grpo', 'dr_grpo'), choices=('grpo', 'dr_grpo'))
     confidence_window:int = setting(2048, "tokens per sliding window of DeepConf's group confidence (a shorter generation: its length)", positive)
+    no_browser:bool = setting(False, "start JupyterLab without opening a browser (as Jupyter's --no-browser)", aliases=['--no-browser'])
+    port:int|None = setting(None, 'the port JupyterLab listens on (default: the first free one from 8888)', within(1, 65535))
     heatmap_prompts:int = setting(3, 'prompts shown as token heatmaps in the report', non_negative)
     noise_pair:list|None = setting(None, 'two checkpoints that differ by noise only (two seeds of one step, or a checkpoint and a copy): every '
                                          'between-checkpoint verdict gets a second floor, checkpoint noise; repeat for more pairs',
@@ -183,7 +189,8 @@ class RunConfig(_Commands):
     def to_dict(self)->dict:
         "The settings as plain JSON-able values (paths, and the items of lists and of their pairs, as text), for the manifest."
         text = lambda x: [text(y) for y in x] if isinstance(x, (list, tuple)) else str(x)
-        return {k: (text(v) if isinstance(v, (Path, list, tuple)) else v) for k, v in dataclasses.asdict(self).items()}
+        plain = lambda v: text(v) if isinstance(v, (Path, list, tuple)) else v if v is None or isinstance(v, (str, int, float, bool)) else repr(v)  # an object (a `datasets.Dataset`): its repr
+        return {k: plain(getattr(self, k)) for k in (f.name for f in fields(self))}
 
 # %% ../nbs/00b_config.ipynb #141b426d
 def check_setting(name:str, # a `RunConfig` field
@@ -217,7 +224,7 @@ class Command:
     titles:dict = field(default_factory=dict) # help group titles that read differently for this command
 
 # %% ../nbs/00b_config.ipynb #9f088d1f
-_RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
+_RUN = ('model_paths', 'model_names', 'steps', 'data_path', 'prompt_column', 'answer_column', 'num_examples', 'max_new_tokens', 'output_dir', 'save_detailed_tokens',
         'batch_size', 'device', 'dtype', 'device_map', 'do_sample', 'temperature', 'top_p', 'top_k', 'seed',
         'num_samples', 'top_k_alternatives', 'overwrite', 'trust_remote_code', 'skip_bad_lines', 'wait')
 
@@ -236,6 +243,8 @@ COMMANDS = {
                     ('output_dir', 'cache_dir', 'num_examples', 'max_new_tokens', 'batch_size', 'device', 'dtype', 'no_report',
                      'do_sample', 'num_samples', 'seed'),
                     dict(output_dir='demo_run', num_examples=100, max_new_tokens=96)),
+    'explore': Command('start JupyterLab on a notebook made for a run: the explorer open, the report beside it; prints the URL and how to reach '
+                       'it from a laptop over SSH', ('run_dir', 'port', 'no_browser'), required=('run_dir',)),
     'verify': Command('check every part of a run against its checksums, the manifest and the completeness of every unit; '
                       'exit 0 when sound, 1 otherwise', ('run_dir',)),
 }
@@ -244,7 +253,7 @@ COMMANDS = {
 def _flag_options(f, default)->dict:
     "argparse keywords for `RunConfig` field `f` with `default`."
     kind, meta = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', str(f.type)), f.metadata
-    opts = {k: v for k, v in meta['flag'].items() if k != 'group'}
+    opts = {k: v for k, v in meta['flag'].items() if k not in ('group', 'aliases')}
     hlp = meta['help']
     if kind == 'bool': return dict(opts, action='store_true', help=hlp)
     if default is not None: hlp += f' (default: {default})'
@@ -265,7 +274,7 @@ def add_config_arguments(parser:argparse.ArgumentParser, # the subcommand's pars
         g = f.metadata['flag'].get('group')
         target = parser if g is None else groups.setdefault(g, parser.add_argument_group(cmd.titles.get(g, g)))
         opts = _flag_options(f, cmd.defaults.get(name, f.default))
-        target.add_argument(f'--{name}', required=name in cmd.required, **opts)
+        target.add_argument(f'--{name}', *f.metadata['flag'].get('aliases', ()), required=name in cmd.required, **opts)
     return parser
 
 # %% ../nbs/00b_config.ipynb #5b7e43ce

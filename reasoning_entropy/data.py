@@ -17,8 +17,9 @@ from .grading import extract_boxed
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FALLBACK_ROLES', 'PromptRecord', 'check_message', 'record_from_row', 'ReadStats', 'jsonl_rows', 'table_rows',
-           'iter_prompts', 'load_prompts', 'sample_data_path', 'fallback_format', 'format_prompt', 'encode_prompt']
+__all__ = ['log', 'FALLBACK_ROLES', 'PromptRecord', 'check_message', 'final_answer', 'record_from_row', 'ReadStats', 'jsonl_rows',
+           'table_rows', 'is_dataset', 'iter_prompts', 'load_prompts', 'sample_data_path', 'fallback_format',
+           'format_prompt', 'encode_prompt']
 
 # %% ../nbs/00_data.ipynb #89c86fff
 @dataclass
@@ -45,17 +46,52 @@ def check_message(m, # one message of a row
     if role not in _ROLES: raise DataError(path, line, f"message {k} has unknown role {role!r} (expected one of {', '.join(_ROLES)})")
     if not isinstance(content, str): raise DataError(path, line, f"message {k} ({role}) has non-string content ({type(content).__name__})")
 
+# %% ../nbs/00_data.ipynb #d4a64689
+_QUESTION, _ANSWER = ('question', 'problem', 'prompt', 'input'), ('answer', 'solution')  # a question-and-answer row's columns, first found first
+
+def final_answer(text:str|None # a reference: a worked solution, or the answer itself
+                )->str|None:
+    "The answer a reference ends with: GSM8K's `#### 42`, else the last `\\boxed{}`, else the text itself when it is one short line."
+    if text is None: return None
+    if (m := re.search(r'####\s*(.+?)\s*$', text.strip())): return m.group(1).replace(',', '')
+    if (b := extract_boxed(text)) is not None: return b
+    t = text.strip()
+    return t if t and '\n' not in t and len(t) <= 64 else None
+
+# %% ../nbs/00_data.ipynb #9c4049b9
+def _column(row:dict, given:str|None, names:tuple, flag:str, path, line:int, required:bool)->str|None:
+    "The text of the column `given` (or the first of `names` present) of `row`; `DataError` naming the column or flag."
+    col = given or next((c for c in names if row.get(c) is not None), None)
+    v = None if col is None else row.get(col)
+    if v is None:
+        if given is not None: raise DataError(path, line, f"no {given!r} column ({flag})")
+        if required: raise DataError(path, line, f"no question column ({', '.join(names)}, or {flag})")
+        return None
+    if not isinstance(v, str): raise DataError(path, line, f"column {col!r} must be text, got {type(v).__name__}")
+    return v
+
+def _qa_record(row:dict, index:int, path, line:int, prompt_column:str|None, answer_column:str|None)->PromptRecord:
+    "The record of a question-and-answer row: the question as the user's message, the answer as the reference."
+    q = _column(row, prompt_column, _QUESTION, '--prompt_column', path, line, True)
+    a = _column(row, answer_column, _ANSWER, '--answer_column', path, line, False)
+    rid = row.get('id')
+    return PromptRecord(str(index) if rid is None else str(rid), index, [{'role': 'user', 'content': q}], a, final_answer(a), line)
+
 # %% ../nbs/00_data.ipynb #183db2a4
 def record_from_row(row, # one parsed row: a dict with `conversations` or `messages`
                     index:int, # 0-based row position
                     path='<data>', # file the row came from (for messages)
-                    line:int|None=None # 1-based line number (for messages); default index+1
+                    line:int|None=None, # 1-based line number (for messages); default index+1
+                    prompt_column:str|None=None, # a question-and-answer row's question column (`--prompt_column`)
+                    answer_column:str|None=None, # its reference column (`--answer_column`)
                    )->PromptRecord:
-    "Turn one parsed row into a `PromptRecord`, raising `DataError` on malformed input."
+    "Turn one parsed row (conversations, or a question and its answer) into a `PromptRecord`, raising `DataError` on malformed input."
     line = index+1 if line is None else line
     if not isinstance(row, dict): raise DataError(path, line, f"expected a JSON object, got {type(row).__name__}")
     msgs = row.get('conversations', row.get('messages'))
-    if msgs is None: raise DataError(path, line, "no 'conversations' (or 'messages') field")
+    if prompt_column is not None or (msgs is None and any(row.get(c) is not None for c in _QUESTION)):
+        return _qa_record(row, index, path, line, prompt_column, answer_column)
+    if msgs is None: raise DataError(path, line, "no 'conversations' (or 'messages') field, nor a question column (" + ', '.join(_QUESTION) + " or --prompt_column)")
     if hasattr(msgs, 'tolist'): msgs = msgs.tolist()  # parquet gives arrays
     if not isinstance(msgs, list) or not msgs: raise DataError(path, line, "'conversations' must be a non-empty list of messages")
     for k,m in enumerate(msgs): check_message(m, path, line, k)
@@ -113,31 +149,55 @@ def _record(row, # a row as read: parsed, or the `DataError` it is
             line:int, # its 1-based line (or row), for messages
             skip_bad:bool, # log and skip a malformed row instead of raising
             stats:ReadStats, # counts the skipped row
+            columns:tuple=(None, None), # (prompt_column, answer_column) of a question-and-answer set
            )->PromptRecord|None:
     "The record of one row as read, or None (counted in `stats`) for a malformed row when `skip_bad`."
     try:
         if isinstance(row, DataError): raise row
-        return record_from_row(row, index, path, line)
+        return record_from_row(row, index, path, line, *columns)
     except DataError as e:
         if not skip_bad: raise
         stats.skipped += 1
         log.warning("skipping %s", e)
         return None
 
+# %% ../nbs/00_data.ipynb #91346718
+def is_dataset(x)->bool:
+    "Whether `x` is a Hugging Face `datasets.Dataset` (checked without importing `datasets`)."
+    return type(x).__name__ == 'Dataset' and type(x).__module__.startswith('datasets')
+
+def _dataset_folder_rows(path:Path)->Iterator[tuple[int, object]]:
+    "Yield (1-based row, row) of a folder saved with `datasets`' `save_to_disk` (one split: a DatasetDict names its splits' folders)."
+    if (path/'dataset_dict.json').exists():
+        splits = json.loads((path/'dataset_dict.json').read_text()).get('splits', [])
+        raise DataError(path, None, "is a DatasetDict: give one split's folder (" + ', '.join(str(path/s) for s in splits) + ")")
+    if not (path/'state.json').exists(): raise DataError(path, None, "is a directory, not a data file nor a dataset saved with datasets' save_to_disk")
+    try: import datasets
+    except ImportError: raise DataError(path, None, "is a datasets folder: reading it needs the datasets package (pip install datasets)") from None
+    yield from enumerate(datasets.load_from_disk(str(path)), 1)
+
+def _rows_of(data)->tuple:
+    "(what to name in messages, (row number, row) stream) of a data file, a datasets folder or a `datasets.Dataset`."
+    if is_dataset(data): return f'<datasets.Dataset {getattr(data, "_fingerprint", "")}>', enumerate(data, 1)
+    path = Path(data)
+    if path.is_dir(): return path, _dataset_folder_rows(path)
+    _check_data_file(path)
+    return path, (jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else table_rows(path))
+
 # %% ../nbs/00_data.ipynb #49fc515d
-def iter_prompts(path, # a .jsonl, .json or .parquet file of conversations
+def iter_prompts(path, # a .jsonl, .json or .parquet file, a folder saved with `datasets`' save_to_disk, or a `datasets.Dataset`
                  num_examples:int|None=None, # take the first N prompts (None: all)
                  skip_bad:bool=False, # log and skip malformed rows instead of raising
-                 stats:ReadStats|None=None # filled with counts as the stream is read
+                 stats:ReadStats|None=None, # filled with counts as the stream is read
+                 prompt_column:str|None=None, # the question column of a question-and-answer set (default: found by name)
+                 answer_column:str|None=None, # its answer column (default: found by name)
                 )->Iterator[PromptRecord]:
     "Stream `PromptRecord`s from `path`, stopping after `num_examples`."
-    path = Path(path)
     check_setting("num_examples", num_examples)
-    _check_data_file(path)
     stats = ReadStats() if stats is None else stats
-    rows = jsonl_rows(path) if path.suffix not in ('.json', '.parquet') else table_rows(path)
+    path, rows = _rows_of(path)
     for index,(ln,row) in enumerate(rows):
-        rec = _record(row, index, path, ln, skip_bad, stats)
+        rec = _record(row, index, path, ln, skip_bad, stats, (prompt_column, answer_column))
         if rec is None: continue
         stats.rows += 1
         yield rec
@@ -145,13 +205,15 @@ def iter_prompts(path, # a .jsonl, .json or .parquet file of conversations
     if stats.rows == 0: raise DataError(path, None, "no conversations in file" + (f" ({stats.skipped} malformed rows skipped)" if stats.skipped else ""))
 
 # %% ../nbs/00_data.ipynb #46736e2d
-def load_prompts(path=None, # data file; None for the bundled sample
+def load_prompts(path=None, # data file, datasets folder or `datasets.Dataset`; None for the bundled sample
                  num_examples:int|None=None, # take the first N prompts (None: all)
                  skip_bad:bool=False, # log and skip malformed rows instead of raising
-                 stats:ReadStats|None=None # filled with counts
+                 stats:ReadStats|None=None, # filled with counts
+                 prompt_column:str|None=None, # the question column of a question-and-answer set
+                 answer_column:str|None=None, # its answer column
                 )->list[PromptRecord]:
     "The first `num_examples` prompts of `path` (default: the bundled sample) as a list."
-    return list(iter_prompts(sample_data_path() if path is None else path, num_examples, skip_bad, stats))
+    return list(iter_prompts(sample_data_path() if path is None else path, num_examples, skip_bad, stats, prompt_column, answer_column))
 
 # %% ../nbs/00_data.ipynb #08be6496
 def sample_data_path()->Path:

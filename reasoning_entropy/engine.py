@@ -114,14 +114,14 @@ class _Texts:
 
 # %% ../nbs/03_engine.ipynb #dd01e2f3
 def _decode_step(logits:torch.Tensor, d:DecodingConfig, k:int, u:torch.Tensor|None):
-    "One step's choice and record: (chosen ids, [B, 4+k] entropy, logprob, varentropy, sampling entropy, top logprobs; [B, 2+k] token, rank, top ids)."
+    "One step's choice and record: (chosen ids, [B, 5+k] entropy, logprob, varentropy, sampling entropy, self-certainty, top logprobs; [B, 2+k] token, rank, top ids)."
     if d.do_sample and _plain(d, logits.shape[-1]):  # the raw distribution: drawn in the metrics' own pass
         m = token_metrics(logits, None, k, u=u); se = m['entropy']
     elif d.do_sample:
         drawn, se = _sample(logits, d, u); m = token_metrics(logits, drawn, k)
     else:
         m = token_metrics(logits, None, k); se = torch.full_like(m['entropy'], math.nan)  # greedy: the argmax, found with the top-k
-    f = torch.cat([torch.stack([m['entropy'], m['logprob'], m['varentropy'], se], 1), m['top_logprobs']], 1)
+    f = torch.cat([torch.stack([m['entropy'], m['logprob'], m['varentropy'], se, m['self_certainty']], 1), m['top_logprobs']], 1)
     return m['chosen'], f, torch.cat([torch.stack([m['chosen'], m['rank']], 1), m['top_ids']], 1)
 
 # %% ../nbs/03_engine.ipynb #965e36a3
@@ -134,8 +134,8 @@ def _left_padded(prompts:list[list[int]], pad:int, dev)->tuple[torch.Tensor, tor
 
 # %% ../nbs/03_engine.ipynb #d22f622e
 def _step_buffers(rows:int, T:int, k:int, pad:int, dev)->tuple[torch.Tensor, torch.Tensor]:
-    "On-device records of `rows` rows by `T` steps: [rows, T, 4+k] float32 (NaN) and [rows, T, 2+k] long (`pad`)."
-    return (torch.full((rows, T, 4 + k), math.nan, dtype=torch.float32, device=dev),  # entropy, logprob, varentropy, sampling_entropy, top_logprobs
+    "On-device records of `rows` rows by `T` steps: [rows, T, 5+k] float32 (NaN) and [rows, T, 2+k] long (`pad`)."
+    return (torch.full((rows, T, 5 + k), math.nan, dtype=torch.float32, device=dev),  # entropy, logprob, varentropy, sampling_entropy, self_certainty, top_logprobs
             torch.full((rows, T, 2 + k), pad, dtype=torch.long, device=dev))           # token, rank, top_ids
 
 # %% ../nbs/03_engine.ipynb #c000b0ef
@@ -376,7 +376,7 @@ def _token_frame(pids:list[str], token_ids:np.ndarray, n:np.ndarray, last:list[i
     b, t = np.nonzero(np.arange(T)[None, :] < n[:, None])
     tid = token_ids[b, t].astype(np.int64)
     prev = np.where(t == 0, np.asarray(last, dtype=np.int64)[b], token_ids[b, np.maximum(t - 1, 0)])
-    k_lp = f[b, t, 4:4+k].astype(np.float64); k_id = tids[b, t] if k else np.zeros((len(b), 0), np.int64)
+    k_lp = f[b, t, 5:5+k].astype(np.float64); k_id = tids[b, t] if k else np.zeros((len(b), 0), np.int64)
     return pd.DataFrame({
         'prompt_id': np.asarray(pids, dtype=object)[b],
         'sample': np.asarray(samples, dtype=np.int64)[b] if samples is not None else np.zeros(len(b), np.int64), 'step': (t + 1).astype(np.int64), 'token_id': tid,
@@ -385,7 +385,8 @@ def _token_frame(pids:list[str], token_ids:np.ndarray, n:np.ndarray, last:list[i
         'probability': np.exp(f[b, t, 1].astype(np.float32)).astype(np.float64),
         'rank': lrank[b, t].astype(np.int64), 'varentropy': f[b, t, 2].astype(np.float64),
         'top_ids': [r.tolist() for r in k_id], 'top_logprobs': [r.tolist() for r in k_lp],
-        'sampling_entropy': f[b, t, 3].astype(np.float64) if sampling else np.full(len(b), np.nan)})
+        'sampling_entropy': f[b, t, 3].astype(np.float64) if sampling else np.full(len(b), np.nan),
+        'self_certainty': f[b, t, 4].astype(np.float64)})
 
 # %% ../nbs/03_engine.ipynb #e0154c25
 def _check_lengths(model, lengths, extra:int, what:str, ids):
@@ -577,13 +578,13 @@ def _score_batch(model, seqs:list[tuple[list[int], list[int]]], pad:int, k:int, 
     del hidden
     tgt = torch.tensor(tgt, dtype=torch.long, device=dev)
     N = len(tgt)
-    f = torch.empty((N, 3 + k), dtype=torch.float32, device=dev); l = torch.empty((N, 1 + k), dtype=torch.long, device=dev)
+    f = torch.empty((N, 4 + k), dtype=torch.float32, device=dev); l = torch.empty((N, 1 + k), dtype=torch.long, device=dev)
     more = {}
     for s in range(0, N, chunk):
         z = _project(model, h[s:s+chunk]); m = token_metrics(z, tgt[s:s+chunk], k)
-        f[s:s+chunk, 0], f[s:s+chunk, 1], f[s:s+chunk, 2] = m['entropy'], m['logprob'], m['varentropy']
+        f[s:s+chunk, 0], f[s:s+chunk, 1], f[s:s+chunk, 2], f[s:s+chunk, 3] = m['entropy'], m['logprob'], m['varentropy'], m['self_certainty']
         l[s:s+chunk, 0] = m['rank']
-        if k: f[s:s+chunk, 3:] = m['top_logprobs']; l[s:s+chunk, 1:] = m['top_ids']
+        if k: f[s:s+chunk, 4:] = m['top_logprobs']; l[s:s+chunk, 1:] = m['top_ids']
         for key, v in _scored_extras(z, tgt[s:s+chunk], m, d, None if extra is None else extra[s:s+chunk]).items(): more.setdefault(key, []).append(v)
     return dict(f=f.cpu().numpy(), l=l.cpu().numpy(), **{key: torch.cat(v).cpu().numpy() for key, v in more.items()})
 
@@ -592,12 +593,12 @@ def _scored_arrays(completions:list[list[int]], r:dict, pad:int, k:int)->tuple:
     "`_score_batch`'s per-position results as the padded [B, T, …] arrays of `_token_frame`: (token ids, lengths, floats, ranks, top ids)."
     n = np.array([len(c) for c in completions]); T = max(1, n.max())
     token_ids = np.full((len(completions), T), pad, dtype=np.int64)
-    f = np.full((len(completions), T, 4 + k), np.nan, dtype=np.float32)
+    f = np.full((len(completions), T, 5 + k), np.nan, dtype=np.float32)
     lr = np.zeros((len(completions), T), dtype=np.int64); ti = np.zeros((len(completions), T, k), dtype=np.int64)
     o = 0
     for b, c in enumerate(completions):
         m = len(c); token_ids[b, :m] = c
-        f[b, :m, :3] = r['f'][o:o+m, :3]; f[b, :m, 4:] = r['f'][o:o+m, 3:]
+        f[b, :m, :3] = r['f'][o:o+m, :3]; f[b, :m, 4:] = r['f'][o:o+m, 3:]  # self-certainty and the top logprobs after the sampling entropy
         if 's' in r: f[b, :m, 3] = r['s'][o:o+m, 1]  # the sampling entropy, where computed
         lr[b, :m] = r['l'][o:o+m, 0]; ti[b, :m] = r['l'][o:o+m, 1:]; o += m
     return token_ids, n, f, lr, ti

@@ -17,12 +17,13 @@ __all__ = ['log', 'METRICS', 'token_heatmap', 'aligned_view', 'Explorer', 'telli
 
 # %% ../nbs/09_explorer.ipynb #02023849
 METRICS = {'entropy': ('entropy', 'nats', 'seq'), 'probability': ('surprise, 1 − probability', '', 'seq'),
-           'delta_entropy': ('Δentropy', 'nats', 'div')}
+           'self_certainty': ('self-certainty', 'nats', 'rev'), 'delta_entropy': ('Δentropy', 'nats', 'div')}
 
 # %% ../nbs/09_explorer.ipynb #41003cc8
 def _rgb(value:float, vmax:float, kind:str='seq')->str:
-    "CSS colour of `value` on a white→red (seq) or blue→white→red (div) scale up to `vmax`."
+    "CSS colour of `value` on a white→red (seq), red→white (rev) or blue→white→red (div) scale up to `vmax`."
     if value is None or not np.isfinite(value): return 'rgb(235,235,235)'
+    if kind == 'rev': value, kind = vmax - value, 'seq'  # certainty: red where it is lowest
     if kind == 'seq':
         t = min(max(value / vmax, 0.0), 1.0) if vmax > 0 else 0.0
         return f"rgb({255-int(80*t)},{255-int(230*t)},{255-int(220*t)})"
@@ -49,6 +50,8 @@ def _text_colour(bg:str)->str:
     return 'rgb(0,0,0)' if _contrast(bg, 'rgb(0,0,0)') >= _contrast(bg, 'rgb(255,255,255)') else 'rgb(255,255,255)'
 
 # %% ../nbs/09_explorer.ipynb #c0a1b2c6
+_BAR_HINT = {'seq': ' (more uncertain →)', 'rev': ' (← more uncertain)', 'div': ' (← more certain · less certain →)'}
+
 def _colour_bar(metric:str, vmax:float, kind:str)->str:
     "HTML colour bar of a metric's scale, with its ends and unit."
     name, unit, _ = METRICS.get(metric, (metric, '', kind))
@@ -58,7 +61,7 @@ def _colour_bar(metric:str, vmax:float, kind:str)->str:
     return (f'<div class="re-bar" style="font:12px sans-serif;color:#333;display:flex;align-items:center;gap:6px">'
             f'<span>{_html.escape(name)}{u}</span><span>{lo:.3g}</span><span style="display:inline-block;width:200px;height:12px;'
             f'background:linear-gradient(to right,{stops});border:1px solid #999"></span><span>{vmax:.3g}{u}'
-            f'{" (more uncertain →)" if kind == "seq" else " (← more certain · less certain →)"}</span></div>')
+            f'{_BAR_HINT[kind]}</span></div>')
 
 # %% ../nbs/09_explorer.ipynb #621f6d54
 def _token_text(t:str)->str:
@@ -78,7 +81,7 @@ def _alts(r:dict, name)->str:
 def _tooltip(r, id_to_text)->str:
     "Tooltip text for one token row."
     parts = [f"step {int(r['step'])}: {r['next_token']!r}"]
-    for c, fmt in (('entropy', '{:.4f} nats'), ('probability', '{:.4f}'), ('rank', '{:.0f}'), ('delta_entropy', '{:+.4f} nats')):
+    for c, fmt in (('entropy', '{:.4f} nats'), ('probability', '{:.4f}'), ('rank', '{:.0f}'), ('self_certainty', '{:.4f} nats'), ('delta_entropy', '{:+.4f} nats')):
         v = r.get(c)
         if v is not None and not (isinstance(v, float) and math.isnan(v)): parts.append(f"{c} {fmt.format(v)}")
     if r.get('top_ids') is not None and r.get('top_logprobs') is not None and len(r['top_ids']): parts.append(f"top: {_alts(r, id_to_text)}")
@@ -99,6 +102,7 @@ _LEVELS = 32  # colour levels on each side of a scale (the compact view's classe
 def _level(v:float, vmax:float, kind:str)->str:
     "The colour level of `v` (0 … _LEVELS, div: -_LEVELS … _LEVELS as 'm3'), 'x' when missing."
     if v is None or not np.isfinite(v): return 'x'
+    if kind == 'rev': v, kind = vmax - v, 'seq'  # the reversed scale's levels are the plain scale's
     t = min(max(v / vmax, -1.0 if kind == 'div' else 0.0), 1.0) if vmax > 0 else 0.0
     k = int(round(t * _LEVELS))
     return f'm{-k}' if k < 0 else str(k)
@@ -106,6 +110,7 @@ def _level(v:float, vmax:float, kind:str)->str:
 # %% ../nbs/09_explorer.ipynb #bf6c15f6
 def _palette_css(kind:str)->str:
     "CSS classes .q0 … .q32 (and .qm1 … .qm32 for div) with each level's background and readable text."
+    kind = 'seq' if kind == 'rev' else kind  # the same levels, reached from the other end
     ks = range(-_LEVELS if kind == 'div' else 0, _LEVELS + 1)
     def rule(k):
         bg = _rgb(k / _LEVELS, 1.0, kind)
@@ -215,7 +220,7 @@ def _page(body:str, title:str)->str:
 
 # %% ../nbs/09_explorer.ipynb #21decdee
 def token_heatmap(tokens:pd.DataFrame, # token rows (columns model, prompt_id, step, next_token, the metric…)
-                  metric:str='entropy', # 'entropy', 'probability' (coloured as 1 − p) or 'delta_entropy' (a column of `tokens`)
+                  metric:str='entropy', # 'entropy', 'probability' (coloured as 1 − p), 'self_certainty' (red at 0) or 'delta_entropy' (a column of `tokens`)
                   models:list|None=None, # checkpoints to show, in order (default: as they appear)
                   prompt_ids:list|None=None, # prompts to show, in order (default: as they appear)
                   vmax:float|None=None, # top of the colour scale (default: the 99th percentile of |metric|, probability: 1)
@@ -259,7 +264,9 @@ _ALIGN_CSS = ('<style>.re-aligned-view{text-align:left !important}'
 def _panel_line(m:str, r:dict|None, name, own:bool=False)->str:
     "One checkpoint's line of a position's panel: its values there ('—' where it has no token)."
     if r is None: return f"{m}: —"
-    return (f"{m}: entropy {r['entropy']:.4f} nats, probability {r['probability']:.4f}, rank {int(r['rank'])}; top: {_alts(r, name)}"
+    sc = r.get('self_certainty')
+    sc = f", self-certainty {sc:.4f} nats" if sc is not None and np.isfinite(sc) else ''  # runs written before it have none
+    return (f"{m}: entropy {r['entropy']:.4f} nats, probability {r['probability']:.4f}, rank {int(r['rank'])}{sc}; top: {_alts(r, name)}"
             + (f"; chose {r['next_token']!r}" if own else ''))
 
 # %% ../nbs/09_explorer.ipynb #bb81537a
@@ -406,7 +413,7 @@ class Explorer:
     def __init__(self, run_dir, # a run directory made by `compare`
                  prompt:str|None=None, # the prompt shown first (default: the first)
                  models:list|None=None, # checkpoints shown at first (default: all)
-                 metric:str='entropy', # 'entropy', 'probability' or (scored runs) 'delta_entropy'
+                 metric:str='entropy', # 'entropy', 'probability', 'self_certainty' or (scored runs) 'delta_entropy'
                  sample:int=0, # which sample (a run of several)
                  delta:tuple|None=None, # (from, to) checkpoints of Δ (default: the first and the last)
                 ):
@@ -439,7 +446,7 @@ def _load(self:Explorer, run_dir):
 @patch
 def _check(self:Explorer, metric:str, models:list|None)->tuple:
     "The metrics this run offers and the checkpoints to show (default: all); an error for a metric or checkpoint it lacks."
-    metrics = ['entropy', 'probability'] + (['delta_entropy'] if self.scored else [])
+    metrics = ['entropy', 'probability', 'self_certainty'] + (['delta_entropy'] if self.scored else [])
     if metric not in metrics: raise ValueError(f"Explorer: metric {metric!r} is not one of {metrics}")
     models = [str(m) for m in (models or self.all_models)]
     bad = [m for m in models if m not in self.all_models]
@@ -689,7 +696,7 @@ def _delta_view(self:Explorer, pid:str, models:list)->tuple:
 @patch
 def _own_view(self:Explorer, pid:str, models:list, metric:str, sample:int)->tuple:
     "Set the token view of the checkpoints' own generations (the chosen sample; where they part marked); return its rows and checkpoints."
-    t = self.tokens(pid, models, metric, sample, _VIEW_COLUMNS)
+    t = self.tokens(pid, models, metric, sample, _VIEW_COLUMNS + [metric] * (metric not in _VIEW_COLUMNS))
     self._shown = t, lambda: self.tokens(pid, models, metric, sample)  # every column: read on a click or an export
     div = _first_divergence(t)
     cap = ("the checkpoints' own generations" + (f"; they first diverge at step {div} (marked ▌)" if div else '; identical')

@@ -12,7 +12,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['sig', 'is_p_column', 'cell_text', 'display_table', 'checkpoint_label', 'entropy_finding', 'distance_finding',
            'accuracy_finding', 'share_finding', 'aligned_finding', 'pass_finding', 'length_finding',
-           'calibration_finding', 'mismatch_finding', 'mechanism_finding']
+           'calibration_finding', 'mismatch_finding', 'mechanism_finding', 'voting_finding']
 
 # %% ../nbs/08a_findings.ipynb #48b3cfaf
 def sig(x, # a value from a table cell
@@ -176,3 +176,25 @@ def mechanism_finding(tables, a, b, L):
     agree = int(((t.covariance_ci_low > 0) & (t.delta_entropy_ci_high < 0) | (t.covariance_ci_high < 0) & (t.delta_entropy_ci_low > 0)).sum())
     return (f"Entropy mechanism (Cui et al. 2025; a positive covariance predicts falling entropy): " + '; '.join(pair(r) for _, r in t.head(3).iterrows())
             + (f"; and {len(t) - 3} more pairs" if len(t) > 3 else '') + f". In {agree} of {len(t)} pairs both intervals exclude 0 with opposite signs.")
+
+# %% ../nbs/08a_findings.ipynb #76077979
+def _best(t:pd.DataFrame)->str:
+    "', the largest change: …' of the voting table `t` (empty without one)."
+    r = t.loc[t.change.abs().idxmax()] if t.change.notna().any() else None
+    return '' if r is None else (f" (the largest change: {r['signal'].replace('_', ' ')} at {r['model']}, "
+                                 f"{'+' if r['change'] > 0 else ''}{sig(100 * r['change'], 3)} points)")
+
+# %% ../nbs/08a_findings.ipynb #bd510f89
+def voting_finding(tables, a, b, L):
+    "Whether confidence-weighted voting beats the majority vote beyond chance, over every checkpoint × signal (Holm), with the largest changes."
+    t = tables.get('voting')
+    if t is None or not len(t) or not t.p.notna().any(): return None
+    beyond = t[t.verdict == 'beyond prompt sampling']; up, down = beyond[beyond.change > 0], beyond[beyond.change < 0]
+    each = lambda d: '; '.join(f"{L(r['model'])} with {r['signal'].replace('_', ' ')} ({'+' if r['change'] > 0 else ''}{sig(100 * r['change'], 3)} "
+                               f"points, 95% CI {sig(100 * r['change_ci_low'], 3)} to {sig(100 * r['change_ci_high'], 3)})"
+                               for _, r in d.reindex(d.change.abs().sort_values(ascending=False).index).head(3).iterrows())
+    head = (f"Confidence-weighted voting against the majority vote on the same prompts (McNemar's exact test, Holm over the "
+            f"{int(t.p.notna().sum())} checkpoint × signal pairs): ")
+    if not len(beyond): return head + "**not distinguishable** from the majority for any pair" + _best(t) + "."
+    return head + (f"**beats it beyond chance** for {len(up)} ({each(up)})" if len(up) else "beats it beyond chance for none") + \
+        (f", **falls behind** for {len(down)} ({each(down)})" if len(down) else "") + f"; not distinguishable for {len(t) - len(beyond)}."

@@ -32,8 +32,9 @@ _PROMPT = ('prompt', 'input', 'query')  # text, or chat messages
 _PROMPT_IDS = ('prompt_token_ids', 'prompt_ids')
 _COMPLETION = ('completion', 'response', 'output', 'generated_text', 'responses', 'completions')
 _COMPLETION_IDS = ('completion_token_ids', 'response_token_ids', 'generated_token_ids', 'output_token_ids', 'token_ids', 'response_ids')
-_IDS = ('prompt_id', 'id', 'uid')
-_CHAT_IDS = ('prompt_id', 'custom_id')
+_IDS = ('prompt_id', 'uid', 'id', 'index')  # a rollout table's or a conversation's: verl's uid groups a prompt's samples
+_LAYOUT_IDS = {'vllm': ('prompt_id', 'request_id', 'uid', 'id'), 'chat_completion': ('prompt_id', 'custom_id', 'id'),
+               'rollout': _IDS, 'conversation': _IDS}  # where each layout keeps the user's prompt id, first match first
 _REWARD = ('reward', 'score', 'rewards', 'scores')
 _CORRECT = ('correct', 'is_correct', 'acc', 'accuracy_reward')
 _REFERENCE = ('reference', 'ground_truth', 'gts', 'answer', 'solution')
@@ -114,10 +115,12 @@ def _reference(row:dict, path, line:int)->str|None:
     return _text(v, n, path, line)
 
 # %% ../nbs/07c_generations.ipynb #ca5bceb6
-def _row_facts(row:dict, ids:tuple, path, line:int)->dict:
+def _row_facts(row:dict, ids:tuple, path, line:int,
+               id_source:dict|None=None, # where the ids are looked up (default: `row`)
+              )->dict:
     "The optional facts of a row: its prompt id, reward(s), verdict(s) and reference."
     facts = dict(pid=None, reward=None, correct=None, reference=None, sample=None)
-    n, v = _get(row, ids)
+    n, v = _get(row if id_source is None else id_source, ids)
     if n: facts['pid'] = str(v)
     n, v = _get(row, ('sample',))
     if n: facts['sample'] = int(_number(v, 'sample', path, line))
@@ -410,7 +413,8 @@ def _row_dict(row, path, line:int)->dict:
 def _parse(row:dict, layout:str, path, line:int, engine_column:str|None=None)->tuple[dict, list, dict]:
     "(prompt, completions, facts) of a row of `layout`; a list of rewards or verdicts must give one per completion."
     prompt, comps = _PARSERS[layout](row, path, line)
-    facts = _row_facts(row, _CHAT_IDS if layout == 'chat_completion' else _IDS, path, line)
+    ids = {**_body(row['response']), **row} if layout == 'chat_completion' and isinstance(_body(row.get('response')), dict) else row  # a logged pair's id is its response's
+    facts = _row_facts(row, _LAYOUT_IDS[layout], path, line, ids)
     for what in ('reward', 'correct'):
         if isinstance(facts[what], list) and len(facts[what]) != len(comps):
             raise DataError(path, line, f'{len(facts[what])} {what}s for {len(comps)} completions')

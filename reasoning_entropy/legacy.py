@@ -62,14 +62,19 @@ def _one_source(tokens, what:str)->TokenSource:
 
 # %% ../nbs/06b_legacy.ipynb #19c09740
 def _token_stats_sql(src:TokenSource)->pd.DataFrame:
-    "m, token, count and the entropy/probability statistics of every (checkpoint, token string) of `src`, one query per checkpoint."
-    q = """WITH t AS (SELECT next_token, CASE WHEN NOT isnan(entropy) THEN entropy END AS e, CASE WHEN NOT isnan(probability) THEN probability END AS p
+    "m, token, count, the entropy/probability statistics and the self-certainty ones of every (checkpoint, token string) of `src`, one query per checkpoint."
+    q = """WITH t AS (SELECT next_token, CASE WHEN NOT isnan(entropy) THEN entropy END AS e, CASE WHEN NOT isnan(probability) THEN probability END AS p,
+                             CASE WHEN NOT isnan(self_certainty) THEN self_certainty END AS c
                       FROM tokens WHERE m = $m AND next_token IS NOT NULL),
         g AS (SELECT next_token, count(*) AS count, favg(e) AS entropy_mean, median(e) AS entropy_median, min(e) AS entropy_min,
-                     max(e) AS entropy_max, favg(p) AS probability_mean FROM t GROUP BY next_token),
-        v AS (SELECT next_token, favg((e - entropy_mean) * (e - entropy_mean)) AS var FROM t JOIN g USING (next_token) GROUP BY next_token)
+                     max(e) AS entropy_max, favg(p) AS probability_mean, favg(c) AS sc_mean, median(c) AS sc_median, min(c) AS sc_min,
+                     max(c) AS sc_max FROM t GROUP BY next_token),
+        v AS (SELECT next_token, favg((e - entropy_mean) * (e - entropy_mean)) AS var, favg((c - sc_mean) * (c - sc_mean)) AS sc_var
+              FROM t JOIN g USING (next_token) GROUP BY next_token)
         SELECT $m AS m, next_token AS token, count, entropy_mean, entropy_median,
-               CASE WHEN entropy_min = entropy_max THEN 0.0 ELSE sqrt(var) END AS entropy_std, entropy_min, entropy_max, probability_mean
+               CASE WHEN entropy_min = entropy_max THEN 0.0 ELSE sqrt(var) END AS entropy_std, entropy_min, entropy_max, probability_mean,
+               sc_mean AS self_certainty_mean, sc_median AS self_certainty_median,
+               CASE WHEN sc_min = sc_max THEN 0.0 ELSE sqrt(sc_var) END AS self_certainty_std, sc_min AS self_certainty_min, sc_max AS self_certainty_max
         FROM g JOIN v USING (next_token)"""
     return pd.concat([src.sql(q, {'m': i}) for i in range(len(src.models))] or [src.sql(q, {'m': -1})], ignore_index=True)
 
@@ -85,12 +90,12 @@ def _sorted_stats(stats:pd.DataFrame, # `_token_stats_sql`'s result
 # %% ../nbs/06b_legacy.ipynb #2d555173
 def token_stats(tokens # tokens of ONE checkpoint (next_token, entropy, probability): a frame, a `TokenSource` or a `RunStore`
                )->pd.DataFrame:
-    "Per generated token string: count and entropy mean/median/std/min/max, mean probability; by count desc, token."
+    "Per generated token string: count and entropy mean/median/std/min/max, mean probability, self-certainty mean/median/std/min/max; by count desc, token."
     return _sorted_stats(_token_stats_sql(_one_source(tokens, 'token_stats')), 0)
 
 # %% ../nbs/06b_legacy.ipynb #0f62c017
 DETAILED_COLUMNS = ['prompt_id', 'step', 'token_id', 'current_token', 'next_token', 'entropy', 'logprob',
-                    'probability', 'rank', 'varentropy', 'top_ids', 'top_logprobs', 'sampling_entropy']
+                    'probability', 'rank', 'varentropy', 'top_ids', 'top_logprobs', 'sampling_entropy', 'self_certainty']
 
 # %% ../nbs/06b_legacy.ipynb #7b93e537
 def _detailed(t:pd.DataFrame, # token rows of one checkpoint, without `model`

@@ -184,9 +184,10 @@ def computed_run(config:RunConfig # the settings: `model_paths` to compare first
 # %% ../nbs/08_report.ipynb #fdefc193
 def report_parameters(config:RunConfig # the report's settings
                      )->dict:
-    "The template's parameters besides `run_dir`: the checkpoints, the heatmaps, the noise-only pairs (2-lists, for papermill), the entropy mechanism's advantages."
+    "The template's parameters besides `run_dir`: the checkpoints, the heatmaps, the noise-only pairs (2-lists, for papermill), the entropy mechanism's advantages, the confidence window."
     return dict(models=report_models(config), heatmap_prompts=config.heatmap_prompts,
-                noise_pairs=[list(p) for p in (config.noise_pair or [])], advantage=config.advantage)
+                noise_pairs=[list(p) for p in (config.noise_pair or [])], advantage=config.advantage,
+                confidence_window=config.confidence_window)
 
 # %% ../nbs/08_report.ipynb #117a222e
 def _check_noise_pairs(config:RunConfig # the report's settings

@@ -19,7 +19,7 @@ __all__ = ['log', 'checkpoint_colors', 'fig_entropy_hist_log', 'fig_low_entropy'
            'fig_entropy_by_position', 'fig_token_ranking', 'fig_forking_overlap', 'fig_think_vs_answer', 'fig_accuracy',
            'fig_entropy_by_correctness', 'fig_entropy_vs_accuracy', 'fig_distances', 'fig_paired_differences',
            'fig_pass_at_k', 'fig_aligned', 'fig_reliability', 'fig_quadrants', 'fig_entropy_fit', 'fig_trajectories',
-           'fig_mismatch_deciles', 'fig_entropy_mechanism']
+           'fig_mismatch_deciles', 'fig_entropy_mechanism', 'fig_confidence_selection']
 
 # %% ../nbs/06_report_figures.ipynb #5206258c
 log = logging.getLogger(__name__)
@@ -554,3 +554,20 @@ def fig_entropy_mechanism(prompts:pd.DataFrame, # from `rollouts.mechanism_promp
         extra = '' if r is None or not len(r) else f"\nr = {r.correlation.iloc[0]:.2f} [{r.correlation_ci_low.iloc[0]:.2f}, {r.correlation_ci_high.iloc[0]:.2f}]"
         ax.set_title(f'{t} → {t1}{extra}', fontsize='small'); ax.set_xlabel('covariance of log-prob and advantage, per prompt', fontsize='small')
     axes[0].set_ylabel('entropy change at T = 1, per prompt (nats)', fontsize='small'); return fig
+
+# %% ../nbs/06_report_figures.ipynb #8b277024
+def fig_confidence_selection(curves:pd.DataFrame, # from `confidence.selection_curves`: model, signal, share, accuracy
+                             models:Sequence[str]|None=None, # checkpoint order
+                            )->Figure:
+    "Accuracy of the most confident share of generations against the share kept: one panel per signal, one line per checkpoint."
+    signals = list(dict.fromkeys(curves.signal)) or ['no signal']; n = len(signals); cols = min(3, n)
+    fig, axes = _fig((n + cols - 1) // cols, cols, w=4.2 * cols, h=3.2 * ((n + cols - 1) // cols), sharey=True); axes = np.atleast_1d(axes).ravel()
+    if not len(curves): _empty(axes[0], 'no graded generations'); return fig
+    order = R.model_order(curves, models); colors = checkpoint_colors(order)
+    for ax, s in zip(axes, signals):
+        for m in order:
+            g = curves[(curves.model == m) & (curves.signal == s)]
+            ax.plot(g.share, g.accuracy, 'o-', ms=3, color=colors[m], label=m)
+        ax.set_title(s.replace('_', ' '), fontsize='small'); ax.set_xlabel('share of generations kept (most confident first)', fontsize='x-small')
+    for ax in axes[len(signals):]: ax.set_visible(False)
+    axes[0].set_ylabel('accuracy of those kept'); axes[0].legend(fontsize='x-small'); return fig

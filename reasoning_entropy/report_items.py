@@ -14,7 +14,7 @@ from .store import RunStore
 from .query import TokenSource, token_source, VALUE_COLUMNS
 from .report import unreachable_checkpoints, scores_unreachable_note
 from .results import sample_level_results, prompt_level_results, token_stats_pass
-from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK, rollouts as RO
+from . import report_tables as R, analyses as A, report_figures as F, findings as K, forks as FK, rollouts as RO, confidence as C
 
 # %% auto #0
 __all__ = ['GENERATION_COLUMNS', 'NEEDS', 'SECTIONS', 'ITEMS', 'FLOORS', 'ReportRun', 'report_run', 'need_note', 'ReportItem',
@@ -35,6 +35,7 @@ class ReportRun:
     min_count:int = 5 # occurrences for a token string to be ranked
     noise_pairs:list = field(default_factory=list) # pairs of checkpoints that differ by noise only (`--noise_pair`): the second floor
     advantage:str = 'grpo' # the entropy mechanism's group advantages: 'grpo' or 'dr_grpo' (`rollouts.group_advantages`)
+    confidence_window:int = 2048 # tokens per group of DeepConf's group confidences (`--confidence_window`)
     _cache:dict = field(default_factory=dict, repr=False) # frames and tables, each computed once
 
 # %% ../nbs/08b_report_items.ipynb #26ee22ab
@@ -74,16 +75,17 @@ def _memo(self:ReportRun, key:str, make:Callable):
 GENERATION_COLUMNS = ['generated_text', 'finished', 'n_tokens', 'reward', 'correct']  # what the report reads of a generation
 
 # %% ../nbs/08b_report_items.ipynb #21b03083
-def _shared_passes(src:TokenSource)->TokenSource:
-    "`src`, with the chunk reductions the items read announced: per-generation statistics, loops and answers, think segments, all in one pass."
-    for spec in (token_stats_pass(), A.generations_pass(), R.think_pass()): src.share(*spec)
+def _shared_passes(src:TokenSource, window:int=2048 # the confidence window (`--confidence_window`)
+                  )->TokenSource:
+    "`src`, with the chunk reductions the items read announced: per-generation statistics, loops and answers, think segments, confidence, all in one pass."
+    for spec in (token_stats_pass(), A.generations_pass(), R.think_pass(), C.confidence_pass(window)): src.share(*spec)
     return src
 
 # %% ../nbs/08b_report_items.ipynb #46bca121
 @patch(as_prop=True)
 def tokens(self:ReportRun)->TokenSource:
     "Every generated token of the covered checkpoints and prompts, as a `query.TokenSource`: queried out of core, never loaded."
-    return self._memo('tokens', lambda: _shared_passes(token_source(self.store, self.models)))
+    return self._memo('tokens', lambda: _shared_passes(token_source(self.store, self.models), self.confidence_window))
 
 @patch(as_prop=True)
 def generations(self:ReportRun)->pd.DataFrame:
@@ -740,6 +742,88 @@ register(ReportItem('entropy_mechanism_tokens', 'Entropy mechanism', "Clip-Cov's
                     table=lambda run: RO.clip_cov_tokens(run.tokens, run.advantages, run.models),
                     note=_clip_cov_note, shown=False))
 
+# %% ../nbs/08b_report_items.ipynb #36b769dd
+@patch(as_prop=True)
+def confidence(self:ReportRun)->pd.DataFrame:
+    "One row per generation: its confidence signals, answer probability, answer and verdict (`confidence.generation_confidence`)."
+    return self._memo('confidence', lambda: C.generation_confidence(self.tokens, self.samples, self.confidence_window, answers=self.answers, models=self.models))
+
+# %% ../nbs/08b_report_items.ipynb #66498692
+def _k_used(run:ReportRun)->str:
+    "Which k DeepConf's token confidence uses in this run, as a sentence."
+    k = run.store.top_k_alternatives
+    if not k: return ("This run kept no top-k alternatives (`--top_k_alternatives 0`), so DeepConf's confidences are empty (NaN); "
+                      "self-certainty and entropy do not need them.")
+    return (f"Token confidence is −mean of the token's top-{k} log-probs (k = `--top_k_alternatives` = {k}"
+            + ("; DeepConf uses 20" if k != 20 else ", as DeepConf") + f"); groups are windows of {run.confidence_window} tokens "
+            "(`--confidence_window`), or the whole generation when it is shorter.")
+
+# %% ../nbs/08b_report_items.ipynb #89217bd7
+def _confidence_intro(run:ReportRun)->str:
+    "How the confidence section reads for this run."
+    return ("Confidence signals of every generation, as test-time selection uses them: self-certainty (Kang et al. 2025: "
+            "KL(Uniform ‖ p) per token, exact over the vocabulary, averaged over the generation), DeepConf's mean, lowest-group, "
+            "bottom-10%-group and tail confidence (Fu et al. 2025), and −mean entropy. " + _k_used(run))
+
+# %% ../nbs/08b_report_items.ipynb #1a44d62f
+_heatmap_intro = SECTIONS.pop('Token heatmap')
+SECTIONS['Confidence and selection'] = _confidence_intro
+SECTIONS['Token heatmap'] = _heatmap_intro
+
+# %% ../nbs/08b_report_items.ipynb #61465fbf
+register(ReportItem('generation_confidence', 'Confidence and selection', 'Confidence signals of every generation', shown=False,
+                    table=lambda run: run.confidence,
+                    note=lambda run: ("One row per checkpoint, prompt and sample, saved as tables/generation_confidence.csv: length, mean "
+                                      "entropy (T = 1), mean self-certainty, mean token confidence, the lowest and bottom-10% group confidence "
+                                      "(windows of w = min(window, length) tokens; the bottom 10%: the mean of the lowest tenth of the window "
+                                      "means, at least one), the tail confidence (the last w tokens), the sequence log-prob, the probability of "
+                                      "the answer tokens (NaN without a \\boxed{} answer), the answer and its verdict. " + _k_used(run))))
+
+# %% ../nbs/08b_report_items.ipynb #ef30a2c9
+register(ReportItem('voting', 'Confidence and selection', 'Majority, confidence-weighted and filtered votes', needs=('samples', 'graded'),
+                    table=lambda run: C.voting(run.confidence, run.models), finding=K.voting_finding,
+                    note=lambda run: ("Per checkpoint and signal, the share of prompts each way of choosing one answer from the prompt's samples "
+                                      "gets right, with a Wilson 95% interval over prompts: pass@1 (the mean share of right samples), pass@N (some "
+                                      "sample right), the majority vote, the vote weighted by the signal, the filtered votes (only the 90% or 10% "
+                                      "most confident samples of the prompt, ⌊ηN⌋ and at least one, then weighted) and, for self-certainty, Kang et "
+                                      "al.'s Borda vote (weights (N − r + 1)^0.5 by rank r). Weights: DeepConf's confidences and self-certainty weigh "
+                                      "by their own (non-negative) value, −mean entropy by exp(−mean entropy). Samples without an answer do not "
+                                      "vote; answers are equal as the grader says. n_better / n_worse: prompts only the weighted vote / only the "
+                                      "majority gets right; change with Newcombe's paired 95% interval, McNemar's exact p, Holm over every "
+                                      "checkpoint × signal ('beyond prompt sampling': the weighted vote differs from the majority for these "
+                                      "prompts' population). " + _k_used(run))))
+
+# %% ../nbs/08b_report_items.ipynb #0d09b9c2
+register(ReportItem('confidence_auroc', 'Confidence and selection', 'How well each confidence signal tells a right generation', needs=('samples', 'graded'),
+                    table=lambda run: C.confidence_auroc(run.confidence, run.models),
+                    note="Per checkpoint and signal, over every graded generation (one without an answer is wrong): the AUROC of the "
+                    "signal for a right answer (0.5 chance, 1 perfect) with a 95% interval that resamples prompts with all their samples "
+                    "(none under 10 right or 10 wrong generations), p against 0.5 and Holm's p_adj over the table; prr, the "
+                    "prediction–rejection ratio: keeping the k most confident generations for every k, the area under their accuracy "
+                    "above random (the base accuracy) over the same area of the oracle (right ones first): 1 perfect, 0 random, "
+                    "below 0 worse than random (descriptive, no interval)."))
+
+# %% ../nbs/08b_report_items.ipynb #dd815ae2
+register(ReportItem('semantic_entropy', 'Confidence and selection', 'Semantic entropy of each prompt', needs=('samples',), shown=False,
+                    table=lambda run: C.semantic_entropy_table(run.confidence, run.models),
+                    note="Per checkpoint and prompt (saved as tables/semantic_entropy.csv): the prompt's answers clustered by the grader's "
+                    "equivalence (a sample without an answer is a cluster of its own), the discrete semantic entropy −Σ p_c ln p_c with p_c "
+                    "the cluster's share of the samples, the likelihood-weighted one with p_c ∝ Σ exp(sequence log-prob) of its members "
+                    "(nats), and whether the majority answer is right."))
+register(ReportItem('semantic_entropy_summary', 'Confidence and selection', 'Semantic entropy per checkpoint', needs=('samples',),
+                    table=lambda run: C.semantic_entropy_summary(run.table('semantic_entropy'), run.models),
+                    note="Per checkpoint, the mean semantic entropy over prompts (discrete and likelihood-weighted, nats) with a Student-t "
+                    "95% interval over prompts, and the AUROC of low semantic entropy for the prompt's majority answer being right "
+                    "(prompts as units, 95% interval resampling prompts; none under 10 right or 10 wrong)."))
+
+# %% ../nbs/08b_report_items.ipynb #a6b11338
+register(ReportItem('confidence_selection', 'Confidence and selection', 'Accuracy of the most confident generations against the share kept',
+                    needs=('samples', 'graded'), shown=False, table=lambda run: C.selection_curves(run.confidence, run.models),
+                    figure=lambda run: F.fig_confidence_selection(run.table('confidence_selection'), run.models),
+                    note="Per signal, each checkpoint's accuracy among its most confident graded generations (pooled over prompts) as the "
+                    "share kept grows from 10% to all of them (at 100%: pass@1 pooled over generations); a curve that falls to the right "
+                    "ranks right generations first. The points are saved as tables/confidence_selection.csv."))
+
 # %% ../nbs/08b_report_items.ipynb #60ea0cac
 @patch
 def table(self:ReportRun, name:str # a registered item with a table
@@ -778,6 +862,9 @@ def key_findings(run:ReportRun)->list[str]:
     one = [n for n in _ONE_CHECKPOINT_FINDINGS if n in ITEMS] if len(run.models) < 2 else list(ITEMS)  # one checkpoint: only what needs no second
     out = [ITEMS[n].finding(run.tables, a, b, label) for n in one if ITEMS[n].finding and not run.unmet(ITEMS[n].needs)]
     return [x for x in out if x]
+
+# %% ../nbs/08b_report_items.ipynb #92fb6135
+_ONE_CHECKPOINT_FINDINGS += ('voting',)  # confidence-weighted against majority voting holds within one checkpoint
 
 # %% ../nbs/08b_report_items.ipynb #94baf968
 def truncation_warnings(run:ReportRun)->list[str]:

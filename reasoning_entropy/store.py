@@ -228,7 +228,7 @@ TOKENS_SCHEMA = pa.schema([
     ('entropy', pa.float64()), ('logprob', pa.float64()), ('probability', pa.float64()),
     ('rank', pa.int64()), ('varentropy', pa.float64()),
     ('top_ids', pa.list_(pa.int64())), ('top_logprobs', pa.list_(pa.float64())),
-    ('sampling_entropy', pa.float64())])
+    ('sampling_entropy', pa.float64()), ('self_certainty', pa.float64())])
 
 # %% ../nbs/04_store.ipynb #4d4b29b9
 GENERATIONS_SCHEMA = pa.schema([

@@ -132,7 +132,7 @@ def _synthetic_tokens(rng, # the run's random generator
                       scale:float, # mean entropy of the checkpoint
                       k:int, # alternatives per token
                      )->tuple:
-    "(token ids, token rows) of one batch of generations: random words, exponential entropies with mean `scale`."
+    "(token ids, token rows) of one batch of generations: random words, exponential entropies with mean `scale`, self-certainty falling with them."
     words = np.array([' the', ' answer', ' is', ' so', '\n', ' wait', ' 4', '2', '<think>', '</think>', ' \\boxed{', '}'])
     tot = int(n.sum())
     tid = rng.integers(0, len(words), size=tot)
@@ -143,7 +143,7 @@ def _synthetic_tokens(rng, # the run's random generator
                               'token_id': tid, 'current_token': words[np.roll(tid, 1)], 'next_token': words[tid], 'entropy': ent,
                               'logprob': lp, 'probability': np.exp(lp), 'rank': rng.integers(1, 3, size=tot), 'varentropy': ent / 2,
                               'top_ids': list(rng.integers(0, len(words), size=(tot, k))), 'top_logprobs': list(-np.sort(rng.exponential(1, size=(tot, k)), axis=1)),
-                              'sampling_entropy': np.nan})
+                              'sampling_entropy': np.nan, 'self_certainty': 2 * np.exp(-ent)})
 
 # %% ../nbs/14_testing.ipynb #2093882f
 def _synthetic_generations(units:list, n:np.ndarray, tid:np.ndarray, right:np.ndarray)->pd.DataFrame:
@@ -210,7 +210,7 @@ def _plain_generation(rng, m:str, i:int, p:int, L:int, base:np.ndarray, scale:fl
     "(tokens, scored, result) of prompt `p`'s generation at the i-th checkpoint `m`: right with chance `p_right`."
     words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i)
     step = np.arange(1, L + 1)
-    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
+    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, next_token=words, entropy=ent, probability=np.exp(-ent), self_certainty=2 * np.exp(-ent)))
     scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", step=step, token_id=_scored_ids(base[:L]), entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L)))
     correct = bool(rng.random() < p_right)
     return tokens, scored, dict(model=m, prompt_id=f"p{p}", n_tokens=int(L), entropy_mean=float(ent.mean()),
@@ -223,7 +223,7 @@ def _sampled_generation(rng, m:str, i:int, p:int, s:int, q:float, base:np.ndarra
     right = bool(rng.random() < q)
     words, ent = _think_tokens(rng, L, base[:L], scale, 0.3 + 0.1 * i, 1.0 if right else 2.0)
     step = np.arange(1, L + 1)
-    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent, probability=np.exp(-ent)))
+    tokens = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=s, step=step, next_token=words, entropy=ent, probability=np.exp(-ent), self_certainty=2 * np.exp(-ent)))
     scored = pd.DataFrame(dict(model=m, prompt_id=f"p{p}", sample=0, step=step, token_id=_scored_ids(base[:L]), entropy=scale * base[:L] * rng.uniform(0.8, 1.2, L))) if s == 0 else None
     answer = p if right else p + 1 + int(rng.integers(0, 2))
     return tokens, scored, dict(model=m, prompt_id=f"p{p}", sample=s, finished=True, generated_text=f"</think> \\boxed{{{answer}}}")
@@ -278,9 +278,10 @@ def synthetic_run(n_models:int=4, # checkpoints
 def reference_metrics(logits, # [rows, V] logits of any float dtype
                       chosen, # [rows] chosen token ids
                      )->dict:
-    "Unchunked float64 reference of entropy, logprob and varentropy (for tests)."
-    import torch
+    "Unchunked float64 reference of entropy, logprob, varentropy and self-certainty (for tests)."
+    import torch, math
     z = logits.double(); lp = torch.log_softmax(z, -1); p = lp.exp()
     plp = torch.where(p > 0, p * lp, torch.zeros_like(p)); H = -plp.sum(-1)
     ve = torch.where(p > 0, p * (lp - (-H[:, None]))**2, torch.zeros_like(p)).sum(-1)
-    return dict(entropy=H, logprob=lp.gather(1, chosen[:, None].long())[:, 0], varentropy=ve)
+    sc = -lp.mean(-1) - math.log(z.shape[-1])  # KL(U || p) = -(1/V) sum log(V p_i): +inf where a p_i is 0
+    return dict(entropy=H, logprob=lp.gather(1, chosen[:, None].long())[:, 0], varentropy=ve, self_certainty=sc)

@@ -6,11 +6,12 @@ import pytest
 from reasoning_entropy.store import RunStore, LEGACY_FILES
 from helpers import cli, cli_popen
 
-TOKEN_STATS_COLS = ["token", "count", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max", "probability_mean"]
+TOKEN_STATS_COLS = ["token", "count", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max", "probability_mean",
+                    "self_certainty_mean", "self_certainty_median", "self_certainty_std", "self_certainty_min", "self_certainty_max"]
 PROMPT_COLS = ["prompt_id", "model", "n_tokens", "entropy_mean", "entropy_median", "entropy_std", "entropy_min", "entropy_max",
                "probability_mean", "finished", "generated_text", "extracted_answer", "reference_answer", "correct", "n_samples", "n_correct"]
 DETAILED_COLS = ["prompt_id", "step", "token_id", "current_token", "next_token", "entropy", "logprob", "probability", "rank",
-                 "varentropy", "top_ids", "top_logprobs", "sampling_entropy"]
+                 "varentropy", "top_ids", "top_logprobs", "sampling_entropy", "self_certainty"]
 TIMING = ("seconds", "tokens_per_second", "progress", "wall_seconds", "completed", "created")
 
 
@@ -99,11 +100,13 @@ def test_seed_four_checkpoints_detailed_and_float64(series, tmp_path):
                 z = model(torch.tensor([p + c])).logits[0, len(p) - 1: len(p) + len(c) - 1]
             logp = torch.log_softmax(z, -1)
             ent = -(logp.exp() * logp).sum(-1).numpy()
+            sc = (-logp.mean(-1) - np.log(z.shape[-1])).numpy()  # self-certainty, KL(U || p)
             chosen = logp[torch.arange(len(c)), torch.tensor(c)].numpy()
             rank = (z > z[torch.arange(len(c)), torch.tensor(c)][:, None]).sum(-1).numpy() + 1
             d = det[det.prompt_id == g.prompt_id].sort_values("step")
             assert list(d.token_id) == c and list(d.step) == list(range(1, len(c) + 1))
             assert np.abs(d.entropy.to_numpy() - ent).max() <= 1e-4
+            assert np.abs(d.self_certainty.to_numpy() - sc).max() <= 1e-4
             assert np.abs(d.logprob.to_numpy() - chosen).max() <= 1e-4
             assert list(d["rank"]) == list(rank)
             assert json.loads(d.top_ids.iloc[0])[0] == int(z[0].argmax())

@@ -111,8 +111,10 @@ def test_chat_completion_layout_scores_exactly(tiny_pair, tok, tmp_path):
         with torch.no_grad(): z = model(torch.tensor([p + c])).logits[0, len(p) - 1: len(p) + len(c) - 1]
         lp = torch.log_softmax(z, -1)
         ent = -(lp.exp() * lp).sum(-1).numpy()
+        sc = (-lp.mean(-1) - np.log(z.shape[-1])).numpy()  # self-certainty, KL(U || p), of the teacher-forced distribution
         mine = t[(t.prompt_id == r.prompt_id) & (t["sample"] == r.sample)]
         assert list(mine.token_id) == c and np.abs(mine.entropy.to_numpy() - ent).max() <= 1e-4
+        assert np.abs(mine.self_certainty.to_numpy() - sc).max() <= 1e-4 and (mine.self_certainty > 0).all()
 
 
 def test_rollout_parquet_verl_and_trl(tiny_pair, tok, tmp_path):

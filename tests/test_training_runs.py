@@ -1,5 +1,6 @@
 "Runs of a live training job from the command line: a Trainer output directory, a run that grows, a checkpoint that fails mid-run."
 import json, shutil
+from pathlib import Path
 import pandas as pd
 import pytest
 
@@ -91,3 +92,46 @@ def test_trainer_callback_run_renders(tmp_path):
     r = cli("report", "--run_dir", run)
     assert r.returncode == 0, r.stderr
     assert RunStore(run).report_html.exists() and "step-4" in RunStore(run).report_html.read_text()
+
+
+def test_probe_summary_reaches_tensorboard(tmp_path):
+    """A Trainer that reports to TensorBoard: each probe's summary is in its event file, as `entropy_probe/…` scalars at the
+    step of the checkpoint, beside the loss (the Trainer's own logging path)."""
+    from transformers import Trainer
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from reasoning_entropy.callback import EntropyProbeCallback
+    tok, model, train, args = tiny_trainer_parts(tmp_path, n_prompts=16, length=64, batch=2, max_steps=4)
+    args.report_to, args.logging_steps = ["tensorboard"], 1
+    probe = EntropyProbeCallback(tmp_path / "probe_run", num_examples=4, max_new_tokens=8)
+    Trainer(model=model, args=args, train_dataset=train, processing_class=tok, callbacks=[probe]).train()
+    events = sorted(Path(args.output_dir).rglob("events.out.tfevents.*"))
+    assert events, list(Path(args.output_dir).rglob("*"))
+    acc = EventAccumulator(str(events[0].parent)); acc.Reload()
+    tags = acc.Tags()["scalars"]
+    want = [t for t in tags if "entropy_probe/" in t]
+    assert any(t.endswith("entropy_probe/mean_entropy") for t in want) and any(t.endswith("entropy_probe/seconds") for t in want), tags
+    assert any(t.endswith("loss") for t in tags)
+    mean = next(t for t in want if t.endswith("entropy_probe/mean_entropy"))
+    got = {e.step: e.value for e in acc.Scalars(mean)}
+    assert sorted(got) == [2, 4]
+    assert abs(got[4] - probe.metrics[4]["entropy_probe/mean_entropy"]) < 1e-5  # float32 in the event file
+
+
+def test_probe_summary_reaches_wandb_offline(tmp_path, monkeypatch):
+    "The same with Weights & Biases in offline mode (no network): the W&B run holds the last probe's `entropy_probe/…` values."
+    pytest.importorskip("wandb")
+    from transformers import Trainer
+    from reasoning_entropy.callback import EntropyProbeCallback
+    monkeypatch.setenv("WANDB_MODE", "offline"); monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
+    tok, model, train, args = tiny_trainer_parts(tmp_path, n_prompts=16, length=64, batch=2, max_steps=2)
+    args.report_to = ["wandb"]
+    probe = EntropyProbeCallback(tmp_path / "probe_run", num_examples=4, max_new_tokens=8)
+    Trainer(model=model, args=args, train_dataset=train, processing_class=tok, callbacks=[probe]).train()
+    import wandb
+    try:
+        summary = dict(wandb.run.summary)  # what the W&B integration logged (an offline run keeps it in its .wandb file)
+        key = next(k for k in summary if k.endswith("entropy_probe/mean_entropy"))
+        assert abs(summary[key] - probe.metrics[2]["entropy_probe/mean_entropy"]) < 1e-9
+        assert any(k.endswith("entropy_probe/seconds") for k in summary)
+    finally: wandb.finish()
+    assert sorted(tmp_path.rglob("offline-run-*/run-*.wandb"))
