@@ -98,7 +98,7 @@ def test_chat_completion_layout_scores_exactly(tiny_pair, tok, tmp_path):
     st = imported(f, tiny_pair, ["A", "B"], tmp_path / "out")
     assert st.imported["layout"] == "chat_completion"
     g = st.read_generations(["A"])
-    assert list(zip(g.prompt_id, g["sample"])) == [("0", 0), ("0", 1), ("q-42", 0)]
+    assert list(zip(g.prompt_id, g["sample"])) == [("chatcmpl-1", 0), ("chatcmpl-1", 1), ("q-42", 0)]  # the response id; the client's custom_id first
     assert list(g.finished) == [True, False, True]
     assert [list(x) for x in g.prompt_token_ids] == [encode_prompt(tok, [sys_, q1])] * 2 + [encode_prompt(tok, [q2])]
     texts = [c["message"]["content"] for r in rows for c in (r.get("choices") or r["response"]["choices"])]
