@@ -32,6 +32,12 @@ def _report_files(store:RunStore)->list[Path]:
     "The tables and figures in the run (`RunStore.table_path`, `figure_path`)."
     return [f for p in (store.table_path('*'), store.figure_path('*')) for f in sorted(p.parent.glob(p.name))]
 
+# %% ../nbs/08_report.ipynb #0e6c5192
+def _kernel_config():
+    "The report kernel's settings: local IPC sockets instead of TCP (no \"running over TCP without encryption\" warning on the terminal)."
+    from traitlets.config import Config
+    return Config({'KernelManager': {'transport': 'ipc'}})
+
 # %% ../nbs/08_report.ipynb #80ed8c16
 def execute_report(run_dir, # a finished run directory
                    parameters:dict|None=None, # template parameters besides `run_dir`
@@ -47,7 +53,7 @@ def execute_report(run_dir, # a finished run directory
     with atomic_path(store.report_notebook) as tmp:
         try:
             pm.execute_notebook(str(template or template_path()), str(tmp), parameters=params, kernel_name=kernel_name or 'python3',
-                                progress_bar=progress, cwd=str(store.dir), log_output=False)
+                                progress_bar=progress, cwd=str(store.dir), log_output=False, config=_kernel_config())
         except pm.PapermillExecutionError as e:
             raise ReportError(f"report cell {e.exec_count} failed: {e.ename}: {(str(e.evalue).strip().splitlines() or [''])[0]}") from None  # one line (an engine's message may hold the query)
     for f, t in before.items():  # what the previous report wrote and this one did not

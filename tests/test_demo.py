@@ -69,3 +69,24 @@ def test_tokenizer_round_trip(tmp_path):
     assert got["cls"] == "Qwen2Tokenizer"
     assert got["ids"] == [bpe.encode(t).ids for t in texts]
     assert all(got["back"][:-1])  # the last text is not NFC, so it decodes to its normalized form
+
+
+def _weights_hash(path) -> str:
+    import hashlib
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_build_is_deterministic_and_records_real_steps(tmp_path):
+    "Two builds with the same (reduced) settings give bit-identical checkpoints; each checkpoint's step is the step it was saved at."
+    from reasoning_entropy.checkpoints import resolve_checkpoints
+    small = dict(steps=30, batch_size=8, hidden_size=32, num_layers=1, window=5, tol=0.02, warmup=5, cool_steps=5)
+    a = demo.train_demo_series(tmp_path / "a", progress=False, **small)
+    b = demo.train_demo_series(tmp_path / "b", progress=False, **small)
+    assert [_weights_hash(p) for _, p in a] == [_weights_hash(p) for _, p in b]
+    assert len({_weights_hash(p) for _, p in a}) == 4
+    info = json.loads((tmp_path / "a" / "demo_build.json").read_text())
+    n = info["steps_trained"]
+    assert n == 30 or n == info["converged_at"] + 5, info
+    steps = [c.step for c in resolve_checkpoints([p for _, p in a])]
+    assert steps == [int(s) for s in info["checkpoint_steps"].values()] == demo._series_steps(n, info["every"])
+    assert steps[-1] == n and steps[0] < steps[1] < steps[2] < n
