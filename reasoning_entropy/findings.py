@@ -130,6 +130,7 @@ def pass_finding(tables, a, b, L):
     t = t[t.model == b]
     if len(t) < 2: return None
     lo, hi = t.loc[t.k.idxmin()], t.loc[t.k.idxmax()]
+    if pd.isna(hi['pass_at_k']) or pd.isna(lo['pass_at_k']): return None  # nothing graded
     return (f"With {int(hi['n_samples'])} samples per prompt, {L(b)} solves {_pct(hi['pass_at_k'])} of prompts at least once "
             f"(pass@{int(hi['k'])}) against {_pct(lo['pass_at_k'])} for one sample (pass@1).")
 
