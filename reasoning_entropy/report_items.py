@@ -773,11 +773,11 @@ SECTIONS['Token heatmap'] = _heatmap_intro
 # %% ../nbs/08b_report_items.ipynb #61465fbf
 register(ReportItem('generation_confidence', 'Confidence and selection', 'Confidence signals of every generation', shown=False,
                     table=lambda run: run.confidence,
-                    note=lambda run: ("One row per checkpoint, prompt and sample, saved as tables/generation_confidence.csv: length, mean "
+                    note=("One row per checkpoint, prompt and sample, saved as tables/generation_confidence.csv: length, mean "
                                       "entropy (T = 1), mean self-certainty, mean token confidence, the lowest and bottom-10% group confidence "
                                       "(windows of w = min(window, length) tokens; the bottom 10%: the mean of the lowest tenth of the window "
                                       "means, at least one), the tail confidence (the last w tokens), the sequence log-prob, the probability of "
-                                      "the answer tokens (NaN without a \\boxed{} answer), the answer and its verdict. " + _k_used(run))))
+                                      "the answer tokens (NaN without a \\boxed{} answer), the answer and its verdict (k and the window: above).")))
 
 # %% ../nbs/08b_report_items.ipynb #ef30a2c9
 register(ReportItem('voting', 'Confidence and selection', 'Majority, confidence-weighted and filtered votes', needs=('samples', 'graded'),

@@ -153,7 +153,8 @@ def test_explorer_in_jupyterlab(lab):
         for line in lines[1:]:
             m, rest = line.split(": ", 1)
             r = sc[sc.model == m].iloc[0]
-            assert rest.startswith(f"entropy {r.entropy:.4f} nats, probability {r.probability:.4f}, rank {int(r['rank'])}; top: "), (line, r)
+            sc_ = f", self-certainty {r.self_certainty:.4f} nats" if pd.notna(r.get('self_certainty')) else ''
+            assert rest.startswith(f"entropy {r.entropy:.4f} nats, probability {r.probability:.4f}, rank {int(r['rank'])}{sc_}; top: "), (line, r)
         page.locator(".re-panel").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "explorer-pinned-panel.png"))
         browser.close()
