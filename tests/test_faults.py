@@ -125,7 +125,7 @@ def test_signal_stops_at_a_batch_boundary_and_resumes(tiny_pair, reference, tmp_
 def long_batches(tiny_pair, tmp_path_factory):
     "(the arguments of a run of long batches, so that a second signal comes before the boundary; its uninterrupted run)."
     ref = tmp_path_factory.mktemp('faults') / 'ref-long'
-    args = lambda out: compare_args(tiny_pair, out, n=24, new=160, bs=12)  # batch size changes floats in the last bits: its own reference
+    args = lambda out: compare_args(tiny_pair, out, n=48, new=160, bs=24)  # batch size changes floats in the last bits: its own reference
     assert cli(*args(ref), timeout=240).returncode == 0
     return args, ref
 
@@ -141,7 +141,7 @@ def test_second_signal_stops_at_once(long_batches, tmp_path, sig):
     p.send_signal(sig)
     _, err = p.communicate(timeout=240)
     st = RunStore(out)
-    assert len(st.done_units('A')) == 12 and not st.done_units('B')  # stopped within the second batch, not at its boundary
+    assert len(st.done_units('A')) == 24 and not st.done_units('B')  # stopped within the second batch (24 prompts of 160 tokens), not at its boundary
     if sig == signal.SIGTERM: assert p.returncode == -signal.SIGTERM  # the default action: killed at once (status 143 in a shell)
     else:
         assert p.returncode == 130, err[-2000:]
