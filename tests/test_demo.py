@@ -77,11 +77,17 @@ def _weights_hash(path) -> str:
 
 
 def test_build_is_deterministic_and_records_real_steps(tmp_path):
-    "Two builds with the same (reduced) settings give bit-identical checkpoints; each checkpoint's step is the step it was saved at."
+    "Two builds with the same (reduced) settings, one on one thread and one on two, give bit-identical checkpoints; each checkpoint's step is the step it was saved at."
+    import torch
     from reasoning_entropy.checkpoints import resolve_checkpoints
     small = dict(steps=30, batch_size=8, hidden_size=32, num_layers=1, window=5, tol=0.02, warmup=5, cool_steps=5)
-    a = demo.train_demo_series(tmp_path / "a", progress=False, **small)
-    b = demo.train_demo_series(tmp_path / "b", progress=False, **small)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = demo.train_demo_series(tmp_path / "a", progress=False, **small)
+        torch.set_num_threads(2)
+        b = demo.train_demo_series(tmp_path / "b", progress=False, **small)
+    finally: torch.set_num_threads(threads)
     assert [_weights_hash(p) for _, p in a] == [_weights_hash(p) for _, p in b]
     assert len({_weights_hash(p) for _, p in a}) == 4
     info = json.loads((tmp_path / "a" / "demo_build.json").read_text())
