@@ -3,17 +3,23 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test sync nbtest pytest readme export clean-nbs bench
 
-$(STAMP): settings.ini setup.py
+# the demo needs the package alone; the tests and the tools of development need its dev extras too
+$(RUNTIME): settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/reasoning-entropy demo
 
 test: $(STAMP) sync nbtest pytest
