@@ -527,16 +527,19 @@ def fig_mismatch_deciles(table:pd.DataFrame, # from `rollouts.mismatch_by_decile
                          models:Sequence[str]|None=None, # checkpoint order
                          floor:float=1e-4, # the float32 floor (`rollouts.FLOAT32_FLOOR`), drawn dashed
                         )->Figure:
-    "Mean |Δlogp| (engine − checkpoint) by decile of the engine's probability, one line and band per checkpoint, log y."
+    "Mean |Δlogp| (engine − checkpoint) by decile of the engine's probability, one line and band per checkpoint, log y; a band whose interval includes 0 ends at the axis' bottom."
     order = R.model_order(table, models); colors = checkpoint_colors(order)
+    vals = pd.concat([table.mean_abs_dlogp, table.ci_low, pd.Series([floor])]).astype(float)
+    bottom = vals[vals > 0].min() / 3
     fig, ax = _fig(w=7, h=4)
     for m in order:
         g = table[table.model == m]
-        ax.plot(g.decile, g.mean_abs_dlogp.clip(lower=1e-12), 'o-', color=colors[m], label=m)
-        ax.fill_between(g.decile, g.ci_low.clip(lower=1e-12), g.ci_high.clip(lower=1e-12), color=colors[m], alpha=0.2)
+        ax.plot(g.decile, g.mean_abs_dlogp.clip(lower=bottom), 'o-', color=colors[m], label=m)
+        ax.fill_between(g.decile, g.ci_low.clip(lower=bottom), g.ci_high.clip(lower=bottom), color=colors[m], alpha=0.2)
     ax.axhline(floor, color='grey', ls='--', lw=1, label='float32 floor')
-    ax.set_yscale('log'); ax.set_xlabel("decile of the engine's probability of the sampled token (1: least likely)")
-    ax.set_ylabel('mean |Δlogp| (nats)'); ax.set_title('Engine vs checkpoint by engine probability (95% band over prompts)', fontsize='medium')
+    ax.set_yscale('log'); ax.set_ylim(bottom=bottom); ax.set_xlabel("decile of the engine's probability of the sampled token (1: least likely)")
+    ax.set_ylabel('mean |Δlogp| (nats)'); ax.set_title('Engine vs checkpoint by engine probability (95% band over prompts;\n'
+                                                     'a band reaching the bottom: its interval includes 0)', fontsize='medium')
     ax.legend(fontsize='small'); return fig
 
 # %% ../nbs/06_report_figures.ipynb #5acec007

@@ -181,6 +181,7 @@ class ReportItem:
     shown:bool = True # display the table (False: only saved under tables/)
     training_step:bool = True # add each checkpoint's training step to the saved table
     html:Callable|None = None # html(run) -> an HTML block shown after the item
+    folded:tuple = () # columns shown only in a folded table under the shown one (the CSV keeps every column)
 
 # %% ../nbs/08b_report_items.ipynb #70d646da
 SECTIONS:dict = {}  # section -> its opening sentence (str, callable(run) -> str|None, or None), in reading order
@@ -658,7 +659,10 @@ register(ReportItem('rollout_mismatch', 'Rollout engine vs checkpoint', 'Rollout
                     "fully); the shares of tokens with ρ above 2 and below ½ (what truncated importance sampling would touch); topk_kl, "
                     "where the engine listed alternatives, the KL between the two restricted to those tokens and renormalised. Intervals are "
                     "95% over prompts; `float32_floor` says whether mean |Δlogp| is beyond the float32 floor (its interval's lower end "
-                    "above 1e-4 nats). Tokens outside the checkpoint's processed support (−inf) are counted in n_outside_support, not used."))
+                    "above 1e-4 nats). Tokens outside the checkpoint's processed support (−inf) are counted in n_outside_support, not used. "
+                    "The counts, the intervals and what was compared are folded under the table.",
+                    folded=('n_sequences', 'n_tokens', 'n_outside_support', 'k1_ci_low', 'k1_ci_high', 'k3_ci_low', 'k3_ci_high',
+                            'mean_abs_dlogp_ci_low', 'mean_abs_dlogp_ci_high', 'logprob_mode', 'compared_with')))
 
 # %% ../nbs/08b_report_items.ipynb #446741ac
 register(ReportItem('rollout_mismatch_deciles', 'Rollout engine vs checkpoint', "Mismatch by decile of the engine's probability",

@@ -14,8 +14,8 @@ from .report_items import ReportRun, ReportItem, ITEMS, NEEDS, SECTIONS, need_no
 
 # %% auto #0
 __all__ = ['PAGE_CSS', 'MAX_ROWS', 'WIDE', 'FIGURE_SCALE', 'INFERENCE', 'escape_note', 'markdown_html', 'note_html', 'table_html',
-           'table_outputs', 'figure_html', 'figure_outputs', 'item_html', 'section_outputs', 'temperature_note',
-           'start_outputs', 'show_start', 'show_section']
+           'shown_html', 'table_outputs', 'figure_html', 'figure_outputs', 'item_html', 'section_outputs',
+           'temperature_note', 'start_outputs', 'show_start', 'show_section']
 
 # %% ../nbs/08c_report_page.ipynb #3063edb6
 PAGE_CSS = """<style>
@@ -74,13 +74,24 @@ def table_html(df, # the table as shown (with training steps)
     return (f'<details class="re-details"><summary>Table <code>{name}</code>: {len(df)} rows (show; the whole table is '
             f'<code>tables/{name}.csv</code>)</summary>{body}</details>')
 
+# %% ../nbs/08c_report_page.ipynb #5968d371
+def shown_html(df, # the item's table (with training steps)
+               item:ReportItem, # the item
+              )->str:
+    "The table as the page shows it: its columns but the item's `folded` ones, then those in a folded table beside each checkpoint."
+    folded = [c for c in item.folded if c in df.columns]
+    if not folded: return table_html(df, item.name)
+    keys = [c for c in ('model', 'training_step') if c in df.columns]
+    return (table_html(df.drop(columns=folded), item.name) + f'<details class="re-details"><summary>More of <code>{item.name}</code>: '
+            f'{", ".join(folded)} (show; every column is in <code>tables/{item.name}.csv</code>)</summary>{table_html(df[keys + folded], item.name)}</details>')
+
 # %% ../nbs/08c_report_page.ipynb #f3308e48
 def table_outputs(run:ReportRun, item:ReportItem)->list:
     "Save the item's table as tables/NAME.csv (every digit); return its HTML (none for a saved-only or missing table)."
     if item.table is None or (df := run.table(item.name)) is None: return []
     if item.training_step: df = with_steps(df, run.steps)
     write_csv(df, run.store.table_path(item.name))
-    return [table_html(df, item.name)] if item.shown else []
+    return [shown_html(df, item)] if item.shown else []
 
 # %% ../nbs/08c_report_page.ipynb #f481a54b
 def _titled(fig, title:str):

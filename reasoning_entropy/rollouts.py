@@ -52,10 +52,10 @@ def _weights(log_w:np.ndarray # per sequence: log ∏ρ
     with np.errstate(over='ignore'): return float(np.expm1(_lse(2 * log_w) - math.log(n))), float(math.exp(2 * _lse(log_w) - _lse(2 * log_w) - math.log(n)))
 
 # %% ../nbs/05d_rollouts.ipynb #7c518746
-def _prompt_interval(by:pd.DataFrame, col:str, sign:float, name:str, level:float)->dict:
-    "{name_ci_low, name_ci_high}: the interval over prompts of the token-level mean sign·Σcol / Σn."
+def _prompt_interval(by:pd.DataFrame, col:str, sign:float, name:str, level:float, lower:float=-np.inf)->dict:
+    "{name_ci_low, name_ci_high}: the interval over prompts of the token-level mean sign·Σcol / Σn, its lower end at least `lower`."
     r = ratio_interval(sign * by[col].to_numpy(float), by['n'].to_numpy(float), level)
-    return {f'{name}_ci_low': r['ci_low'], f'{name}_ci_high': r['ci_high']}
+    return {f'{name}_ci_low': float(np.maximum(lower, r['ci_low'])), f'{name}_ci_high': r['ci_high']}
 
 # %% ../nbs/05d_rollouts.ipynb #60fa34a1
 def _mismatch_summary(seq:pd.DataFrame, # one checkpoint's per-sequence sums (`_sequence_sql`)
@@ -69,8 +69,8 @@ def _mismatch_summary(seq:pd.DataFrame, # one checkpoint's per-sequence sums (`_
     out = dict(n_prompts=len(by), n_sequences=len(s), n_tokens=N, n_outside_support=int(seq['n_outside'].sum()),
                k1=-mean('s_d'), k3=mean('s_k3'), chi2_token=mean('s_rho2') - 1, chi2_seq=chi2_seq, ess=ess,
                share_rho_above_2=mean('n_above'), share_rho_below_half=mean('n_below'), mean_abs_dlogp=mean('s_abs'))
-    for name, col, sign in (('k1', 's_d', -1.), ('k3', 's_k3', 1.), ('mean_abs_dlogp', 's_abs', 1.)):
-        out |= _prompt_interval(by, col, sign, name, level)
+    for name, col, sign, lower in (('k1', 's_d', -1., -np.inf), ('k3', 's_k3', 1., 0.), ('mean_abs_dlogp', 's_abs', 1., 0.)):
+        out |= _prompt_interval(by, col, sign, name, level, lower)
     return out
 
 # %% ../nbs/05d_rollouts.ipynb #41381bfc
@@ -156,12 +156,12 @@ def mismatch_by_decile(tokens, # tokens with engine_logprob: a frame, a `query.T
                        n_bins:int=10, # equal-count bins of the engine's probability
                        level:float=0.95, # coverage
                       )->pd.DataFrame:
-    "Per checkpoint and decile of the engine's probability: n_tokens, n_prompts, p_low, p_high, p_mean, mean_abs_dlogp with its interval over prompts."
+    "Per checkpoint and decile of the engine's probability: n_tokens, n_prompts, p_low, p_high, p_mean, mean_abs_dlogp with its interval over prompts (cut at 0)."
     src = token_source(tokens, models); d = src.sql(_decile_sql(column, n_bins)); rows = []
     for (m, k), g in d.groupby(['model', 'decile'], sort=False):
         r = ratio_interval(g.s.to_numpy(float), g.n.to_numpy(float), level)
         rows.append(dict(model=m, decile=int(k), n_tokens=int(g.n.sum()), n_prompts=len(g), p_low=g.p_low.min(), p_high=g.p_high.max(),
-                         p_mean=g.sp.sum() / g.n.sum(), mean_abs_dlogp=r['mean'], ci_low=r['ci_low'], ci_high=r['ci_high']))
+                         p_mean=g.sp.sum() / g.n.sum(), mean_abs_dlogp=r['mean'], ci_low=float(np.maximum(0., r['ci_low'])), ci_high=r['ci_high']))
     out = pd.DataFrame(rows, columns=['model', 'decile', 'n_tokens', 'n_prompts', 'p_low', 'p_high', 'p_mean', 'mean_abs_dlogp', 'ci_low', 'ci_high'])
     return out.sort_values(['model', 'decile'], key=lambda s: s.map({m: i for i, m in enumerate(src.models)}) if s.name == 'model' else s, ignore_index=True)
 
